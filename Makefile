@@ -1,0 +1,77 @@
+# openstack-ha: OCF agents, crmtool and their proof on a real cluster.
+SHELL := /bin/bash
+
+PYTHON      ?= /usr/bin/python3
+VENV        ?= .venv
+VPY         := $(VENV)/bin/python
+DESTDIR     ?=
+OCF_ROOT    ?= /usr/lib/ocf
+PROVIDER    ?= openstack
+PREFIX      ?= /usr/local
+LIBDIR      ?= $(PREFIX)/lib/openstack-ha
+BINDIR      ?= $(PREFIX)/bin
+DATADIR     ?= /usr/share/openstack-ha
+PYTEST_ARGS ?=
+
+APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 -y -q
+# Cluster stack, agent runtime, test tools.
+DEBIAN_PACKAGES := make pacemaker pacemaker-cli-utils corosync pcs crmsh resource-agents \
+	python3 python3-venv python3-lxml python3-psutil python3-pymysql python3-pika \
+	iproute2 iputils-ping tcpdump libxml2-utils hyperfine util-linux procps psmisc \
+	mariadb-server mariadb-client rabbitmq-server graphviz curl
+# Installed without recommends: drbd-utils would pull in a mail server, OpenStack a lot more.
+DEBIAN_PACKAGES_NORECOMMENDS := kmod drbd-utils keystone glance-api nova-api python3-openstackclient
+
+INSTALL_ARGS = --destdir "$(DESTDIR)" --ocf-root $(OCF_ROOT) --provider $(PROVIDER) \
+	--libdir $(LIBDIR) --bindir $(BINDIR) --datadir $(DATADIR)
+
+.PHONY: all deps deps-debian deps-python install uninstall test lint bench demo docs clean
+
+all: lint
+
+deps: deps-debian deps-python
+
+deps-debian:
+	@missing=$$(dpkg-query -W -f='$${db:Status-Abbrev} $${Package}\n' $(DEBIAN_PACKAGES) \
+		$(DEBIAN_PACKAGES_NORECOMMENDS) 2>/dev/null | awk '$$1 == "ii" {print $$2}' | \
+		sort | comm -13 - <(tr ' ' '\n' <<< "$(DEBIAN_PACKAGES) $(DEBIAN_PACKAGES_NORECOMMENDS)" | \
+		grep -v '^$$' | sort)); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		$(APT) update && \
+		$(APT) install $(filter-out $(DEBIAN_PACKAGES_NORECOMMENDS),$(DEBIAN_PACKAGES)) && \
+		$(APT) install --no-install-recommends $(DEBIAN_PACKAGES_NORECOMMENDS); \
+	else echo "Debian packages: all present"; fi
+
+# Debian's interpreter with Debian's lxml/psutil/pymysql/pika, plus the dev tools from PyPI.
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check pytest ruff mypy hypothesis lxml-stubs types-psutil types-PyMySQL
+	touch $@
+
+deps-python: $(VENV)/.stamp
+
+install:
+	$(PYTHON) tools/install.py install $(INSTALL_ARGS)
+
+uninstall:
+	$(PYTHON) tools/install.py uninstall $(INSTALL_ARGS)
+
+lint: deps-python
+	$(VENV)/bin/ruff check agents crmtool tests bench tools
+	$(VENV)/bin/mypy agents crmtool tools
+
+test: deps install lint
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+bench: deps install
+	$(VPY) -m bench
+
+demo: deps install
+	$(VPY) -m tools.demo
+
+docs: deps-python
+	$(VPY) -m tools.docs README.md
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""OCF resource agents for highly available OpenStack control planes."""

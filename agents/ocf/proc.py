@@ -1,0 +1,227 @@
+"""Processes: run commands and daemons without a shell, know them by identity.
+
+A daemon is identified by its pid *and* its start time (``/proc/PID/stat``
+field 22), so a pid reused by an unrelated process after a crash is never
+taken for ours.  Daemons are spawned as session leaders; everything in that
+session is ours, even what was re-parented to init, and stopping means
+TERM to the whole session, a wait within the time budget, KILL, and a check
+that nothing is left.  Zombies count as dead.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from agents.ocf.codes import OCF, DeadlineExceeded, OCFError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Iterator, Mapping, Sequence
+
+    from agents.ocf.deadline import Deadline
+
+PROC = "/proc"
+DEAD_STATES = frozenset("ZXx")
+
+
+class ProcStat:
+    """The fields of ``/proc/PID/stat`` this module needs."""
+
+    __slots__ = ("pid", "comm", "state", "ppid", "session", "start_time")
+
+    def __init__(self, pid: int, comm: str, state: str, ppid: int, session: int, start_time: int) -> None:
+        self.pid = pid
+        self.comm = comm
+        self.state = state
+        self.ppid = ppid
+        self.session = session
+        self.start_time = start_time
+
+    @property
+    def alive(self) -> bool:
+        return self.state not in DEAD_STATES
+
+
+def read_stat(pid: int, proc: str = PROC) -> ProcStat | None:
+    try:
+        with open(f"{proc}/{pid}/stat", "rb") as handle:
+            data = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    # comm may contain spaces and parentheses: it ends at the last ')'.
+    open_paren, close_paren = data.find("("), data.rfind(")")
+    fields = data[close_paren + 2:].split()
+    return ProcStat(pid, data[open_paren + 1:close_paren], fields[0], int(fields[1]), int(fields[3]),
+                    int(fields[19]))
+
+
+def cmdline(pid: int, proc: str = PROC) -> list[str]:
+    try:
+        with open(f"{proc}/{pid}/cmdline", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return []
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
+
+
+def all_stats(proc: str = PROC) -> Iterator[ProcStat]:
+    for entry in os.listdir(proc):
+        if entry.isdigit():
+            stat = read_stat(int(entry), proc)
+            if stat is not None:
+                yield stat
+
+
+class Identity:
+    """A process we started, as (pid, start time)."""
+
+    __slots__ = ("pid", "start_time")
+
+    def __init__(self, pid: int, start_time: int) -> None:
+        self.pid = pid
+        self.start_time = start_time
+
+    @classmethod
+    def of(cls, pid: int) -> Identity | None:
+        stat = read_stat(pid)
+        return None if stat is None else cls(pid, stat.start_time)
+
+    @classmethod
+    def parse(cls, text: str) -> Identity | None:
+        parts = text.split()
+        if len(parts) != 2 or not all(part.isdigit() for part in parts):
+            return None
+        return cls(int(parts[0]), int(parts[1]))
+
+    def dump(self) -> str:
+        return f"{self.pid} {self.start_time}"
+
+    def stat(self) -> ProcStat | None:
+        stat = read_stat(self.pid)
+        if stat is None or stat.start_time != self.start_time:
+            return None
+        return stat
+
+    def alive(self) -> bool:
+        stat = self.stat()
+        return stat is not None and stat.alive
+
+    def stopped(self) -> bool:
+        """True when the process is frozen (SIGSTOP or traced)."""
+        stat = self.stat()
+        return stat is not None and stat.state in "Tt"
+
+    def session_members(self) -> list[ProcStat]:
+        """Live processes of the session this process leads (itself included)."""
+        return [s for s in all_stats() if s.alive and (s.session == self.pid or s.pid == self.pid)
+                and s.start_time >= self.start_time]
+
+
+def run(argv: Sequence[str], deadline: Deadline, *, input_text: str | None = None,
+        env: Mapping[str, str] | None = None, cap: float | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a command (argv list, never a shell) within the time budget."""
+    import subprocess
+
+    try:
+        return subprocess.run(list(argv), input=input_text, capture_output=True, text=True, env=env,
+                              timeout=deadline.timeout(cap), check=False, close_fds=True)
+    except subprocess.TimeoutExpired:
+        raise DeadlineExceeded(f"waiting for {argv[0]}") from None
+    except FileNotFoundError:
+        raise OCFError(OCF.ERR_INSTALLED, f"{argv[0]} is not installed") from None
+    except PermissionError as exc:
+        raise OCFError(OCF.ERR_PERM, f"cannot run {argv[0]}: {exc.strerror}") from None
+
+
+class User:
+    """A service account: uid, gid and supplementary groups, looked up once."""
+
+    __slots__ = ("name", "uid", "gid", "groups", "home")
+
+    def __init__(self, name: str, uid: int, gid: int, groups: list[int], home: str) -> None:
+        self.name = name
+        self.uid = uid
+        self.gid = gid
+        self.groups = groups
+        self.home = home
+
+    @classmethod
+    def lookup(cls, name: str, group: str | None = None) -> User:
+        import grp
+        import pwd
+
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise OCFError(OCF.ERR_INSTALLED, f"user {name} does not exist") from None
+        gid = entry.pw_gid
+        if group:
+            try:
+                gid = grp.getgrnam(group).gr_gid
+            except KeyError:
+                raise OCFError(OCF.ERR_INSTALLED, f"group {group} does not exist") from None
+        groups = os.getgrouplist(name, gid)
+        return cls(name, entry.pw_uid, gid, groups, entry.pw_dir)
+
+
+def spawn(argv: Sequence[str], *, user: User | None, log_path: str, env: Mapping[str, str],
+          cwd: str = "/") -> Identity:
+    """Start a daemon in a new session, as ``user``, output appended to ``log_path``."""
+    import subprocess
+
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        if user is not None:
+            os.fchown(log_fd, user.uid, user.gid)
+        kwargs: dict[str, object] = {}
+        if user is not None and os.geteuid() == 0:
+            kwargs = {"user": user.uid, "group": user.gid, "extra_groups": user.groups}
+        child = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
+                                 cwd=cwd, env=dict(env), start_new_session=True, close_fds=True,
+                                 **kwargs)  # type: ignore[call-overload]
+    except FileNotFoundError:
+        raise OCFError(OCF.ERR_INSTALLED, f"{argv[0]} is not installed") from None
+    except PermissionError as exc:
+        raise OCFError(OCF.ERR_PERM, f"cannot run {argv[0]}: {exc.strerror}") from None
+    finally:
+        os.close(log_fd)
+    identity = Identity.of(child.pid)
+    if identity is None:  # exited before we could look: report it as such
+        child.wait()
+        return Identity(child.pid, -1)
+    return identity
+
+
+def signal_all(members: Sequence[ProcStat], signum: int) -> None:
+    for member in members:
+        try:
+            os.kill(member.pid, signum)
+            if signum == signal.SIGTERM:
+                os.kill(member.pid, signal.SIGCONT)  # a frozen process cannot act on TERM
+        except ProcessLookupError:
+            pass
+
+
+def stop_session(identity: Identity, deadline: Deadline, term_grace_s: float | None = None,
+                 what: str = "process") -> None:
+    """TERM the whole session, wait, KILL what is left, and verify it is gone.
+
+    ``term_grace_s`` bounds the polite phase; by default it may use all of the
+    budget but the last second, which is kept for KILL and the final check.
+    """
+    members = identity.session_members()
+    if not members:
+        return
+    signal_all(members, signal.SIGTERM)
+    grace = max(deadline.remaining() - 1.0, 0.0)
+    if term_grace_s is not None:
+        grace = min(grace, term_grace_s)
+    try:
+        deadline.wait_for(lambda: not identity.session_members(), f"stopping {what}", cap=grace)
+        return
+    except DeadlineExceeded:
+        pass
+    signal_all(identity.session_members(), signal.SIGKILL)
+    deadline.wait_for(lambda: not identity.session_members(), f"killing {what}")

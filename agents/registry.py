@@ -1,0 +1,25 @@
+"""Every agent this project ships, by OCF type name.
+
+The installer, the contract tests, crmtool's parameter checks and the README
+tables all iterate over this table, so a new agent is registered once here.
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from agents.ocf.agent import Agent
+
+AGENTS: dict[str, str] = {
+    "vip": "agents.vip",
+}
+
+
+def names() -> list[str]:
+    return sorted(AGENTS)
+
+
+def load(name: str) -> type[Agent]:
+    module = __import__(AGENTS[name], fromlist=["AGENT"])
+    agent: type[Agent] = module.AGENT
+    return agent

@@ -1,0 +1,162 @@
+"""Install and uninstall the agents, crmtool and the CIB templates.
+
+Every path written is recorded in a manifest, and ``uninstall`` removes
+exactly those (plus the directories install created, when empty).
+Run with Debian's interpreter: ``/usr/bin/python3 tools/install.py install``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("agents", "crmtool")
+MANIFEST = "installed-files"
+SYSTEM_SITE = "/usr/lib/python3/dist-packages"
+
+AGENT_LAUNCHER = """#!/usr/bin/python3 -IS
+# {name}: OCF resource agent, provider {provider}; code in {lib}
+import sys
+sys.path.insert(0, {lib!r})
+sys.path.append({site!r})
+from agents.ocf.launch import run
+run({name!r}, {module!r}, {cache!r})
+"""
+
+CRMTOOL_LAUNCHER = """#!/usr/bin/python3 -I
+import sys
+sys.path.insert(0, {lib!r})
+from crmtool.cli import main
+main(templates_dir={templates!r}, provider={provider!r})
+"""
+
+
+class Installer:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.destdir = args.destdir
+        self.agent_dir = f"{args.ocf_root}/resource.d/{args.provider}"
+        self.lib = args.libdir
+        self.bindir = args.bindir
+        self.templates = f"{args.datadir}/cib-templates"
+        self.provider = args.provider
+        self.written: list[str] = []
+        self.created_dirs: list[str] = []
+
+    def real(self, path: str) -> str:
+        return self.destdir + path
+
+    def mkdir(self, path: str) -> None:
+        missing = []
+        probe = path
+        while probe not in ("", "/") and not os.path.isdir(self.real(probe)):
+            missing.append(probe)
+            probe = os.path.dirname(probe)
+        for directory in reversed(missing):
+            os.mkdir(self.real(directory), 0o755)
+            self.created_dirs.append(directory)
+
+    def write(self, path: str, data: bytes, mode: int) -> None:
+        self.mkdir(os.path.dirname(path))
+        with open(self.real(path), "wb") as handle:
+            handle.write(data)
+        os.chmod(self.real(path), mode)
+        self.written.append(path)
+
+    def copy_tree(self, source: str, target: str, suffixes: tuple[str, ...]) -> None:
+        for root, dirs, files in os.walk(source):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(files):
+                if name.endswith(suffixes):
+                    rel = os.path.relpath(os.path.join(root, name), source)
+                    with open(os.path.join(root, name), "rb") as handle:
+                        self.write(os.path.join(target, rel), handle.read(), 0o644)
+
+    def install(self) -> None:
+        self.uninstall_previous()
+        for package in PACKAGES:
+            self.copy_tree(os.path.join(SOURCE, package), f"{self.lib}/{package}", (".py",))
+        self.copy_tree(os.path.join(SOURCE, "cib-templates"), self.templates, (".toml",))
+        self.install_agents()
+        self.write(f"{self.bindir}/crmtool", CRMTOOL_LAUNCHER.format(
+            lib=self.lib, templates=self.templates, provider=self.provider).encode(), 0o755)
+        self.compile()
+        manifest = [*self.written, *(f"{d}/" for d in self.created_dirs)]
+        self.write(f"{self.lib}/{MANIFEST}", ("\n".join(manifest) + "\n").encode(), 0o644)
+
+    def install_agents(self) -> None:
+        sys.path.insert(0, SOURCE)
+        from agents import registry
+        from agents.ocf.metadata import render
+
+        cache = f"{self.lib}/metadata"
+        for name in registry.names():
+            agent = registry.load(name)
+            for version in ((1, 0), (1, 1)):
+                text = render(agent, version)
+                self.write(f"{cache}/{name}-{version[0]}.{version[1]}.xml", text.encode(), 0o644)
+            launcher = AGENT_LAUNCHER.format(name=name, provider=self.provider, lib=self.lib,
+                                             site=SYSTEM_SITE, module=registry.AGENTS[name], cache=cache)
+            self.write(f"{self.agent_dir}/{name}", launcher.encode(), 0o755)
+
+    def compile(self) -> None:
+        import compileall
+
+        for package in PACKAGES:
+            compileall.compile_dir(self.real(f"{self.lib}/{package}"), quiet=1)
+            # byte-code files are created by compileall: record them for uninstall
+            for root, _dirs, files in os.walk(self.real(f"{self.lib}/{package}")):
+                for name in files:
+                    if name.endswith(".pyc"):
+                        self.written.append(os.path.join(root, name)[len(self.destdir):])
+            for root, _dirs, _files in os.walk(self.real(f"{self.lib}/{package}")):
+                if root.endswith("__pycache__"):
+                    self.created_dirs.append(root[len(self.destdir):])
+
+    def uninstall_previous(self) -> None:
+        if os.path.exists(self.real(f"{self.lib}/{MANIFEST}")):
+            self.uninstall()
+
+    def uninstall(self) -> None:
+        path = self.real(f"{self.lib}/{MANIFEST}")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                entries = [line for line in handle.read().splitlines() if line]
+        except FileNotFoundError:
+            print(f"nothing to uninstall: {path} not found", file=sys.stderr)
+            return
+        files = [e for e in entries if not e.endswith("/")]
+        dirs = [e.rstrip("/") for e in entries if e.endswith("/")]
+        for entry in [*files, f"{self.lib}/{MANIFEST}"]:
+            try:
+                os.unlink(self.real(entry))
+            except FileNotFoundError:
+                pass
+        for directory in sorted(set(dirs), key=len, reverse=True):
+            try:
+                os.rmdir(self.real(directory))
+            except (FileNotFoundError, OSError):
+                pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=("install", "uninstall"))
+    parser.add_argument("--destdir", default="")
+    parser.add_argument("--ocf-root", default="/usr/lib/ocf")
+    parser.add_argument("--provider", default="openstack")
+    parser.add_argument("--libdir", default="/usr/local/lib/openstack-ha")
+    parser.add_argument("--bindir", default="/usr/local/bin")
+    parser.add_argument("--datadir", default="/usr/share/openstack-ha")
+    args = parser.parse_args()
+    installer = Installer(args)
+    if args.command == "install":
+        installer.install()
+    else:
+        installer.uninstall()
+
+
+if __name__ == "__main__":
+    main()
