@@ -46,7 +46,8 @@ deps-debian:
 # Debian's interpreter with Debian's lxml/psutil/pymysql/pika, plus the dev tools from PyPI.
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv --system-site-packages $(VENV)
-	$(VPY) -m pip install -q --disable-pip-version-check pytest ruff mypy hypothesis lxml-stubs types-psutil types-PyMySQL
+	$(VPY) -m pip install -q --disable-pip-version-check "pytest>=8" "ruff>=0.6" "mypy>=1.10" \
+		"hypothesis>=6.100" lxml-stubs types-psutil types-PyMySQL
 	touch $@
 
 deps-python: $(VENV)/.stamp

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,12 +35,12 @@ main(templates_dir={templates!r}, provider={provider!r})
 
 class Installer:
     def __init__(self, args: argparse.Namespace) -> None:
-        self.destdir = args.destdir
+        self.destdir: str = args.destdir
         self.agent_dir = f"{args.ocf_root}/resource.d/{args.provider}"
-        self.lib = args.libdir
-        self.bindir = args.bindir
+        self.lib: str = args.libdir
+        self.bindir: str = args.bindir
         self.templates = f"{args.datadir}/cib-templates"
-        self.provider = args.provider
+        self.provider: str = args.provider
         self.written: list[str] = []
         self.created_dirs: list[str] = []
 

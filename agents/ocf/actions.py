@@ -8,7 +8,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from agents.ocf.codes import OCF
 
@@ -27,7 +27,7 @@ OCF_1_0_ACTIONS = frozenset((
 class Advert:
     """One ``<action>`` line of the meta-data: default timeout, interval, depth, role."""
 
-    __slots__ = ("timeout", "interval", "depth", "role")
+    __slots__ = ("depth", "interval", "role", "timeout")
 
     def __init__(self, timeout: int = 20, interval: int | None = None, depth: int | None = None,
                  role: str | None = None) -> None:
@@ -40,7 +40,7 @@ class Advert:
 
 
 class ActionSpec:
-    __slots__ = ("name", "method", "adverts")
+    __slots__ = ("adverts", "method", "name")
 
     def __init__(self, name: str, method: str, adverts: tuple[Advert, ...]) -> None:
         self.name = name
@@ -62,7 +62,7 @@ def action(name: str, *adverts: Advert, timeout: int = 20) -> Callable[[Handler]
     return mark
 
 
-def collect(namespace: dict[str, object]) -> dict[str, ActionSpec]:
+def collect(namespace: Mapping[str, object]) -> dict[str, ActionSpec]:
     found: dict[str, ActionSpec] = {}
     for attr, value in namespace.items():
         mark = getattr(value, "__ocf_action__", None)

@@ -136,7 +136,7 @@ class Agent:
         agent = cls(env, config, deadline, log)
         try:
             code, reason = agent._guarded(action, [OCFError(OCF.ERR_CONFIGURED, e) for e in errors])
-        except BaseException as exc:  # noqa: BLE001 - last line of defence, re-raised below if fatal
+        except BaseException as exc:
             if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                 raise
             code, reason = agent._unexpected(action, exc)
@@ -183,10 +183,9 @@ class Agent:
 def _normalise(result: object) -> OCF:
     if isinstance(result, OCF):
         return result
-    try:
-        return OCF(result)  # type: ignore[call-overload]
-    except ValueError:
-        return OCF.ERR_GENERIC
+    if isinstance(result, int) and result in OCF._value2member_map_:
+        return OCF(result)
+    return OCF.ERR_GENERIC
 
 
 def _exit_reason(environ: Mapping[str, str], reason: str) -> None:

@@ -27,7 +27,8 @@ class Environment:
         self.timeout_ms = _int(env.get(META + "timeout"), 0)
         self.node = env.get(META + "on_node", "")
         self.rsctmp = env.get("HA_RSCTMP", "") or DEFAULT_RSCTMP
-        self.ocf_version = (_int(env.get("OCF_RA_VERSION_MAJOR"), 1), _int(env.get("OCF_RA_VERSION_MINOR"), 0))
+        self.ocf_version = (_int(env.get("OCF_RA_VERSION_MAJOR"), 1),
+                            _int(env.get("OCF_RA_VERSION_MINOR"), 0))
 
     @property
     def is_probe(self) -> bool:

@@ -32,9 +32,13 @@ def speaks_1_1(version: tuple[int, int]) -> bool:
 def render(agent: type[Agent], version: tuple[int, int] = (1, 0)) -> str:
     from lxml import etree
 
-    return etree.tostring(build(agent, version), xml_declaration=True, encoding="UTF-8",
-                          pretty_print=True, doctype='<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">'
-                          if not speaks_1_1(version) else None).decode("utf-8")
+    root = build(agent, version)
+    if speaks_1_1(version):
+        data = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+    else:
+        data = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True,
+                              doctype='<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">')
+    return data.decode("utf-8")
 
 
 def build(agent: type[Agent], version: tuple[int, int] = (1, 0)):  # type: ignore[no-untyped-def]

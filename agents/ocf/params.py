@@ -21,9 +21,21 @@ class Param:
     """One instance attribute of a resource agent."""
 
     __slots__ = (
-        "name", "kind", "shortdesc", "longdesc", "default", "required", "unique",
-        "unique_group", "reloadable", "secret", "choices", "minimum", "maximum",
-        "check", "deprecated_for",
+        "check",
+        "choices",
+        "default",
+        "deprecated_for",
+        "kind",
+        "longdesc",
+        "maximum",
+        "minimum",
+        "name",
+        "reloadable",
+        "required",
+        "secret",
+        "shortdesc",
+        "unique",
+        "unique_group",
     )
 
     def __init__(

@@ -29,7 +29,7 @@ DEAD_STATES = frozenset("ZXx")
 class ProcStat:
     """The fields of ``/proc/PID/stat`` this module needs."""
 
-    __slots__ = ("pid", "comm", "state", "ppid", "session", "start_time")
+    __slots__ = ("comm", "pid", "ppid", "session", "start_time", "state")
 
     def __init__(self, pid: int, comm: str, state: str, ppid: int, session: int, start_time: int) -> None:
         self.pid = pid
@@ -115,7 +115,7 @@ class Identity:
 
     def session_members(self) -> list[ProcStat]:
         """Live processes of the session this process leads (itself included)."""
-        return [s for s in all_stats() if s.alive and (s.session == self.pid or s.pid == self.pid)
+        return [s for s in all_stats() if s.alive and self.pid in (s.session, s.pid)
                 and s.start_time >= self.start_time]
 
 
@@ -138,7 +138,7 @@ def run(argv: Sequence[str], deadline: Deadline, *, input_text: str | None = Non
 class User:
     """A service account: uid, gid and supplementary groups, looked up once."""
 
-    __slots__ = ("name", "uid", "gid", "groups", "home")
+    __slots__ = ("gid", "groups", "home", "name", "uid")
 
     def __init__(self, name: str, uid: int, gid: int, groups: list[int], home: str) -> None:
         self.name = name
