@@ -11,10 +11,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from agents.ocf.actions import Advert, action  # noqa: E402
-from agents.ocf.agent import Agent  # noqa: E402
-from agents.ocf.codes import OCF, OCFError  # noqa: E402
-from agents.ocf.params import Param  # noqa: E402
+from agents.ocf.actions import Advert, action
+from agents.ocf.agent import Agent
+from agents.ocf.codes import OCF, OCFError
+from agents.ocf.params import Param
 
 BEHAVIOURS = ("ok", "crash", "slow", "missing-software", "stopped", "bad-file")
 

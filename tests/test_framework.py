@@ -136,7 +136,8 @@ def test_ocf_1_1_callers_learn_what_is_reloadable():
     v11 = etree.fromstring(sample("meta-data", OCF_RA_VERSION_MAJOR="1", OCF_RA_VERSION_MINOR="1")
                            .stdout.encode())
     assert v10.findtext("version") == "1.0" and v11.findtext("version") == "1.1"
-    assert {p.get("name") for p in v11.iterfind("parameters/parameter[@reloadable='1']")} == {"count", "verbose"}
+    reloadable = {p.get("name") for p in v11.iterfind("parameters/parameter[@reloadable='1']")}
+    assert reloadable == {"count", "verbose"}
     assert v11.find("parameters/parameter[@name='password']").get("private") == "1"
     assert v11.find("actions/action[@name='reload-agent']") is not None
     assert v10.find("actions/action[@name='reload-agent']") is None

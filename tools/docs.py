@@ -39,8 +39,9 @@ def agent_section(name: str) -> str:
              "| parameter | type | default | flags | description |", "|---|---|---|---|---|"]
     for param in agent.params:
         default = param.default_text()
-        lines.append(f"| `{param.name}` | {param_type(param)} | {'' if default is None else f'`{cell(default)}`'}"
-                     f" | {flags(param)} | {cell(param.shortdesc)} |")
+        shown = "" if default is None else f"`{cell(default)}`"
+        row = [f"`{param.name}`", param_type(param), shown, flags(param), cell(param.shortdesc)]
+        lines.append("| " + " | ".join(row) + " |")
     actions = ", ".join(f"`{a}`" for a in agent.action_names())
     lines += ["", f"Actions: {actions}.", ""]
     return "\n".join(lines)
