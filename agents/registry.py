@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 
 AGENTS: dict[str, str] = {
     "vip": "agents.vip",
+    "mysql": "agents.mysql",
 }
 
 

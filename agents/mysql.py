@@ -1,0 +1,637 @@
+"""MariaDB/MySQL whose datadir lives on a replicated block device.
+
+The server binary (``mariadbd``/``mysqld``) runs directly, as its own user,
+in a session of its own: no ``mysqld_safe`` that would restart it behind the
+cluster's back.  The agent knows the server by pid and start time, and
+cross-checks it against the socket: the kernel tells who listens there
+(``SO_PEERCRED``), so a stale socket or a stranger's server is never taken
+for ours.
+
+Two servers on one datadir destroy it, so ``start`` refuses when the datadir
+is not on the configured device (the filesystem is not mounted, or a
+Secondary's device could not be mounted), when another server process works
+in that datadir, or when InnoDB's lock on ``ibdata1`` is held (which also
+catches a server in another PID namespace).
+
+Credentials for the deeper checks are read from a root-only option file
+(``[client]`` ``user``/``password``); they never appear on a command line or
+in the CIB.
+"""
+
+from __future__ import annotations
+
+import os
+
+from agents.ocf.actions import Advert, action
+from agents.ocf.agent import Agent
+from agents.ocf.codes import OCF, DeadlineExceeded, OCFError
+from agents.ocf.params import Param
+from agents.ocf.proc import Identity, read_stat
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Iterable, Iterator, Sequence
+    from typing import Any
+
+    from agents.ocf.state import StateDir
+
+SERVER_NAMES = frozenset(("mariadbd", "mysqld"))
+# mysqld_safe is a shell loop that restarts the server on its own; the
+# cluster must be the only one doing that, so the real server is run instead.
+WRAPPER_NAMES = frozenset(("mysqld_safe", "safe_mysqld", "mariadbd-safe"))
+SERVER_CANDIDATES = ("/usr/sbin/mariadbd", "/usr/sbin/mysqld")
+STATE_FILE = "server"
+HANDSHAKE_V10 = 10
+ERR_PACKET = 0xFF
+ER_CON_COUNT_ERROR = 1040  # too many connections: the server is alive, only full
+ER_NO_SUCH_TABLE = 1146
+ER_BAD_DB_ERROR = 1049
+READY_POLL_S = 0.005
+LOG_TAIL_LINES = 6
+SERVER_ENV_KEEP = ("TZ", "LANG", "LC_ALL")
+IDENTIFIER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
+
+
+def _absolute(value: object) -> None:
+    if not str(value).startswith("/"):
+        raise ValueError(f"must be an absolute path, not {value!r}")
+
+
+def _table_name(value: object, need_database: bool) -> None:
+    parts = str(value).split(".")
+    if len(parts) > 2 or (need_database and len(parts) != 2) or not all(
+            part and set(part) <= IDENTIFIER_CHARS for part in parts):
+        form = "database.table" if need_database else "[database.]table"
+        raise ValueError(f"must be a table name of the form {form} (letters, digits, _ and $), not {value!r}")
+
+
+def _heartbeat_table(value: object) -> None:
+    _table_name(value, need_database=True)
+
+
+def _test_table(value: object) -> None:
+    _table_name(value, need_database=False)
+
+
+def _quoted(table: str) -> str:
+    return ".".join(f"`{part}`" for part in table.split("."))
+
+
+class Mount:
+    __slots__ = ("major", "minor", "options", "point", "source")
+
+    def __init__(self, point: str, major: int, minor: int, source: str, options: set[str]) -> None:
+        self.point = point
+        self.major = major
+        self.minor = minor
+        self.source = source
+        self.options = options
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as octal escapes."""
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def mounts(path: str = "/proc/self/mountinfo") -> Iterator[Mount]:
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+        for line in handle:
+            fields = line.split()
+            sep = fields.index("-")
+            major, minor = fields[2].split(":")
+            yield Mount(_unescape(fields[4]), int(major), int(minor), _unescape(fields[sep + 2]),
+                        set(fields[5].split(",")))
+
+
+def mount_of(path: str) -> Mount:
+    """The mount a path lives on: the longest mount point above it, the last one mounted there."""
+    real = os.path.realpath(path)
+    best: Mount | None = None
+    for mount in mounts():
+        point = mount.point.rstrip("/") or "/"
+        inside = real == point or real.startswith(point + "/") or point == "/"
+        if inside and (best is None or len(point) >= len(best.point.rstrip("/") or "/")):
+            best = mount
+    if best is None:
+        raise OCFError(OCF.ERR_GENERIC, f"no mount found for {path}")
+    return best
+
+
+def innodb_lock_held(datadir: str) -> bool:
+    """True when some process holds InnoDB's lock on ``ibdata1`` (any PID namespace).
+
+    A shared lock is tried and released at once; the file is opened read-only.
+    """
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(datadir, "ibdata1"), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def servers_in(datadir: str) -> list[int]:
+    """Live server processes whose working directory is ``datadir`` (the server chdirs there)."""
+    from agents.ocf.proc import all_stats
+
+    real = os.path.realpath(datadir)
+    found = []
+    for stat in all_stats():
+        if stat.alive and stat.comm in SERVER_NAMES:
+            try:
+                if os.path.realpath(f"/proc/{stat.pid}/cwd") == real:
+                    found.append(stat.pid)
+            except OSError:
+                continue
+    return found
+
+
+class Greeting:
+    __slots__ = ("error", "peer_pid", "version")
+
+    def __init__(self, peer_pid: int, version: str, error: tuple[int, str] | None) -> None:
+        self.peer_pid = peer_pid
+        self.version = version
+        self.error = error
+
+
+def _recv_exactly(sock: socket.socket, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionResetError("connection closed before the greeting")
+        data += chunk
+    return data
+
+
+def read_greeting(path: str, timeout: float) -> Greeting:
+    """Connect to the server's UNIX socket and read its initial handshake packet.
+
+    Raises OSError (``TimeoutError`` when nothing arrives in time).
+    """
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(max(timeout, 0.001))
+        sock.connect(path)
+        peer_pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0]
+        header = _recv_exactly(sock, 4)
+        payload = _recv_exactly(sock, int.from_bytes(header[:3], "little"))
+    if payload[0] == ERR_PACKET:
+        code = int.from_bytes(payload[1:3], "little")
+        return Greeting(peer_pid, "", (code, payload[3:].decode("utf-8", "replace").lstrip("#")))
+    if payload[0] != HANDSHAKE_V10:
+        raise ConnectionError(f"unexpected handshake protocol {payload[0]}")
+    end = payload.find(b"\0", 1)
+    return Greeting(peer_pid, payload[1:end].decode("ascii", "replace"), None)
+
+
+def read_option_file(path: str, groups: Sequence[str] = ("client",)) -> dict[str, str]:
+    """``key = value`` pairs of the given groups of a MySQL option file (quotes removed)."""
+    values: dict[str, str] = {}
+    current = ""
+    with open(path, encoding="utf-8") as handle:
+        for raw in handle:
+            line = raw.strip()
+            if not line or line[0] in "#;":
+                continue
+            if line.startswith("[") and line.endswith("]"):
+                current = line[1:-1].strip()
+                continue
+            if current not in groups or "=" not in line:
+                continue
+            key, value = (part.strip() for part in line.split("=", 1))
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            values[key.replace("_", "-")] = value
+    return values
+
+
+def _path(name: str, default: str, shortdesc: str, longdesc: str = "", unique: bool = False) -> Param:
+    return Param(name, shortdesc=shortdesc, longdesc=longdesc, default=default, unique=unique,
+                 check=_absolute)
+
+
+class MySQL(Agent):
+    name = "mysql"
+    version = "1.0"
+    shortdesc = "MariaDB/MySQL server on a replicated datadir"
+    longdesc = (
+        "Runs mariadbd (or mysqld) directly, as its own user, with the given option file, datadir, "
+        "socket and pid file. start refuses when the datadir is not mounted from the expected device "
+        "or another server holds it, and waits until the server answers (crash recovery included). "
+        "monitor depth 0 checks the process identity and the server's greeting on its socket; "
+        "depth 10 runs SELECT 1; depth 20 writes and reads back a heartbeat row. Credentials come "
+        "from a root-only option file, never from the CIB. Parameter names of ocf:heartbeat:mysql "
+        "are accepted where they mean the same."
+    )
+    params = (
+        _path("binary", SERVER_CANDIDATES[0], "Server binary",
+              "The server executable (mariadbd or mysqld). A mysqld_safe wrapper given here (as "
+              "ocf:heartbeat:mysql expects) is replaced by the server binary installed beside it."),
+        Param("client_binary", shortdesc="Ignored (compatibility)",
+              longdesc="Accepted so that a resource written for ocf:heartbeat:mysql keeps working; "
+                       "this agent needs no client program."),
+        _path("config", "/etc/mysql/my.cnf", "Option file", "Passed as --defaults-file."),
+        _path("datadir", "/var/lib/mysql", "Data directory", unique=True),
+        _path("socket", "/run/mysqld/mysqld.sock", "UNIX socket of the server", unique=True),
+        _path("pid", "/run/mysqld/mysqld.pid", "Server pid file",
+              "Passed to the server; the agent itself identifies the server by pid and start time.",
+              unique=True),
+        _path("log", "/var/log/mysql/error.log", "Error log",
+              "The server's error log (--log-error); its last lines explain a failed start."),
+        Param("user", shortdesc="User the server runs as", default="mysql"),
+        Param("group", shortdesc="Group the server runs as", default="mysql"),
+        Param("port", "integer", shortdesc="TCP port", minimum=1, maximum=65535,
+              longdesc="Passed as --port when set; otherwise the option file decides."),
+        Param("device", shortdesc="Block device the datadir must be mounted from",
+              longdesc="When set, start refuses unless the filesystem holding the datadir is mounted "
+                       "read-write from this device (compared by device number), e.g. /dev/drbd0.",
+              check=_absolute),
+        Param("credentials", shortdesc="Option file with the monitoring account",
+              longdesc="A MySQL option file readable by root only (mode 0600) with user= and password= "
+                       "in its [client] group, used by monitor depths 10 and 20.",
+              check=_absolute),
+        Param("test_user", shortdesc="Monitoring user when no credentials file names one", default="root"),
+        Param("test_passwd", shortdesc="Deprecated: password of test_user", secret=True,
+              longdesc="Deprecated: a password in the CIB is readable by every cluster administrator "
+                       "and appears in reports. Use credentials instead."),
+        Param("test_table", shortdesc="Table read by monitor depth 10 in addition to SELECT 1",
+              check=_test_table),
+        Param("heartbeat_table", shortdesc="Table written by monitor depth 20",
+              longdesc="database.table; created when missing (the monitoring account needs CREATE, "
+                       "INSERT, DELETE and SELECT on that database).",
+              default="ocf_monitor.heartbeat", check=_heartbeat_table),
+        Param("additional_parameters", shortdesc="Extra server options",
+              longdesc="Split like a shell would split words (quotes respected), never run by a shell."),
+    )
+
+    # Helpers ---------------------------------------------------------------
+
+    @property
+    def state(self) -> StateDir:
+        from agents.ocf.state import StateDir
+
+        return StateDir(self.env.rsctmp, self.name, self.env.instance)
+
+    def _str(self, name: str) -> str:
+        value = self.config.get(name)
+        return "" if value is None else str(value)
+
+    def server_binary(self) -> str:
+        binary = self._str("binary")
+        if os.path.basename(binary) not in WRAPPER_NAMES:
+            return binary
+        for candidate in (os.path.join(os.path.dirname(os.path.dirname(binary)), "sbin", name)
+                          for name in ("mariadbd", "mysqld")):
+            if os.access(candidate, os.X_OK):
+                return candidate
+        for candidate in SERVER_CANDIDATES:
+            if os.access(candidate, os.X_OK):
+                return candidate
+        return binary
+
+    def validate(self) -> Iterable[OCFError]:
+        from agents.ocf.proc import User
+
+        binary = self.server_binary()
+        if not os.access(binary, os.X_OK):
+            yield OCFError(OCF.ERR_INSTALLED, f"server binary {binary} is not installed")
+        config = self._str("config")
+        if not os.path.isfile(config):
+            yield OCFError(OCF.ERR_INSTALLED, f"option file {config} does not exist")
+        try:
+            User.lookup(self._str("user"), self._str("group"))
+        except OCFError as err:
+            yield err
+        credentials = self._str("credentials")
+        if credentials:
+            yield from self._check_credentials_file(credentials)
+
+    def _check_credentials_file(self, path: str) -> Iterator[OCFError]:
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            yield OCFError(OCF.ERR_INSTALLED, f"credentials file {path}: {exc.strerror}")
+            return
+        if info.st_uid != 0 or info.st_mode & 0o077:
+            mode = info.st_mode & 0o777
+            yield OCFError(OCF.ERR_INSTALLED, f"credentials file {path} must be owned by root with mode "
+                                              f"0600 (it is uid {info.st_uid}, mode {mode:04o})")
+
+    def _recorded(self) -> Identity | None:
+        text = self.state.read(STATE_FILE)
+        identity = Identity.parse(text) if text else None
+        return identity if identity is not None and identity.alive() else None
+
+    def _running(self) -> Identity | None:
+        """Our server: the one recorded at start, else one found working in our datadir.
+
+        Adopting a server found in the datadir lets a resource move from
+        ocf:heartbeat:mysql to this agent without a restart, and a stop never
+        leaves a server behind because a state file was lost.
+        """
+        identity = self._recorded()
+        if identity is not None:
+            return identity
+        for pid in servers_in(self._str("datadir")):
+            found = Identity.of(pid)
+            if found is not None:
+                self.log.info(f"adopting server pid {pid} running in {self._str('datadir')}")
+                self.state.write(STATE_FILE, found.dump())
+                return found
+        return None
+
+    def _greet(self, identity: Identity) -> Greeting:
+        socket_path = self._str("socket")
+        try:
+            greeting = read_greeting(socket_path, self.deadline.timeout())
+        except TimeoutError:
+            frozen = " (the process is stopped)" if identity.stopped() else ""
+            raise OCFError(OCF.ERR_GENERIC, f"server pid {identity.pid} sent no greeting on {socket_path} "
+                                            f"within {self.deadline.elapsed():.1f} s{frozen}") from None
+        except OSError as exc:
+            raise OCFError(OCF.ERR_GENERIC, f"server pid {identity.pid} does not answer on {socket_path}: "
+                                            f"{exc.strerror or exc}") from None
+        if greeting.peer_pid != identity.pid:
+            raise OCFError(OCF.ERR_GENERIC, f"{socket_path} is served by pid {greeting.peer_pid}, "
+                                            f"not by our server pid {identity.pid}")
+        if greeting.error is not None:
+            code, message = greeting.error
+            if code != ER_CON_COUNT_ERROR:
+                raise OCFError(OCF.ERR_GENERIC, f"server refuses connections: {code} {message}")
+            self.log.warning(f"server pid {identity.pid} is alive but full: {message}")
+        return greeting
+
+    # start -----------------------------------------------------------------
+
+    @action("start", timeout=120)
+    def start(self) -> OCF:
+        identity = self._recorded()
+        if identity is None:
+            self._refuse_unsafe_datadir()
+            argv = self._server_argv()
+            log_offset = self._prepare_files()
+            identity = self._spawn(argv)
+        else:
+            log_offset = self._log_size()
+        self._wait_ready(identity, log_offset)
+        return OCF.SUCCESS
+
+    def _refuse_unsafe_datadir(self) -> None:
+        datadir = self._str("datadir")
+        device = self._str("device")
+        if device:
+            self._require_device(datadir, device)
+        if not os.path.isdir(datadir):
+            raise OCFError(OCF.ERR_INSTALLED, f"datadir {datadir} does not exist")
+        others = servers_in(datadir)
+        if others:
+            raise OCFError(OCF.ERR_GENERIC, f"refusing to start: another server (pid "
+                                            f"{', '.join(map(str, others))}) is running in {datadir}")
+        if innodb_lock_held(datadir):
+            raise OCFError(OCF.ERR_GENERIC, f"refusing to start: {datadir}/ibdata1 is locked by another "
+                                            "server (possibly in another namespace)")
+
+    def _require_device(self, datadir: str, device: str) -> None:
+        try:
+            rdev = os.stat(device).st_rdev
+        except OSError as exc:
+            raise OCFError(OCF.ERR_GENERIC, f"refusing to start: device {device}: {exc.strerror}") from None
+        mount = mount_of(datadir)
+        if (mount.major, mount.minor) != (os.major(rdev), os.minor(rdev)):
+            raise OCFError(OCF.ERR_GENERIC, f"refusing to start: datadir {datadir} is on {mount.source} "
+                                            f"(mounted at {mount.point}), not on {device}; is its "
+                                            "filesystem mounted?")
+        if "ro" in mount.options:
+            raise OCFError(OCF.ERR_GENERIC, f"refusing to start: {device} is mounted read-only at "
+                                            f"{mount.point}")
+
+    def _server_argv(self) -> list[str]:
+        import shlex
+
+        binary = self.server_binary()
+        if binary != self._str("binary"):
+            self.log.warning(f"binary {self._str('binary')} is a wrapper; running {binary} instead")
+        if self.config.get("test_passwd"):
+            self.log.warning("test_passwd is deprecated: a password in the CIB is visible to every "
+                             "cluster administrator; use the credentials option file instead")
+        argv = [binary, f"--defaults-file={self._str('config')}", f"--datadir={self._str('datadir')}",
+                f"--socket={self._str('socket')}", f"--pid-file={self._str('pid')}",
+                f"--log-error={self._str('log')}"]
+        if self.config.get("port") is not None:
+            argv.append(f"--port={self.config.get('port')}")
+        try:
+            argv += shlex.split(self._str("additional_parameters"))
+        except ValueError as exc:
+            raise OCFError(OCF.ERR_CONFIGURED, f"additional_parameters: {exc}") from None
+        return argv
+
+    def _prepare_files(self) -> int:
+        from agents.ocf.proc import User
+
+        user = User.lookup(self._str("user"), self._str("group"))
+        for path in (self._str("socket"), self._str("pid"), self._str("log")):
+            directory = os.path.dirname(path)
+            if not os.path.isdir(directory):
+                os.makedirs(directory, mode=0o755)
+                os.chown(directory, user.uid, user.gid)
+        return self._log_size()
+
+    def _log_size(self) -> int:
+        try:
+            return os.stat(self._str("log")).st_size
+        except OSError:
+            return 0
+
+    def _spawn(self, argv: list[str]) -> Identity:
+        from agents.ocf.proc import User, spawn
+
+        user = User.lookup(self._str("user"), self._str("group"))
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        env.update({key: os.environ[key] for key in SERVER_ENV_KEEP if key in os.environ})
+        self.log.info(f"starting {' '.join(argv)}")
+        identity = spawn(argv, user=user, log_path=self._str("log"), env=env, cwd="/")
+        self.state.write(STATE_FILE, identity.dump())
+        return identity
+
+    def _wait_ready(self, identity: Identity, log_offset: int) -> None:
+        socket_path = self._str("socket")
+        while True:
+            if not identity.alive():
+                self.state.remove(STATE_FILE)
+                raise OCFError(OCF.ERR_GENERIC, f"server exited during start: {self._log_tail(log_offset)}")
+            try:
+                greeting = read_greeting(socket_path, self.deadline.timeout(1.0))
+                if greeting.peer_pid == identity.pid:
+                    self.log.info(f"server {greeting.version} pid {identity.pid} ready after "
+                                  f"{self.deadline.elapsed():.2f} s")
+                    return
+            except OSError:
+                pass
+            if self.deadline.expired():
+                raise DeadlineExceeded(f"waiting for the server to answer on {socket_path} "
+                                       f"({self._log_tail(log_offset)})")
+            self.deadline.sleep(READY_POLL_S)
+
+    def _log_tail(self, offset: int) -> str:
+        try:
+            with open(self._str("log"), "rb") as handle:
+                handle.seek(offset)
+                lines = handle.read().decode("utf-8", "replace").splitlines()
+        except OSError as exc:
+            return f"error log {self._str('log')} unreadable: {exc.strerror}"
+        tail = [line.strip() for line in lines if line.strip()][-LOG_TAIL_LINES:]
+        return " | ".join(tail) if tail else "the error log says nothing"
+
+    # stop ------------------------------------------------------------------
+
+    @action("stop", timeout=120)
+    def stop(self) -> OCF:
+        identity = self._running()
+        if identity is not None:
+            self._stop_server(identity)
+        return OCF.SUCCESS
+
+    def stop_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
+        identity = self._recorded()
+        if identity is not None:
+            self._stop_server(identity)
+        return OCF.SUCCESS
+
+    def _stop_server(self, identity: Identity) -> None:
+        from agents.ocf.proc import stop_session
+
+        stat = read_stat(identity.pid)
+        what = f"{stat.comm if stat else 'server'} pid {identity.pid}"
+        stop_session(identity, self.deadline, what=what)
+        self.state.remove(STATE_FILE)
+        self.log.info(f"stopped {what} after {self.deadline.elapsed():.2f} s")
+
+    # monitor ---------------------------------------------------------------
+
+    @action("monitor", Advert(timeout=20, interval=20), Advert(timeout=30, interval=60, depth=10))
+    def monitor(self) -> OCF:
+        identity = self._running()
+        if identity is None:
+            return OCF.NOT_RUNNING
+        self._greet(identity)
+        level = self.env.check_level
+        if level >= 10:
+            self._query(heartbeat=level >= 20)
+        return OCF.SUCCESS
+
+    def _credentials(self) -> tuple[str, str]:
+        user, password = self._str("test_user"), self._str("test_passwd")
+        path = self._str("credentials")
+        if path:
+            try:
+                options = read_option_file(path)
+            except (OSError, UnicodeDecodeError) as exc:
+                raise OCFError(OCF.ERR_GENERIC, f"cannot read credentials file {path}: {exc}") from None
+            user = options.get("user", user)
+            password = options.get("password", password)
+        self.log.add_secret(password)
+        return user, password
+
+    def _query(self, heartbeat: bool) -> None:
+        user, password = self._credentials()
+        pymysql = _import_pymysql()
+        try:
+            timeout = self.deadline.remaining()
+            if timeout <= 0:
+                raise DeadlineExceeded("before connecting to the server")
+            connection = pymysql.connect(
+                unix_socket=self._str("socket"), user=user, password=password, autocommit=True,
+                ssl_disabled=True, connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout)
+            try:
+                with connection.cursor() as cursor:
+                    self._select_one(cursor)
+                    if heartbeat:
+                        self._heartbeat(cursor, pymysql)
+            finally:
+                connection.close()
+        except pymysql.MySQLError as exc:
+            raise OCFError(OCF.ERR_GENERIC, f"query as {user} failed: {exc}") from None
+
+    def _select_one(self, cursor: Any) -> None:
+        cursor.execute("SELECT 1")
+        row = cursor.fetchone()
+        if row is None or row[0] != 1:
+            raise OCFError(OCF.ERR_GENERIC, f"SELECT 1 returned {row!r}")
+        table = self._str("test_table")
+        if table:
+            cursor.execute(f"SELECT 1 FROM {_quoted(table)} LIMIT 1")  # noqa: S608
+
+    def _heartbeat(self, cursor: Any, pymysql: Any) -> None:
+        import secrets
+
+        table = _quoted(self._str("heartbeat_table"))
+        node = self.env.node or os.uname().nodename
+        token = secrets.randbelow(2**62)
+        write = f"REPLACE INTO {table} (node, token) VALUES (%s, %s)"  # noqa: S608
+        try:
+            cursor.execute(write, (node, token))
+        except pymysql.MySQLError as exc:
+            if exc.args[0] not in (ER_NO_SUCH_TABLE, ER_BAD_DB_ERROR):
+                raise
+            self._create_heartbeat_table(cursor)
+            cursor.execute(write, (node, token))
+        cursor.execute(f"SELECT token FROM {table} WHERE node = %s", (node,))  # noqa: S608
+        row = cursor.fetchone()
+        if row is None or row[0] != token:
+            raise OCFError(OCF.ERR_GENERIC, f"heartbeat row in {table} reads back {row!r}, wrote {token}")
+
+    def _create_heartbeat_table(self, cursor: Any) -> None:
+        database = self._str("heartbeat_table").split(".")[0]
+        cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {_quoted(self._str('heartbeat_table'))} ("
+            "node VARCHAR(255) NOT NULL PRIMARY KEY, token BIGINT NOT NULL, "
+            "written TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)"
+            ") ENGINE=InnoDB")
+
+
+def _import_pymysql() -> Any:
+    import sys
+
+    # PyMySQL imports `cryptography` (~20 ms) only for RSA password exchange
+    # over unencrypted TCP; over a UNIX socket it sends the password as is, so
+    # the agent keeps that import out of every monitor.
+    blocked = "cryptography" not in sys.modules
+    if blocked:
+        sys.modules["cryptography"] = None  # type: ignore[assignment]
+    try:
+        import pymysql
+    except ImportError:
+        raise OCFError(OCF.ERR_INSTALLED, "monitor depth 10 and 20 need PyMySQL (python3-pymysql)") from None
+    finally:
+        if blocked:
+            del sys.modules["cryptography"]
+    return pymysql
+
+
+AGENT = MySQL
+
+if __name__ == "__main__":
+    MySQL.main()
