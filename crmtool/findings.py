@@ -1,0 +1,133 @@
+"""Report codes, findings and the errors that end a crmtool run.
+
+Every code is declared once here; the checks, the CLI and the documentation
+table read this declaration.
+"""
+
+from __future__ import annotations
+
+ERROR = "error"
+WARNING = "warning"
+
+
+class Code:
+    __slots__ = ("code", "name", "severity", "summary")
+
+    def __init__(self, code: str, name: str, severity: str, summary: str) -> None:
+        self.code = code
+        self.name = name
+        self.severity = severity
+        self.summary = summary
+
+
+_DECLARED = (
+    Code("CRM001", "toml-syntax", ERROR, "the file is not valid TOML"),
+    Code("CRM002", "unknown-profile", ERROR, "the profile named by `profile` does not exist"),
+    Code("CRM003", "unknown-key", ERROR, "a key the description format does not know (a typo)"),
+    Code("CRM004", "wrong-type", ERROR, "a value of the wrong TOML type or an unknown keyword"),
+    Code("CRM005", "missing-key", ERROR, "a required key is missing"),
+    Code("CRM101", "dangling-reference", ERROR, "a group, clone or constraint names a resource or node "
+         "that does not exist"),
+    Code("CRM102", "invalid-id", ERROR, "a name that is not a valid XML id for Pacemaker"),
+    Code("CRM103", "id-collision", ERROR, "two elements would get the same id"),
+    Code("CRM104", "colocation-direction", ERROR, "a clone is colocated with a single resource: the "
+         "dependent and the anchor are swapped"),
+    Code("CRM105", "promote-without-role-colocation", ERROR, "an order after `promote` without a "
+         "colocation with the Promoted role: the dependent may start where nothing was promoted"),
+    Code("CRM106", "order-cycle", ERROR, "mandatory orders form a loop: everything stays stopped"),
+    Code("CRM107", "non-interleaved-clone-chain", ERROR, "a clone ordered or colocated after another "
+         "clone without interleave=true: one instance restarts every instance"),
+    Code("CRM108", "equal-role-monitor-intervals", ERROR, "two monitors of one resource share an "
+         "interval (role monitors must differ)"),
+    Code("CRM109", "unknown-parameter", ERROR, "a parameter our agent does not declare"),
+    Code("CRM110", "missing-required-parameter", ERROR, "a required parameter of our agent is not set"),
+    Code("CRM111", "invalid-parameter-value", ERROR, "a value our agent's declaration rejects"),
+    Code("CRM112", "deprecated-parameter", WARNING, "a parameter our agent replaced by another"),
+    Code("CRM113", "unregistered-agent", WARNING, "an agent of our provider that is not registered: "
+         "its parameters cannot be checked"),
+    Code("CRM114", "secret-in-clear", ERROR, "a password or other secret written in the description "
+         "instead of referenced (file, script)"),
+    Code("CRM115", "mandatory-order-into-clone", ERROR, "a mandatory order from a single resource to a "
+         "clone: when the resource moves, every instance restarts on every node"),
+    Code("CRM116", "resource-reused", ERROR, "a resource is a member of two groups or clones"),
+    Code("CRM117", "role-on-non-promotable", ERROR, "a Promoted/Unpromoted role or promote/demote "
+         "action used on a resource that is not a promotable clone"),
+    Code("CRM118", "fencing-disabled", WARNING, "stonith-enabled is false: a lost node's resources "
+         "cannot be recovered safely"),
+    Code("CRM119", "too-few-nodes", ERROR, "fewer than three nodes: no quorum survives a failure"),
+)
+
+CODES: dict[str, Code] = {c.code: c for c in _DECLARED}
+BY_NAME: dict[str, Code] = {c.name: c for c in _DECLARED}
+
+
+class Finding:
+    """One problem of a description, at one TOML path."""
+
+    __slots__ = ("code", "path", "message")
+
+    def __init__(self, name: str, path: str, message: str) -> None:
+        self.code = BY_NAME[name]
+        self.path = path
+        self.message = message
+
+    @property
+    def is_error(self) -> bool:
+        return self.code.severity == ERROR
+
+    def sort_key(self) -> tuple[str, str, str]:
+        return (self.path, self.code.code, self.message)
+
+    def __str__(self) -> str:
+        return f"{self.code.severity} {self.code.code} {self.code.name} {self.path}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"Finding({self})"
+
+
+class CrmtoolError(Exception):
+    """Ends a run with one message and a Pacemaker exit code."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class DescriptionError(CrmtoolError):
+    """The description has errors: all of them are carried, exit 65 (data error)."""
+
+    exit_code = 65
+
+    def __init__(self, findings: list[Finding]) -> None:
+        super().__init__(f"{sum(f.is_error for f in findings)} error(s) in the description")
+        self.findings = findings
+
+
+class NoInput(CrmtoolError):
+    exit_code = 66
+
+
+class Unavailable(CrmtoolError):
+    """A Pacemaker tool is missing or failed to run."""
+
+    exit_code = 69
+
+
+class SoftwareBug(CrmtoolError):
+    """crmtool produced something Pacemaker's schema rejects."""
+
+    exit_code = 70
+
+
+class ConcurrentChange(CrmtoolError):
+    """The CIB changed between diff and patch (Pacemaker's CRM_EX_TEMPFAIL: try again)."""
+
+    exit_code = 75
+
+
+class SimulationFailed(CrmtoolError):
+    exit_code = 1

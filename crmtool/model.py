@@ -1,0 +1,222 @@
+"""The cluster description after loading: plain objects, each with its TOML path.
+
+Ids follow pcs's conventions and are derived here, once, so that the
+checks, the renderer, the pcs export and the graph agree on them.
+"""
+
+from __future__ import annotations
+
+INFINITY = "INFINITY"
+ROLES = ("Started", "Promoted", "Unpromoted", "Stopped")
+ACTIONS = ("start", "stop", "promote", "demote")
+ORDER_KINDS = ("Mandatory", "Optional", "Serialize")
+
+
+class Op:
+    __slots__ = ("name", "interval", "timeout", "role", "depth", "on_fail", "path")
+
+    def __init__(self, name: str, interval: str, timeout: str | None, role: str | None,
+                 depth: int | None, on_fail: str | None, path: str) -> None:
+        self.name = name
+        self.interval = interval
+        self.timeout = timeout
+        self.role = role
+        self.depth = depth
+        self.on_fail = on_fail
+        self.path = path
+
+    def id_for(self, rsc_id: str) -> str:
+        return f"{rsc_id}-{self.name}-interval-{self.interval}"
+
+
+class Agent:
+    """``standard[:provider]:type`` of a primitive."""
+
+    __slots__ = ("standard", "provider", "type")
+
+    def __init__(self, standard: str, provider: str | None, type_: str) -> None:
+        self.standard = standard
+        self.provider = provider
+        self.type = type_
+
+    @classmethod
+    def parse(cls, text: str) -> Agent | None:
+        parts = text.split(":")
+        if len(parts) == 3 and parts[0] == "ocf" and all(parts):
+            return cls(parts[0], parts[1], parts[2])
+        if len(parts) == 2 and parts[0] != "ocf" and all(parts):
+            return cls(parts[0], None, parts[1])
+        return None
+
+    def __str__(self) -> str:
+        return ":".join(p for p in (self.standard, self.provider, self.type) if p)
+
+
+class Primitive:
+    __slots__ = ("id", "agent", "params", "meta", "ops", "path")
+
+    def __init__(self, id_: str, agent: Agent, params: dict[str, str], meta: dict[str, str],
+                 ops: list[Op], path: str) -> None:
+        self.id = id_
+        self.agent = agent
+        self.params = params
+        self.meta = meta
+        self.ops = ops
+        self.path = path
+
+
+class Group:
+    __slots__ = ("id", "members", "meta", "path")
+
+    def __init__(self, id_: str, members: list[str], meta: dict[str, str], path: str) -> None:
+        self.id = id_
+        self.members = members
+        self.meta = meta
+        self.path = path
+
+
+class Clone:
+    __slots__ = ("id", "resource", "promotable", "meta", "path")
+
+    def __init__(self, id_: str, resource: str, promotable: bool, meta: dict[str, str], path: str) -> None:
+        self.id = id_
+        self.resource = resource
+        self.promotable = promotable
+        self.meta = meta
+        self.path = path
+
+    @property
+    def interleaved(self) -> bool:
+        return self.meta.get("interleave", "false").lower() in ("true", "yes", "1", "on", "y")
+
+    def all_meta(self) -> dict[str, str]:
+        """The meta attributes as rendered: ``promotable`` first, as pcs writes it."""
+        return {"promotable": "true", **self.meta} if self.promotable else dict(self.meta)
+
+
+class Location:
+    __slots__ = ("key", "rsc", "node", "score", "path")
+
+    def __init__(self, key: str, rsc: str, node: str, score: str, path: str) -> None:
+        self.key = key
+        self.rsc = rsc
+        self.node = node
+        self.score = score
+        self.path = path
+
+    @property
+    def id(self) -> str:
+        return f"location-{self.rsc}-{self.node}-{self.score}"
+
+
+class Colocation:
+    __slots__ = ("key", "rsc", "with_rsc", "score", "rsc_role", "with_role", "path")
+
+    def __init__(self, key: str, rsc: str, with_rsc: str, score: str, rsc_role: str | None,
+                 with_role: str | None, path: str) -> None:
+        self.key = key
+        self.rsc = rsc
+        self.with_rsc = with_rsc
+        self.score = score
+        self.rsc_role = rsc_role
+        self.with_role = with_role
+        self.path = path
+
+    @property
+    def id(self) -> str:
+        return f"colocation-{self.rsc}-{self.with_rsc}-{self.score}"
+
+
+class Order:
+    __slots__ = ("key", "first", "then", "first_action", "then_action", "kind", "path")
+
+    def __init__(self, key: str, first: str, then: str, first_action: str, then_action: str,
+                 kind: str, path: str) -> None:
+        self.key = key
+        self.first = first
+        self.then = then
+        self.first_action = first_action
+        self.then_action = then_action
+        self.kind = kind
+        self.path = path
+
+    @property
+    def id(self) -> str:
+        return f"order-{self.first}-{self.then}-{self.kind.lower()}"
+
+
+class Node:
+    __slots__ = ("name", "node_id", "attributes", "path")
+
+    def __init__(self, name: str, node_id: int, attributes: dict[str, str], path: str) -> None:
+        self.name = name
+        self.node_id = node_id
+        self.attributes = attributes
+        self.path = path
+
+
+class Description:
+    """Everything a CIB configuration is rendered from."""
+
+    def __init__(self) -> None:
+        self.properties: dict[str, str] = {}
+        self.rsc_defaults: dict[str, str] = {}
+        self.op_defaults: dict[str, str] = {}
+        self.nodes: list[Node] = []
+        self.primitives: list[Primitive] = []
+        self.groups: list[Group] = []
+        self.clones: list[Clone] = []
+        self.locations: list[Location] = []
+        self.colocations: list[Colocation] = []
+        self.orders: list[Order] = []
+        # TOML path of each cluster-wide setting, for findings
+        self.paths: dict[str, str] = {}
+
+    # Lookups ---------------------------------------------------------------
+
+    def resource_ids(self) -> set[str]:
+        return {r.id for r in (*self.primitives, *self.groups, *self.clones)}
+
+    def primitive(self, rsc_id: str) -> Primitive | None:
+        return next((p for p in self.primitives if p.id == rsc_id), None)
+
+    def clone(self, rsc_id: str) -> Clone | None:
+        return next((c for c in self.clones if c.id == rsc_id), None)
+
+    def group(self, rsc_id: str) -> Group | None:
+        return next((g for g in self.groups if g.id == rsc_id), None)
+
+    def top_level(self) -> list[Primitive | Group | Clone]:
+        """Resources not inside a group or clone, in id order."""
+        inner = {m for g in self.groups for m in g.members} | {c.resource for c in self.clones}
+        tops: list[Primitive | Group | Clone] = [
+            r for r in (*self.primitives, *self.groups, *self.clones) if r.id not in inner]
+        return sorted(tops, key=lambda r: r.id)
+
+    def primitives_under(self, rsc_id: str) -> list[Primitive]:
+        """The primitives a resource id stands for (itself, a group's members, a clone's child)."""
+        clone = self.clone(rsc_id)
+        if clone is not None:
+            return self.primitives_under(clone.resource)
+        group = self.group(rsc_id)
+        if group is not None:
+            return [p for m in group.members for p in self.primitives_under(m)]
+        primitive = self.primitive(rsc_id)
+        return [primitive] if primitive is not None else []
+
+    def clone_of(self, rsc_id: str) -> Clone | None:
+        """The clone that contains ``rsc_id`` (directly or via a group), if any."""
+        for clone in self.clones:
+            if clone.resource == rsc_id:
+                return clone
+            group = self.group(clone.resource)
+            if group is not None and rsc_id in group.members:
+                return clone
+        return None
+
+    def is_promotable(self, rsc_id: str) -> bool:
+        clone = self.clone(rsc_id)
+        return clone is not None and clone.promotable
+
+    def node_names(self) -> list[str]:
+        return [n.name for n in self.nodes]

@@ -1,0 +1,83 @@
+"""Pacemaker's command-line tools, run offline on files (``CIB_file``) or live.
+
+Every call is an argv list; XML travels in files or on stdin, never on a
+command line.
+"""
+
+from __future__ import annotations
+
+import os
+
+from crmtool.findings import Unavailable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+
+    from lxml import etree
+
+TOOL_TIMEOUT_S = 120
+
+
+def run(argv: list[str], *, cib_file: str | None = None, input_bytes: bytes | None = None,
+        ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[bytes]:
+    """Run a tool; ``cib_file`` points it at a file instead of the live cluster."""
+    import subprocess
+
+    env = dict(os.environ)
+    if cib_file is not None:
+        env["CIB_file"] = cib_file
+    try:
+        done = subprocess.run(argv, input=input_bytes, capture_output=True, env=env, check=False,
+                              timeout=TOOL_TIMEOUT_S)
+    except FileNotFoundError:
+        raise Unavailable(f"{argv[0]} is not installed (Pacemaker's command-line tools are needed)") from None
+    except subprocess.TimeoutExpired:
+        raise Unavailable(f"{argv[0]} did not finish within {TOOL_TIMEOUT_S} s") from None
+    if done.returncode not in ok:
+        message = done.stderr.decode(errors="replace").strip().splitlines()
+        raise ToolFailed(argv[0], done.returncode, message[-1] if message else "")
+    return done
+
+
+class ToolFailed(Unavailable):
+    def __init__(self, tool: str, code: int, last_line: str) -> None:
+        super().__init__(f"{os.path.basename(tool)} failed with exit code {code}: {last_line}")
+        self.tool = tool
+        self.code = code
+
+
+def parse(data: bytes) -> etree._Element:
+    from lxml import etree
+
+    parser = etree.XMLParser(remove_blank_text=True, resolve_entities=False, no_network=True)
+    return etree.fromstring(data, parser)
+
+
+def write(path: str, element: etree._Element) -> None:
+    from lxml import etree
+
+    with open(path, "wb") as handle:
+        handle.write(etree.tostring(element, pretty_print=True, encoding="UTF-8", xml_declaration=False))
+
+
+def empty_cib() -> etree._Element:
+    """A fresh ``<cib>`` as Pacemaker itself writes it (its own crm_feature_set)."""
+    return parse(run(["cibadmin", "--empty"]).stdout)
+
+
+def full_cib(configuration: etree._Element) -> etree._Element:
+    """``configuration`` inside a fresh CIB from ``cibadmin --empty``."""
+    import copy
+
+    cib = empty_cib()
+    old = cib.find("configuration")
+    if old is None:
+        raise Unavailable("cibadmin --empty returned no <configuration>")
+    cib.replace(old, copy.deepcopy(configuration))
+    return cib
+
+
+def query(cib_file: str | None) -> etree._Element:
+    """The whole CIB, from ``cib_file`` or (when None) the live cluster or ``$CIB_file``."""
+    return parse(run(["cibadmin", "--query"], cib_file=cib_file).stdout)
