@@ -1,0 +1,5 @@
+import sys
+
+from nscluster.cluster import main
+
+sys.exit(main())
