@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 
 AGENTS: dict[str, str] = {
     "vip": "agents.vip",
+    "keystone": "agents.keystone",
+    "glance-api": "agents.glance_api",
+    "nova-api": "agents.nova_api",
     "mysql": "agents.mysql",
 }
 

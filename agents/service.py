@@ -1,0 +1,683 @@
+"""The shared base of the OpenStack API agents (keystone, glance-api, nova-api, ...).
+
+An agent for one API service is a subclass that states facts, not code:
+its default user, configuration file, port, version document, the ways
+Debian runs it (uwsgi, its eventlet binary, its WSGI script's own server),
+the options that make the eventlet binary listen where the agent looks, and
+which dependencies its deep check looks at.  The parameters, their
+meta-data, the launch command lines and the health checks all derive from
+those facts here.
+
+Health checks by ``OCF_CHECK_LEVEL``:
+
+* 0: the process we started (pid and start time) is alive, not frozen, and
+  owns a listening socket on its port (read from ``/proc``, no connection);
+* 10: ``GET`` of the version document answers 200 or 300;
+* 20: real work with a token (keystone issues one, glance lists images, nova
+  lists flavors) and the dependencies (database, RabbitMQ, keystone).  A
+  failing dependency is reported as degraded (190), never as a failure of
+  the API itself: a database failover must not restart every API everywhere.
+
+Credentials for depth 20 come from a root-only file (``credentials``), never
+from the CIB or a command line.
+"""
+
+from __future__ import annotations
+
+import os
+
+from agents.http import Unreachable, request
+from agents.ocf.actions import Advert, action
+from agents.ocf.agent import Agent
+from agents.ocf.codes import OCF, OCFError
+from agents.ocf.params import Param
+from agents.ocf.proc import Identity, User, read_stat, spawn, stop_session
+from agents.ocf.state import StateDir
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import configparser
+    from collections.abc import Iterable, Sequence
+
+    from agents.http import Response
+    from agents.ocf.deadline import Deadline
+
+LAUNCHERS = ("uwsgi", "eventlet", "wsgi-script", "command")
+HEALTHY_VERSION_STATUS = frozenset((200, 300))
+LISTEN = "0A"
+WILDCARD_ADDRESSES = frozenset(("0.0.0.0", "::"))  # noqa: S104 - recognised, not bound
+SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+LOG_TAIL_LINES = 6
+DEPENDENCY_CAP_S = 5.0
+START_POLL_S = 0.02
+# Parameters of the retired ocf:openstack:* shell agents that no longer mean anything.
+IGNORED_LEGACY = {
+    "pid": "process identity is kept by the agent (pid and start time), not in a pid file",
+    "client_binary": "health checks speak HTTP themselves, no client program is run",
+    "amqp_server_port": "the broker is read from transport_url in the service's configuration",
+}
+
+
+class ApiService(Agent):
+    """Subclasses set the facts below; ``params`` is derived from them."""
+
+    service = ""                      # config/log directory name: keystone, glance, nova
+    default_user = ""
+    default_config = ""
+    default_port = 0
+    default_launcher = "uwsgi"
+    launchers: dict[str, str] = {}    # launcher -> default binary
+    config_env: dict[str, str] = {}   # WSGI entry points' environment: {config}, {config_dir}, {config_name}
+    listen_options: tuple[str, str] = ("bind_host", "bind_port")  # eventlet: [DEFAULT] host/port options
+    workers_option = "workers"        # eventlet: [DEFAULT] option for the number of workers
+    # eventlet: (section, option) naming the paste file, when the service derives it from the last
+    # --config-file (glance does): the override points it back beside the service's configuration.
+    paste_option: tuple[str, str] | None = None
+    version_path = "/"
+    database_options: tuple[tuple[str, str], ...] = (("database", "connection"),)
+    uses_rabbit = False
+    issues_tokens = False             # keystone: the deep check is issuing a token here
+    work_path = ""                    # what the deep check GETs with a token
+    legacy_params: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.service and "params" not in vars(cls):
+            cls.params = build_params(cls)
+
+    # Actions ---------------------------------------------------------------
+
+    @action("start", timeout=60)
+    def start(self) -> OCF:
+        identity = self.recorded()
+        if identity is None:
+            self.check_port_free()
+            identity = self.launch()
+        self.wait_until_answering(identity)
+        self.log.info(f"{self.name} answers on {self.endpoint} (pid {identity.pid})")
+        return OCF.SUCCESS
+
+    @action("stop", timeout=30)
+    def stop(self) -> OCF:
+        identity = self.recorded()
+        if identity is not None:
+            stop_session(identity, self.deadline, what=self.name)
+        self.state.remove("identity")
+        self.state.remove("listen.conf")
+        return OCF.SUCCESS
+
+    @action("monitor", Advert(timeout=20, interval=10), Advert(timeout=20, interval=30, depth=10),
+            Advert(timeout=40, interval=60, depth=20))
+    def monitor(self) -> OCF:
+        identity = self.recorded()
+        if identity is None:
+            return OCF.NOT_RUNNING
+        self.check_alive(identity)
+        if self.env.check_level >= 10:
+            self.check_version()
+        if self.env.check_level >= 20:
+            self.deep_check()
+        return OCF.SUCCESS
+
+    # Hooks -----------------------------------------------------------------
+
+    def validate(self) -> Iterable[OCFError]:
+        problems: list[OCFError] = []
+        launcher = self.launcher
+        if launcher != "command" and launcher not in self.launchers:
+            supported = ", ".join([*self.launchers, "command"])
+            problems.append(OCFError(OCF.ERR_CONFIGURED, f"launcher {launcher} is not supported by "
+                                     f"{self.name} (use one of {supported})"))
+            return problems
+        for program in self.programs():
+            if not os.access(program, os.X_OK):
+                problems.append(OCFError(OCF.ERR_INSTALLED, f"{program} is not installed or not executable"))
+        config = str(self.config.config)
+        if not os.path.isfile(config):
+            problems.append(OCFError(OCF.ERR_CONFIGURED, f"configuration file {config} does not exist"))
+        try:
+            self.user()
+        except OCFError as exc:
+            problems.append(exc)
+        problems += self.credentials_problems()
+        if self.env.action in ("start", "validate-all"):
+            try:
+                self.extra_args()
+            except OCFError as exc:
+                problems.append(exc)
+        self.warn_legacy()
+        return problems
+
+    def stop_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
+        """Without the software or a valid configuration, still stop what we started."""
+        return self.stop()
+
+    def probe_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
+        identity = self.recorded()
+        if identity is None:
+            return OCF.NOT_RUNNING
+        self.check_alive(identity)
+        return OCF.SUCCESS
+
+    # Derived facts ------------------------------------------------------------
+
+    @property
+    def state(self) -> StateDir:
+        return StateDir(self.env.rsctmp, self.name, self.env.instance)
+
+    @property
+    def launcher(self) -> str:
+        return str(self.config.launcher)
+
+    @property
+    def binary(self) -> str:
+        return str(self.config.binary or self.launchers.get(self.launcher, ""))
+
+    @property
+    def host(self) -> str:
+        return str(self.config.host)
+
+    @property
+    def port(self) -> int:
+        port: int = self.config.port  # type: ignore[assignment]
+        return port
+
+    @property
+    def endpoint(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def programs(self) -> list[str]:
+        binary = self.binary
+        if not binary:
+            return ["(no binary set)"]
+        return [str(self.config.uwsgi_binary), binary] if self.launcher == "uwsgi" else [binary]
+
+    def user(self) -> User:
+        return User.lookup(str(self.config.user), str(self.config.group or "") or None)
+
+    def extra_args(self) -> list[str]:
+        import shlex
+
+        try:
+            return shlex.split(str(self.config.extra_args or ""))
+        except ValueError as exc:
+            raise OCFError(OCF.ERR_CONFIGURED, f"extra_args cannot be split: {exc}") from None
+
+    def recorded(self) -> Identity | None:
+        text = self.state.read("identity")
+        return Identity.parse(text) if text else None
+
+    def warn_legacy(self) -> None:
+        for name in self.config.given:
+            if name in IGNORED_LEGACY:
+                self.log.warning(f"parameter {name} is obsolete and ignored: {IGNORED_LEGACY[name]}")
+        if "os_password" in self.config.given:
+            self.log.warning("parameter os_password keeps a password in the CIB, readable by every "
+                             "cluster node and in every CIB backup: move it to a credentials file")
+
+    # Start -------------------------------------------------------------------
+
+    def launch(self) -> Identity:
+        user = self.user()
+        argv = self.command_line()
+        home = user.home if os.path.isdir(user.home) else "/"
+        env = {"PATH": SERVICE_PATH, "HOME": home, "LANG": "C.UTF-8", "USER": user.name,
+               "LOGNAME": user.name, **self.entry_point_env()}
+        log_path = self.console_log()
+        self.service_log_start = file_size(self.service_log())
+        self.log.info(f"starting {self.name} on {self.endpoint}: {' '.join(argv)}")
+        identity = spawn(argv, user=user, log_path=log_path, env=env, cwd=home)
+        self.state.write("identity", identity.dump())
+        return identity
+
+    def command_line(self) -> list[str]:
+        extra = self.extra_args()
+        binary = self.binary
+        if self.launcher == "uwsgi":
+            return [str(self.config.uwsgi_binary), "--plugins", "python3", "--http-socket", self.endpoint,
+                    "--wsgi-file", binary, "--master", "--die-on-term", "--skip-atexit", "--lazy-apps",
+                    "--enable-threads", "--need-app", "--no-orphans", "--thunder-lock",
+                    "--processes", str(self.config.workers), "--buffer-size", "65535", *extra]
+        if self.launcher == "wsgi-script":
+            return [binary, "--host", self.host, "--port", str(self.port), *extra]
+        if self.launcher == "eventlet":
+            return [binary, "--config-file", str(self.config.config), "--config-file",
+                    self.listen_override(), *extra]
+        return [binary, *extra]
+
+    def entry_point_env(self) -> dict[str, str]:
+        config = str(self.config.config)
+        values = {"config": config, "config_dir": os.path.dirname(config),
+                  "config_name": os.path.basename(config)}
+        return {name: template.format(**values) for name, template in self.config_env.items()}
+
+    def listen_override(self) -> str:
+        """A second configuration file so that the eventlet server listens where we look."""
+        host_option, port_option = self.listen_options
+        lines = ["[DEFAULT]", f"{host_option} = {self.host}", f"{port_option} = {self.port}"]
+        if "workers" in self.config.given:
+            lines.append(f"{self.workers_option} = {self.config.workers}")
+        if self.paste_option is not None and not self.service_options().has_option(*self.paste_option):
+            config = str(self.config.config)
+            stem = config[:-5] if config.endswith(".conf") else config
+            lines += [f"[{self.paste_option[0]}]", f"{self.paste_option[1]} = {stem}-paste.ini"]
+        self.state.write("listen.conf", "\n".join(lines) + "\n", mode=0o644)
+        os.chmod(self.state.path, 0o711)  # noqa: S103 - the service user reads this one file
+        return self.state.file("listen.conf")
+
+    def console_log(self) -> str:
+        path = str(self.config.log_file)
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            raise OCFError(OCF.ERR_CONFIGURED, f"directory {directory} of log_file does not exist")
+        return path
+
+    def check_port_free(self) -> None:
+        inodes = listening_inodes(self.host, self.port)
+        if not inodes:
+            return
+        owner = socket_owner(inodes)
+        raise OCFError(OCF.ERR_GENERIC, f"cannot start {self.name}: {self.endpoint} is already in use "
+                       f"by {owner}")
+
+    def wait_until_answering(self, identity: Identity) -> None:
+        last = "no answer yet"
+        while True:
+            if not identity.alive():
+                self.state.remove("identity")
+                raise OCFError(OCF.ERR_GENERIC, f"{self.name} exited during start; last log lines: "
+                               f"{self.log_tail()}")
+            try:
+                response = request(self.deadline, self.host, self.port, str(self.config.version_path),
+                                   cap=2.0)
+                if response.status in HEALTHY_VERSION_STATUS:
+                    return
+                last = f"version document answered {response.status}"
+            except Unreachable as exc:
+                last = exc.reason
+            except OCFError:
+                break
+            if self.deadline.remaining() <= START_POLL_S:
+                break
+            self.deadline.sleep(START_POLL_S)
+        raise OCFError(OCF.ERR_GENERIC, f"{self.name} did not answer in time ({last}); last log lines: "
+                       f"{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        """The service's last errors since this start (its own log), then its console's last lines."""
+        service_log = self.service_log()
+        errors = [line for line in tail_lines(service_log, 400, getattr(self, "service_log_start", 0))
+                  if " ERROR " in line or " CRITICAL " in line][-2:] if service_log else []
+        lines = [*errors, *tail_lines(str(self.config.log_file), LOG_TAIL_LINES)]
+        return redact_urls(self.log.redact(" | ".join(lines))) or "(log is empty)"
+
+    def service_log(self) -> str:
+        options = self.service_options()
+        log_file = options.get("DEFAULT", "log_file", fallback="")
+        log_dir = options.get("DEFAULT", "log_dir", fallback="")
+        return os.path.join(log_dir, log_file) if log_file else ""
+
+    # Monitor -------------------------------------------------------------------
+
+    def check_alive(self, identity: Identity) -> None:
+        stat = identity.stat()
+        if stat is None or not stat.alive:
+            raise OCFError(OCF.NOT_RUNNING, f"{self.name} (pid {identity.pid}) is not running")
+        if stat.state in "Tt":
+            raise OCFError(OCF.ERR_GENERIC, f"{self.name} (pid {identity.pid}) is frozen "
+                           "(stopped by a signal)")
+        inodes = listening_inodes(self.host, self.port)
+        if not inodes or not owns_socket(identity, inodes):
+            raise OCFError(OCF.ERR_GENERIC, f"{self.name} (pid {identity.pid}) is not listening on "
+                           f"{self.endpoint}")
+
+    def check_version(self) -> None:
+        path = str(self.config.version_path)
+        try:
+            response = request(self.deadline, self.host, self.port, path)
+        except Unreachable as exc:
+            raise OCFError(OCF.ERR_GENERIC, f"version document: {exc.reason}") from None
+        if response.status not in HEALTHY_VERSION_STATUS:
+            raise OCFError(OCF.ERR_GENERIC, f"GET {path} answered {response.status}")
+
+    def deep_check(self) -> None:
+        failure = ""
+        try:
+            self.real_work()
+        except Degraded:
+            raise
+        except OCFError as exc:
+            failure = exc.reason
+        problems = self.dependency_problems()
+        if problems:
+            raise Degraded("; ".join([*([failure] if failure else []), *problems]))
+        if failure:
+            raise OCFError(OCF.ERR_GENERIC, failure)
+
+    def real_work(self) -> None:
+        credentials = self.credentials()
+        if self.issues_tokens:
+            issue_token(self.deadline, credentials, self.host, self.port)
+            return
+        token = self.foreign_token(credentials)
+        response = self.ask(self.work_path, {"X-Auth-Token": token})
+        if response.status != 200:
+            raise OCFError(OCF.ERR_GENERIC, f"GET {self.work_path} answered {response.status}")
+
+    def foreign_token(self, credentials: dict[str, str]) -> str:
+        from urllib.parse import urlsplit
+
+        url = urlsplit(credentials["auth_url"])
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if url.scheme != "http":
+            raise Degraded(f"keystone at {credentials['auth_url']}: only http auth_url can be checked")
+        try:
+            return issue_token(self.deadline, credentials, url.hostname or "", port,
+                               prefix=url.path.rstrip("/"))
+        except OCFError as exc:
+            raise Degraded(f"keystone: {exc.reason}") from None
+
+    def ask(self, path: str, headers: dict[str, str]) -> Response:
+        try:
+            return request(self.deadline, self.host, self.port, path, headers=headers)
+        except Unreachable as exc:
+            raise OCFError(OCF.ERR_GENERIC, f"GET {path}: {exc.reason}") from None
+
+    def dependency_problems(self) -> list[str]:
+        from agents import dependencies
+
+        options = self.service_options()
+        cap = min(DEPENDENCY_CAP_S, self.deadline.remaining() / 3)
+        problems = []
+        for section, option in self.database_options:
+            url = options.get(section, option, fallback="")
+            if url:
+                problems += dependencies.database_problems(url, self.deadline, cap, self.log)
+        if self.uses_rabbit:
+            url = options.get("DEFAULT", "transport_url", fallback="")
+            if url:
+                problems += dependencies.rabbit_problems(url, self.deadline, cap, self.log)
+        return problems
+
+    def service_options(self) -> configparser.ConfigParser:
+        import configparser
+
+        parser = configparser.ConfigParser(interpolation=None, strict=False, default_section="\x00none")
+        try:
+            parser.read(str(self.config.config), encoding="utf-8")
+        except configparser.Error as exc:
+            raise OCFError(OCF.ERR_CONFIGURED, f"cannot parse {self.config.config}: {exc}") from None
+        return parser
+
+    # Credentials -------------------------------------------------------------
+
+    def credentials_problems(self) -> list[OCFError]:
+        path = str(self.config.credentials or "")
+        if not path:
+            return []
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            return [OCFError(OCF.ERR_CONFIGURED, f"credentials file {path}: {exc.strerror}")]
+        if info.st_mode & 0o077 or info.st_uid != os.geteuid():
+            return [OCFError(OCF.ERR_CONFIGURED, f"credentials file {path} must be owned by "
+                             f"uid {os.geteuid()} and readable by it alone (mode 0600), "
+                             f"not mode {info.st_mode & 0o777:04o} uid {info.st_uid}")]
+        return []
+
+    def credentials(self) -> dict[str, str]:
+        path = str(self.config.credentials or "")
+        if path:
+            found = read_credentials(path, str(self.config.credentials_section))
+        elif self.config.get("os_username") and self.config.get("os_password"):
+            found = {"username": str(self.config.get("os_username")),
+                     "password": str(self.config.get("os_password")),
+                     "project_name": str(self.config.get("os_tenant_name") or "admin")}
+            if self.config.get("os_auth_url"):
+                found["auth_url"] = str(self.config.get("os_auth_url"))
+        else:
+            raise OCFError(OCF.ERR_CONFIGURED, "depth 20 needs credentials: set the credentials parameter "
+                           "to a root-only file")
+        self.log.add_secret(found.get("password", ""))
+        missing = [key for key in ("username", "password") if not found.get(key)]
+        if not self.issues_tokens and not found.get("auth_url"):
+            missing.append("auth_url")
+        if missing:
+            raise OCFError(OCF.ERR_CONFIGURED, f"credentials lack {', '.join(missing)}")
+        return found
+
+
+class Degraded(OCFError):
+    """The service works, but something it depends on does not."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(OCF.DEGRADED, reason)
+
+
+def issue_token(deadline: Deadline, credentials: dict[str, str], host: str, port: int, *,
+                prefix: str = "/v3") -> str:
+    """POST /v3/auth/tokens with a password; the token, or an OCFError saying why not."""
+    import json
+
+    user_domain = credentials.get("user_domain_name", "Default")
+    project_domain = credentials.get("project_domain_name", "Default")
+    auth: dict[str, object] = {"identity": {"methods": ["password"], "password": {"user": {
+        "name": credentials["username"], "domain": {"name": user_domain},
+        "password": credentials["password"]}}}}
+    if credentials.get("project_name"):
+        auth["scope"] = {"project": {"name": credentials["project_name"], "domain": {"name": project_domain}}}
+    if not prefix.endswith("/v3"):
+        prefix += "/v3"
+    path = prefix + "/auth/tokens"
+    body = json.dumps({"auth": auth}).encode("utf-8")
+    try:
+        response = request(deadline, host, port, path, method="POST", body=body)
+    except Unreachable as exc:
+        raise OCFError(OCF.ERR_GENERIC, f"token request: {exc.reason}") from None
+    if response.status in (401, 403):
+        # The service answered correctly; our credentials are wrong: not a reason to restart it.
+        raise Degraded(f"credentials for {credentials['username']} were rejected ({response.status})")
+    token = response.headers.get("x-subject-token", "")
+    if response.status != 201 or not token:
+        raise OCFError(OCF.ERR_GENERIC, f"token request answered {response.status}")
+    return token
+
+
+def read_credentials(path: str, section: str) -> dict[str, str]:
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, configparser.Error) as exc:
+        raise OCFError(OCF.ERR_CONFIGURED, f"cannot read credentials file {path}: "
+                       f"{type(exc).__name__}") from None
+    if not parser.has_section(section):
+        raise OCFError(OCF.ERR_CONFIGURED, f"credentials file {path} has no [{section}] section")
+    return dict(parser.items(section))
+
+
+# /proc readers ---------------------------------------------------------------
+
+def listening_inodes(host: str, port: int) -> set[str]:
+    """Inodes of LISTEN sockets on ``port`` that would serve ``host`` (read from /proc/net)."""
+    import socket
+
+    wanted = _packed(host)
+    inodes: set[str] = set()
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        try:
+            with open(table, encoding="ascii") as handle:
+                next(handle, None)
+                for line in handle:
+                    fields = line.split()
+                    address, _colon, port_hex = fields[1].partition(":")
+                    if fields[3] != LISTEN or int(port_hex, 16) != port:
+                        continue
+                    bound = _unhex(address, family)
+                    if wanted is None or bound in (None, wanted) or _mapped(bound) == wanted:
+                        inodes.add(fields[9])
+        except OSError:
+            continue
+    return inodes
+
+
+def _packed(host: str) -> bytes | None:
+    """The address as bytes, or None for a wildcard (which conflicts with everything)."""
+    import socket
+
+    host = host.strip("[]")
+    if host in WILDCARD_ADDRESSES or not host:
+        return None
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            return socket.inet_pton(family, host)
+        except OSError:
+            continue
+    return None
+
+
+def _unhex(address: str, family: int) -> bytes | None:
+    raw = bytes.fromhex(address)
+    # /proc/net/tcp* print each 32-bit word in host (little-endian) order.
+    fixed = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    return None if fixed == bytes(len(fixed)) else fixed
+
+
+def _mapped(address: bytes | None) -> bytes | None:
+    if address is not None and len(address) == 16 and address[:12] == b"\0" * 10 + b"\xff\xff":
+        return address[12:]
+    return address
+
+
+def owns_socket(identity: Identity, inodes: set[str]) -> bool:
+    """Whether the process we started (or, failing that, its session) holds one of ``inodes``."""
+    if _holds(identity.pid, inodes):
+        return True
+    return any(_holds(member.pid, inodes) for member in identity.session_members()
+               if member.pid != identity.pid)
+
+
+def _holds(pid: int, inodes: set[str]) -> bool:
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def socket_owner(inodes: set[str]) -> str:
+    from agents.ocf.proc import all_stats
+
+    for stat in all_stats():
+        if _holds(stat.pid, inodes):
+            found = read_stat(stat.pid)
+            return f"pid {stat.pid} ({found.comm if found else '?'})"
+    return "another process"
+
+
+def tail_lines(path: str, count: int, since: int = 0) -> list[str]:
+    """The last ``count`` non-empty lines of a file, reading from byte ``since`` on at most."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(handle.tell() - 65536, since, 0))
+            data = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    return [line.strip() for line in data.splitlines() if line.strip()][-count:]
+
+
+def file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path) if path else 0
+    except OSError:
+        return 0
+
+
+def redact_urls(text: str) -> str:
+    """Passwords inside URLs (database, transport) never leave in an exit reason."""
+    import re
+
+    return re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
+
+
+# Parameters, derived from a subclass's facts ------------------------------------
+
+def build_params(cls: type[ApiService]) -> tuple[Param, ...]:
+    log_dir = f"/var/log/{cls.service}"
+    launch_defaults = ", ".join(f"{launcher}: {binary}" for launcher, binary in cls.launchers.items())
+    params = [
+        Param("config", shortdesc="Configuration file of the service", default=cls.default_config,
+              longdesc=f"The {cls.name} configuration file. Its database and broker settings are what "
+                       "the depth-20 monitor checks."),
+        Param("user", shortdesc="User the service runs as", default=cls.default_user),
+        Param("group", shortdesc="Group the service runs as",
+              longdesc="Group the service runs as; empty means the user's primary group.", default=""),
+        Param("launcher", "select", choices=LAUNCHERS, default=cls.default_launcher,
+              shortdesc="How the service is run",
+              longdesc="uwsgi: the WSGI entry point under uWSGI, as Debian runs it; eventlet: the "
+                       "service's own eventlet server (host and port are passed in an extra "
+                       "--config-file); wsgi-script: the WSGI script's built-in server (--host, --port); "
+                       "command: binary and extra_args exactly as given. Supported here: "
+                       f"{', '.join(cls.launchers)}, command."),
+        Param("binary", shortdesc="The service program or WSGI entry point",
+              longdesc=f"The service program (the WSGI file for uwsgi). Empty means the default for the "
+                       f"launcher ({launch_defaults}).", default=""),
+        Param("uwsgi_binary", shortdesc="uWSGI program (launcher uwsgi)", default="/usr/bin/uwsgi"),
+        Param("workers", "integer", minimum=1, maximum=256, default=2,
+              shortdesc="Worker processes",
+              longdesc="uWSGI processes; for eventlet, the service's worker option when set explicitly."),
+        Param("host", shortdesc="Address the service listens on (and is checked on)", default="0.0.0.0"),  # noqa: S104 - the services' own default
+        Param("port", "integer", minimum=1, maximum=65535, default=cls.default_port,
+              shortdesc="TCP port the service listens on (and is checked on)"),
+        Param("version_path", shortdesc="URL path of the version document checked at depth 10",
+              default=cls.version_path),
+        Param("extra_args", shortdesc="More command-line arguments",
+              longdesc="Appended to the command line; split like a POSIX shell would, but never run by one.",
+              default=""),
+        Param("log_file", shortdesc="File receiving the service's standard output and error",
+              default=f"{log_dir}/{cls.name}-ocf.log"),
+        Param("credentials", shortdesc="Root-only file with the deep-check credentials",
+              longdesc="An ini-style file, mode 0600, owned by root, with a section (credentials_section) "
+                       "holding auth_url, username, password, project_name, user_domain_name and "
+                       "project_domain_name. Used by the depth-20 monitor only; it keeps the password "
+                       "out of the CIB and off every command line.", default=""),
+        Param("credentials_section", shortdesc="Section of the credentials file", default="credentials"),
+    ]
+    params += legacy_params(cls)
+    return tuple(params)
+
+
+def legacy_params(cls: type[ApiService]) -> list[Param]:
+    """The retired ocf:openstack:* agents' names, so that an existing CIB keeps working."""
+    legacy = {
+        "additional_parameters": Param("additional_parameters", deprecated_for="extra_args",
+                                       shortdesc="Additional arguments (deprecated)"),
+        "os_username": Param("os_username", shortdesc="User for the deep check (deprecated)",
+                             longdesc="Deprecated: put username in the credentials file."),
+        "os_password": Param("os_password", secret=True, shortdesc="Password for the deep check (deprecated)",
+                             longdesc="Deprecated and unsafe: a password in the CIB is readable on every "
+                                      "node and in every CIB backup. Put it in the credentials file."),
+        "os_tenant_name": Param("os_tenant_name", shortdesc="Project for the deep check (deprecated)",
+                                longdesc="Deprecated: put project_name in the credentials file."),
+        "os_auth_url": Param("os_auth_url", shortdesc="Keystone URL for the deep check (deprecated)",
+                             longdesc="Deprecated: put auth_url in the credentials file."),
+        "keystone_get_token_url": Param("keystone_get_token_url", deprecated_for="os_auth_url",
+                                        shortdesc="Keystone URL for the deep check (deprecated)"),
+    }
+    for name, why in IGNORED_LEGACY.items():
+        legacy[name] = Param(name, shortdesc=f"Ignored (deprecated): {why}")
+    return [legacy[name] for name in cls.legacy_params]
+
+
+LEGACY_COMMON = ("pid", "client_binary", "additional_parameters", "os_username", "os_password",
+                 "os_tenant_name", "os_auth_url")
