@@ -24,7 +24,8 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def sh(argv: Sequence[str], check: bool = True, timeout: float = 30, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def sh(argv: Sequence[str], check: bool = True, timeout: float = 30,
+       **kwargs: object) -> subprocess.CompletedProcess[str]:
     """Run a command (argv, never a shell) and return its completed process."""
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=check,
                           **kwargs)  # type: ignore[call-overload]
@@ -37,7 +38,8 @@ class Namespace:
     def argv(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
 
-    def run(self, argv: Sequence[str], check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    def run(self, argv: Sequence[str], check: bool = True,
+            **kwargs: object) -> subprocess.CompletedProcess[str]:
         return sh(self.argv(argv), check=check, **kwargs)
 
     def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -7,10 +7,11 @@ addresses are used.
 
 from __future__ import annotations
 
+import json
 import time
 
 from tests.netns import Lab
-from tests.vip_support import Capture, arps, lab, mac_of, neighbour_adverts, vip  # noqa: F401
+from tests.vip_support import Capture, arps, installed_vip, lab_fixture, mac_of, neighbour_adverts, vip  # noqa: F401
 
 V4 = "192.0.2.10"
 V6 = "2001:db8::10"
@@ -25,16 +26,10 @@ def assert_code(result, code: int) -> None:  # type: ignore[no-untyped-def]
 
 def test_ocf_tester_passes_with_ipv4_and_ipv6(lab: Lab) -> None:
     for ip in (V4, V6):
-        done = lab.node.run(["/usr/sbin/ocf-tester", "-n", "vip", "-o", f"ip={ip}", vip_path()],
+        done = lab.node.run(["/usr/sbin/ocf-tester", "-n", "vip", "-o", f"ip={ip}", installed_vip()],
                             check=False, timeout=120)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "passed all tests" in done.stdout
-
-
-def vip_path() -> str:
-    from tests.vip_support import installed_vip
-
-    return installed_vip()
 
 
 # Start, monitor, stop ----------------------------------------------------------
@@ -56,8 +51,8 @@ def test_start_monitor_stop_are_idempotent_for_both_families(lab: Lab) -> None:
 def test_explicit_prefix_netmask_and_broadcast(lab: Lab) -> None:
     assert_code(vip(lab.node, "start", ip=V4, nic="veth0", cidr_netmask="255.255.255.128",
                     broadcast="-", arp_count="0"), 0)
-    info = [a for link in __import__("json").loads(lab.node.ip("-json", "address", "show", "dev", "veth0").stdout)
-            for a in link["addr_info"] if a.get("local") == V4]
+    shown = json.loads(lab.node.ip("-json", "address", "show", "dev", "veth0").stdout)
+    info = [a for link in shown for a in link["addr_info"] if a.get("local") == V4]
     assert info and info[0]["prefixlen"] == 25 and info[0]["broadcast"] == "192.0.2.0"
     assert_code(vip(lab.node, "validate-all", ip=V6, broadcast="+"), 6)
     assert_code(vip(lab.node, "validate-all", ip=V6, cidr_netmask="255.255.255.0"), 6)
@@ -204,8 +199,6 @@ def test_foreground_announcements_stop_at_the_deadline(lab: Lab) -> None:
 
 def wait_no_tentative(lab: Lab, timeout: float = 10) -> None:
     """Both ends finished DAD of their own (link-local) addresses: the peer answers for its addresses."""
-    import json
-
     until = time.monotonic() + timeout
     while time.monotonic() < until:
         flags = [a for ns in (lab.node, lab.peer)

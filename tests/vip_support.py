@@ -34,8 +34,8 @@ def vip(ns: Namespace, action: str, timeout: float = 60, extra: dict[str, str] |
     return run_agent(ns.argv([installed_vip()]), action, agent_env(params, **(extra or {})), timeout=timeout)
 
 
-@pytest.fixture
-def lab() -> Iterator[Lab]:
+@pytest.fixture(name="lab")
+def lab_fixture() -> Iterator[Lab]:
     require_root()
     with Lab() as made:
         yield made
