@@ -39,7 +39,7 @@ def agent_section(name: str) -> str:
              "| parameter | type | default | flags | description |", "|---|---|---|---|---|"]
     for param in agent.params:
         default = param.default_text()
-        shown = "" if default is None else f"`{cell(default)}`"
+        shown = f"`{cell(default)}`" if default else ""
         row = [f"`{param.name}`", param_type(param), shown, flags(param), cell(param.shortdesc)]
         lines.append("| " + " | ".join(row) + " |")
     actions = ", ".join(f"`{a}`" for a in agent.action_names())
