@@ -387,6 +387,9 @@ class MySQL(Agent):
 
     @action("start", timeout=120)
     def start(self) -> OCF:
+        if self.config.get("test_passwd"):
+            self.log.warning("test_passwd is deprecated: a password in the CIB is visible to every "
+                             "cluster administrator; use the credentials option file instead")
         identity = self._recorded()
         if identity is None:
             self._refuse_unsafe_datadir()
@@ -433,9 +436,6 @@ class MySQL(Agent):
         binary = self.server_binary()
         if binary != self._str("binary"):
             self.log.warning(f"binary {self._str('binary')} is a wrapper; running {binary} instead")
-        if self.config.get("test_passwd"):
-            self.log.warning("test_passwd is deprecated: a password in the CIB is visible to every "
-                             "cluster administrator; use the credentials option file instead")
         argv = [binary, f"--defaults-file={self._str('config')}", f"--datadir={self._str('datadir')}",
                 f"--socket={self._str('socket')}", f"--pid-file={self._str('pid')}",
                 f"--log-error={self._str('log')}"]
@@ -514,10 +514,26 @@ class MySQL(Agent):
         return OCF.SUCCESS
 
     def stop_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
-        identity = self._recorded()
+        identity = self._running() if self._datadir_trusted() else self._recorded()
         if identity is not None:
             self._stop_server(identity)
         return OCF.SUCCESS
+
+    def probe_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
+        """A server of ours running on a node where the configuration is broken is a failed one.
+
+        Answering "not running" would let the cluster start a second server.
+        """
+        identity = self._running() if self._datadir_trusted() else self._recorded()
+        if identity is None:
+            return OCF.NOT_RUNNING
+        self.log.error(f"server pid {identity.pid} runs although the configuration is invalid")
+        return OCF.ERR_GENERIC
+
+    def _datadir_trusted(self) -> bool:
+        """The datadir is the one configured (a parse error would fall back to the default)."""
+        raw = self.env.raw.get("OCF_RESKEY_datadir", "")
+        return raw in ("", self._str("datadir"))
 
     def _stop_server(self, identity: Identity) -> None:
         from agents.ocf.proc import stop_session

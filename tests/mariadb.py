@@ -58,6 +58,23 @@ def run(argv: list[str], timeout: float = 60.0, input_text: str | None = None) -
     return done.stdout
 
 
+SHELL_AGENT = "/usr/lib/ocf/resource.d/heartbeat/mysql"
+SHELL_AGENT_PARAMS = ("binary", "config", "datadir", "socket", "pid", "log", "user", "group")
+
+
+def run_detached(argv: list[str], env: dict[str, str], timeout: float = 120.0) -> tuple[int, str]:
+    """Run a command whose children may outlive it holding its output: collect output in a file.
+
+    ocf:heartbeat:mysql backgrounds the server with the agent's own stderr
+    still open, so reading a pipe to EOF would wait for the server to exit.
+    """
+    with tempfile.TemporaryFile() as output:
+        done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                              timeout=timeout, check=False)
+        output.seek(0)
+        return done.returncode, output.read().decode("utf-8", "replace")
+
+
 def mysql_ids() -> tuple[int, int]:
     import pwd
 
@@ -147,6 +164,12 @@ class MariaDB:
         }
         if device:
             params["device"] = device
+        return params
+
+    def shell_agent_params(self) -> dict[str, str]:
+        """The same server for ocf:heartbeat:mysql; root reaches it through unix_socket auth."""
+        params = {k: v for k, v in self.agent_params().items() if k in SHELL_AGENT_PARAMS}
+        params["test_user"] = "root"
         return params
 
     def install(self) -> MariaDB:
