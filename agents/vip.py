@@ -30,6 +30,17 @@ DAD_POLL_S = 0.05
 PLACING_ACTIONS = frozenset(("start", "validate-all"))
 
 
+# (family, network, prefix length, why): addresses that cannot be a VIP.
+UNUSABLE = (
+    (_socket.AF_INET, 0, 32, "the unspecified address"),
+    (_socket.AF_INET, 0xE0000000, 3, "a multicast, reserved or broadcast address"),
+    (_socket.AF_INET6, 0, 128, "the unspecified address"),
+    (_socket.AF_INET6, 0xFF << 120, 8, "a multicast address"),
+    (_socket.AF_INET6, 0xFE80 << 112, 10, "link-local (not supported: it needs a scope)"),
+    (_socket.AF_INET6, 0xFFFF << 32, 96, "an IPv4-mapped IPv6 address (give the IPv4 address)"),
+)
+
+
 # Parsing, shared by the parameter checks and the actions ---------------------
 
 def parse_ip(text: str) -> tuple[int, bytes]:
@@ -47,16 +58,11 @@ def parse_ip(text: str) -> tuple[int, bytes]:
 
 
 def _unusable(family: int, packed: bytes) -> str:
-    if not any(packed):
-        return "the unspecified address"
-    if family == _socket.AF_INET:
-        if packed[0] >= 224:
-            return "a multicast, reserved or broadcast address"
-        return ""
-    if packed[0] == 0xFF:
-        return "a multicast address"
-    if packed[0] == 0xFE and packed[1] & 0xC0 == 0x80:
-        return "link-local (it needs a scope; use a global or unique-local address)"
+    value = int.from_bytes(packed, "big")
+    shift_base = len(packed) * 8
+    for kind, network, prefix, problem in UNUSABLE:
+        if kind == family and value >> (shift_base - prefix) == network >> (shift_base - prefix):
+            return problem
     return ""
 
 
