@@ -14,7 +14,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from crmtool.model import Description, Primitive
+    from crmtool.model import Colocation, Description, Location, Order, Primitive
 
     Rule = Callable[[Description, str], Iterator[Finding]]
 
@@ -59,7 +59,7 @@ def _dangling(desc: Description, provider: str) -> Iterator[Finding]:
 
 
 def _invalid_ids(desc: Description, provider: str) -> Iterator[Finding]:
-    for rsc in (*desc.primitives, *desc.groups, *desc.clones):
+    for rsc in desc.resources():
         if not XML_ID.match(rsc.id):
             yield Finding("invalid-id", rsc.path, f"{rsc.id!r} is not a valid id (a letter or _, then "
                           "letters, digits, '.', '_', '-')")
@@ -78,12 +78,13 @@ def _collisions(desc: Description, provider: str) -> Iterator[Finding]:
 
 
 def _element_ids(desc: Description) -> Iterator[tuple[str, str]]:
-    for rsc in (*desc.primitives, *desc.groups, *desc.clones):
+    for rsc in desc.resources():
         yield rsc.id, rsc.path
     for primitive in desc.primitives:
         for op in primitive.ops:
             yield op.id_for(primitive.id), op.path
-    for con in (*desc.locations, *desc.colocations, *desc.orders):
+    constraints: list[Location | Colocation | Order] = [*desc.locations, *desc.colocations, *desc.orders]
+    for con in constraints:
         yield con.id, con.path
 
 
@@ -119,9 +120,11 @@ def _order_cycles(desc: Description, provider: str) -> Iterator[Finding]:
     reported: set[frozenset[str]] = set()
     for start in sorted(edges):
         cycle = _find_cycle(start, edges)
-        if cycle is not None and frozenset(cycle) not in reported:
-            reported.add(frozenset(cycle))
-            names, paths = zip(*cycle, strict=True)
+        if cycle is None:
+            continue
+        names, paths = zip(*cycle, strict=True)
+        if frozenset(names) not in reported:
+            reported.add(frozenset(names))
             yield Finding("order-cycle", paths[0], "mandatory orders form a loop: " +
                           " -> ".join((*names, names[0])) + f" ({', '.join(paths)})")
 
@@ -180,14 +183,16 @@ def _reused(desc: Description, provider: str) -> Iterator[Finding]:
     for clone in desc.clones:
         path = f"{clone.path}.resource"
         if clone.resource in owner:
-            yield Finding("resource-reused", path, f"{clone.resource!r} is already used by {owner[clone.resource]}")
+            yield Finding("resource-reused", path,
+                          f"{clone.resource!r} is already used by {owner[clone.resource]}")
         else:
             owner[clone.resource] = path
 
 
 def _roles(desc: Description, provider: str) -> Iterator[Finding]:
     for col in desc.colocations:
-        for rsc, role, key in ((col.rsc, col.rsc_role, "rsc_role"), (col.with_rsc, col.with_role, "with_role")):
+        sides = ((col.rsc, col.rsc_role, "rsc_role"), (col.with_rsc, col.with_role, "with_role"))
+        for rsc, role, key in sides:
             if role in ("Promoted", "Unpromoted") and not desc.is_promotable(rsc):
                 yield Finding("role-on-non-promotable", f"{col.path}.{key}",
                               f"{rsc!r} is not a promotable clone: it has no {role} role")
@@ -219,7 +224,8 @@ def _fencing(desc: Description, provider: str) -> Iterator[Finding]:
 
 def _too_few_nodes(desc: Description, provider: str) -> Iterator[Finding]:
     if 0 < len(desc.nodes) < MIN_NODES:
-        yield Finding("too-few-nodes", "nodes", f"{len(desc.nodes)} node(s): quorum needs at least {MIN_NODES}")
+        yield Finding("too-few-nodes", "nodes",
+                      f"{len(desc.nodes)} node(s): quorum needs at least {MIN_NODES}")
 
 
 def _secrets(desc: Description, provider: str) -> Iterator[Finding]:
@@ -248,7 +254,8 @@ def _agent_params(desc: Description, provider: str) -> Iterator[Finding]:
             declared = registry.load(agent.type)
         except ImportError as exc:
             yield Finding("unregistered-agent", f"{primitive.path}.agent",
-                          f"{agent} is registered but cannot be imported ({exc}); its parameters are not checked")
+                          f"{agent} is registered but cannot be imported ({exc}); "
+                          "its parameters are not checked")
             continue
         yield from _check_params(primitive, declared.params)
 
@@ -270,7 +277,8 @@ def _check_params(primitive: Primitive, params: tuple[object, ...]) -> Iterator[
         if param.deprecated_for:
             yield Finding("deprecated-parameter", path, f"{name} is deprecated: use {param.deprecated_for}")
         if param.secret and value:
-            yield Finding("secret-in-clear", path, f"{name} is a secret: it would be stored in the CIB in clear")
+            yield Finding("secret-in-clear", path,
+                          f"{name} is a secret: it would be stored in the CIB in clear")
         try:
             param.coerce(value)
         except ValueError as exc:

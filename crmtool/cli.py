@@ -61,7 +61,6 @@ def cmd_render(ctx: Context) -> int:
     from crmtool import pacemaker, render, validate
 
     configuration = ctx.result().configuration
-    assert configuration is not None
     if ctx.args.full:
         cib = pacemaker.full_cib(configuration)
         validate.validate(cib)
@@ -81,7 +80,6 @@ def cmd_verify(ctx: Context) -> int:
     from crmtool import verify
 
     configuration = ctx.result().configuration
-    assert configuration is not None
     complaints = verify.verify(configuration)
     for line in complaints:
         err(line)
@@ -121,9 +119,12 @@ def cmd_diff(ctx: Context) -> int:
 def cmd_apply(ctx: Context) -> int:
     from crmtool import apply, render
 
+    if ctx.args.patch:
+        print(f"applied: version {apply.commit_file(ctx.args.patch, ctx.args.cib)}")
+        return 0
     plan = apply.plan(ctx.result().configuration, ctx.args.cib)
     if plan.patch is None:
-        print(f"no changes (epoch {plan.epoch_text()} kept)")
+        print(f"no changes (version {plan.epoch_text()} kept)")
         return 0
     if ctx.args.dry_run:
         sys.stdout.buffer.write(render.to_bytes(plan.patch))
@@ -131,7 +132,7 @@ def cmd_apply(ctx: Context) -> int:
             print(line)
         return 0
     new_epoch = apply.commit(plan)
-    print(f"applied: epoch {plan.epoch_text()} -> {new_epoch}")
+    print(f"applied: version {plan.epoch_text()} -> {new_epoch}")
     return 0
 
 
@@ -208,7 +209,10 @@ def parser() -> argparse.ArgumentParser:
         extra = {
             "render": [("--full", {"action": "store_true", "help": "a whole CIB from cibadmin --empty"})],
             "simulate": [("--scenario", {"action": "append", "help": "run only this scenario (repeatable)"})],
-            "apply": [("--dry-run", {"action": "store_true", "help": "show the patch and the transition only"})],
+            "apply": [
+                ("--dry-run", {"action": "store_true", "help": "show the patch and the transition only"}),
+                ("--patch", {"help": "apply a patch saved by `diff -o` (refused if the CIB changed since)"}),
+            ],
             "pcs": [("--force", {"action": "store_true", "help": "add --force to resource creation"})],
             "graph": [("--svg", {"help": "also write an SVG with Graphviz"})],
         }
@@ -217,7 +221,8 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def main(argv: list[str] | None = None, templates_dir: str | None = None, provider: str = "openstack") -> None:
+def main(argv: list[str] | None = None, templates_dir: str | None = None,
+         provider: str = "openstack") -> None:
     args = parser().parse_args(argv)
     ctx = Context(args, args.templates or templates_dir or SOURCE_TEMPLATES, provider)
     handler = COMMANDS[args.command][0]

@@ -64,7 +64,7 @@ BY_NAME: dict[str, Code] = {c.name: c for c in _DECLARED}
 class Finding:
     """One problem of a description, at one TOML path."""
 
-    __slots__ = ("code", "path", "message")
+    __slots__ = ("code", "message", "path")
 
     def __init__(self, name: str, path: str, message: str) -> None:
         self.code = BY_NAME[name]

@@ -11,8 +11,20 @@ import re
 
 from crmtool.findings import DescriptionError, Finding, NoInput
 from crmtool.model import (
-    ACTIONS, INFINITY, ORDER_KINDS, ROLES, Agent, Clone, Colocation, Description, Group,
-    Location, Node, Op, Order, Primitive,
+    ACTIONS,
+    INFINITY,
+    ORDER_KINDS,
+    ROLES,
+    Agent,
+    Clone,
+    Colocation,
+    Description,
+    Group,
+    Location,
+    Node,
+    Op,
+    Order,
+    Primitive,
 )
 
 TYPE_CHECKING = False
@@ -70,8 +82,8 @@ def resolve(data: dict[str, object], templates_dir: str, seen: tuple[str, ...] =
     if not os.path.exists(path):
         known = sorted(f[:-5] for f in os.listdir(templates_dir) if f.endswith(".toml")) \
             if os.path.isdir(templates_dir) else []
-        raise DescriptionError([Finding("unknown-profile", "profile",
-                                        f"no profile {name!r} in {templates_dir} (known: {', '.join(known)})")])
+        message = f"no profile {name!r} in {templates_dir} (known: {', '.join(known)})"
+        raise DescriptionError([Finding("unknown-profile", "profile", message)])
     base = resolve(read_toml(path), templates_dir, (*seen, name))
     merged = merge(base, data)
     merged.pop("profile", None)
@@ -127,7 +139,7 @@ def _read_nodes(root: Table, desc: Description) -> None:
     for position, (name, node) in enumerate(root.tables("nodes", ("id", "attributes", "fence", "enabled"))):
         if not node.enabled():
             continue
-        node_id = node.integer("id", position + 1)
+        node_id = node.integer("id", position + 1) or position + 1
         desc.nodes.append(Node(name, node_id, node.scalars("attributes"), node.path))
 
 
@@ -276,7 +288,8 @@ class Table:
         if not isinstance(value, str):
             return default
         if choices and value not in choices:
-            self.finding("wrong-type", self.child_path(key), f"must be one of {', '.join(choices)}, not {value!r}")
+            self.finding("wrong-type", self.child_path(key),
+                         f"must be one of {', '.join(choices)}, not {value!r}")
             return default
         return value
 
@@ -293,7 +306,7 @@ class Table:
 
     def duration(self, key: str, default: str | None) -> str | None:
         value = self._get(key, (str, int), "a duration (\"10s\", \"2min\" or seconds)", False)
-        if value is None:
+        if not isinstance(value, (str, int)):
             return default
         text = f"{value}s" if isinstance(value, int) else value
         if not DURATION.match(text):

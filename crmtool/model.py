@@ -13,7 +13,7 @@ ORDER_KINDS = ("Mandatory", "Optional", "Serialize")
 
 
 class Op:
-    __slots__ = ("name", "interval", "timeout", "role", "depth", "on_fail", "path")
+    __slots__ = ("depth", "interval", "name", "on_fail", "path", "role", "timeout")
 
     def __init__(self, name: str, interval: str, timeout: str | None, role: str | None,
                  depth: int | None, on_fail: str | None, path: str) -> None:
@@ -32,7 +32,7 @@ class Op:
 class Agent:
     """``standard[:provider]:type`` of a primitive."""
 
-    __slots__ = ("standard", "provider", "type")
+    __slots__ = ("provider", "standard", "type")
 
     def __init__(self, standard: str, provider: str | None, type_: str) -> None:
         self.standard = standard
@@ -53,7 +53,7 @@ class Agent:
 
 
 class Primitive:
-    __slots__ = ("id", "agent", "params", "meta", "ops", "path")
+    __slots__ = ("agent", "id", "meta", "ops", "params", "path")
 
     def __init__(self, id_: str, agent: Agent, params: dict[str, str], meta: dict[str, str],
                  ops: list[Op], path: str) -> None:
@@ -76,7 +76,7 @@ class Group:
 
 
 class Clone:
-    __slots__ = ("id", "resource", "promotable", "meta", "path")
+    __slots__ = ("id", "meta", "path", "promotable", "resource")
 
     def __init__(self, id_: str, resource: str, promotable: bool, meta: dict[str, str], path: str) -> None:
         self.id = id_
@@ -95,7 +95,7 @@ class Clone:
 
 
 class Location:
-    __slots__ = ("key", "rsc", "node", "score", "path")
+    __slots__ = ("key", "node", "path", "rsc", "score")
 
     def __init__(self, key: str, rsc: str, node: str, score: str, path: str) -> None:
         self.key = key
@@ -110,7 +110,7 @@ class Location:
 
 
 class Colocation:
-    __slots__ = ("key", "rsc", "with_rsc", "score", "rsc_role", "with_role", "path")
+    __slots__ = ("key", "path", "rsc", "rsc_role", "score", "with_role", "with_rsc")
 
     def __init__(self, key: str, rsc: str, with_rsc: str, score: str, rsc_role: str | None,
                  with_role: str | None, path: str) -> None:
@@ -128,7 +128,7 @@ class Colocation:
 
 
 class Order:
-    __slots__ = ("key", "first", "then", "first_action", "then_action", "kind", "path")
+    __slots__ = ("first", "first_action", "key", "kind", "path", "then", "then_action")
 
     def __init__(self, key: str, first: str, then: str, first_action: str, then_action: str,
                  kind: str, path: str) -> None:
@@ -146,7 +146,7 @@ class Order:
 
 
 class Node:
-    __slots__ = ("name", "node_id", "attributes", "path")
+    __slots__ = ("attributes", "name", "node_id", "path")
 
     def __init__(self, name: str, node_id: int, attributes: dict[str, str], path: str) -> None:
         self.name = name
@@ -174,8 +174,11 @@ class Description:
 
     # Lookups ---------------------------------------------------------------
 
+    def resources(self) -> list[Primitive | Group | Clone]:
+        return [*self.primitives, *self.groups, *self.clones]
+
     def resource_ids(self) -> set[str]:
-        return {r.id for r in (*self.primitives, *self.groups, *self.clones)}
+        return {r.id for r in self.resources()}
 
     def primitive(self, rsc_id: str) -> Primitive | None:
         return next((p for p in self.primitives if p.id == rsc_id), None)
@@ -189,8 +192,7 @@ class Description:
     def top_level(self) -> list[Primitive | Group | Clone]:
         """Resources not inside a group or clone, in id order."""
         inner = {m for g in self.groups for m in g.members} | {c.resource for c in self.clones}
-        tops: list[Primitive | Group | Clone] = [
-            r for r in (*self.primitives, *self.groups, *self.clones) if r.id not in inner]
+        tops = [r for r in self.resources() if r.id not in inner]
         return sorted(tops, key=lambda r: r.id)
 
     def primitives_under(self, rsc_id: str) -> list[Primitive]:

@@ -13,10 +13,10 @@ if TYPE_CHECKING:
 
 
 class Result:
-    __slots__ = ("description", "findings", "configuration")
+    __slots__ = ("configuration", "description", "findings")
 
     def __init__(self, description: Description, findings: list[Finding],
-                 configuration: etree._Element | None) -> None:
+                 configuration: etree._Element) -> None:
         self.description = description
         self.findings = findings
         self.configuration = configuration

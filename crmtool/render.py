@@ -6,6 +6,8 @@ a fixed order, so an unchanged description renders byte-identical XML.
 
 from __future__ import annotations
 
+from crmtool.elements import el
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from lxml import etree
@@ -18,15 +20,13 @@ OP_DEFAULTS = "op_defaults-meta_attributes"
 
 
 def configuration(desc: Description) -> etree._Element:
-    from lxml.builder import E
-
-    return E.configuration(
-        E.crm_config(_nvset("cluster_property_set", BOOTSTRAP, desc.properties)),
-        E.nodes(*(_node(n.name, n.node_id, n.attributes) for n in desc.nodes)),
-        E.resources(*(_resource(desc, r) for r in desc.top_level())),
-        E.constraints(*_constraints(desc)),
+    return el("configuration", None, [
+        el("crm_config", None, [_nvset("cluster_property_set", BOOTSTRAP, desc.properties)]),
+        el("nodes", None, [_node(n.name, n.node_id, n.attributes) for n in desc.nodes]),
+        el("resources", None, [_resource(desc, r) for r in desc.top_level()]),
+        el("constraints", None, _constraints(desc)),
         *_defaults(desc),
-    )
+    ])
 
 
 def to_bytes(element: etree._Element) -> bytes:
@@ -36,29 +36,24 @@ def to_bytes(element: etree._Element) -> bytes:
 
 
 def _nvset(tag: str, set_id: str, values: dict[str, str]) -> etree._Element:
-    from lxml.builder import E
-
-    pairs = [E.nvpair(id=f"{set_id}-{name}", name=name, value=value) for name, value in values.items()]
-    return E(tag, {"id": set_id}, *pairs)
+    pairs = [el("nvpair", {"id": f"{set_id}-{name}", "name": name, "value": value})
+             for name, value in values.items()]
+    return el(tag, {"id": set_id}, pairs)
 
 
 def _node(name: str, node_id: int, attributes: dict[str, str]) -> etree._Element:
-    from lxml.builder import E
-
-    node = E.node(id=str(node_id), uname=name)
+    node = el("node", {"id": str(node_id), "uname": name})
     if attributes:
         node.append(_nvset("instance_attributes", f"nodes-{node_id}", attributes))
     return node
 
 
 def _defaults(desc: Description) -> list[etree._Element]:
-    from lxml.builder import E
-
     sections = []
-    if desc.rsc_defaults:
-        sections.append(E.rsc_defaults(_nvset("meta_attributes", RSC_DEFAULTS, desc.rsc_defaults)))
-    if desc.op_defaults:
-        sections.append(E.op_defaults(_nvset("meta_attributes", OP_DEFAULTS, desc.op_defaults)))
+    for tag, set_id, values in (("rsc_defaults", RSC_DEFAULTS, desc.rsc_defaults),
+                                ("op_defaults", OP_DEFAULTS, desc.op_defaults)):
+        if values:
+            sections.append(el(tag, None, [_nvset("meta_attributes", set_id, values)]))
     return sections
 
 
@@ -73,31 +68,27 @@ def _resource(desc: Description, rsc: Primitive | Group | Clone) -> etree._Eleme
 
 
 def _primitive(primitive: Primitive) -> etree._Element:
-    from lxml.builder import E
-
     agent = primitive.agent
     attrs = {"id": primitive.id, "class": agent.standard, "type": agent.type}
     if agent.provider:
         attrs["provider"] = agent.provider
-    element = E.primitive(attrs)
+    element = el("primitive", attrs)
     if primitive.params:
         element.append(_nvset("instance_attributes", f"{primitive.id}-instance_attributes", primitive.params))
     if primitive.meta:
         element.append(_nvset("meta_attributes", f"{primitive.id}-meta_attributes", primitive.meta))
     if primitive.ops:
-        element.append(E.operations(*(_op(primitive.id, op) for op in primitive.ops)))
+        element.append(el("operations", None, [_op(primitive.id, op) for op in primitive.ops]))
     return element
 
 
 def _op(rsc_id: str, op: Op) -> etree._Element:
-    from lxml.builder import E
-
     op_id = op.id_for(rsc_id)
     attrs = {"id": op_id, "name": op.name, "interval": op.interval}
     for key, value in (("timeout", op.timeout), ("role", op.role), ("on-fail", op.on_fail)):
         if value is not None:
             attrs[key] = value
-    element = E.op(attrs)
+    element = el("op", attrs)
     if op.depth is not None:
         element.append(_nvset("instance_attributes", f"{op_id}-instance_attributes",
                               {"OCF_CHECK_LEVEL": str(op.depth)}))
@@ -105,10 +96,8 @@ def _op(rsc_id: str, op: Op) -> etree._Element:
 
 
 def _group(desc: Description, group: Group) -> etree._Element:
-    from lxml.builder import E
-
     children = [p for m in group.members if (p := desc.primitive(m)) is not None]
-    element = E.group({"id": group.id})
+    element = el("group", {"id": group.id})
     if group.meta:
         element.append(_nvset("meta_attributes", f"{group.id}-meta_attributes", group.meta))
     element.extend(_primitive(p) for p in children)
@@ -116,9 +105,7 @@ def _group(desc: Description, group: Group) -> etree._Element:
 
 
 def _clone(desc: Description, clone: Clone) -> etree._Element:
-    from lxml.builder import E
-
-    element = E.clone({"id": clone.id})
+    element = el("clone", {"id": clone.id})
     meta = clone.all_meta()
     if meta:
         element.append(_nvset("meta_attributes", f"{clone.id}-meta_attributes", meta))
@@ -132,20 +119,19 @@ def _clone(desc: Description, clone: Clone) -> etree._Element:
 
 
 def _constraints(desc: Description) -> list[etree._Element]:
-    from lxml.builder import E
-
     elements: list[etree._Element] = []
     for loc in sorted(desc.locations, key=lambda c: c.id):
-        elements.append(E.rsc_location(id=loc.id, rsc=loc.rsc, node=loc.node, score=loc.score))
+        attrs = {"id": loc.id, "rsc": loc.rsc, "node": loc.node, "score": loc.score}
+        elements.append(el("rsc_location", attrs))
     for col in sorted(desc.colocations, key=lambda c: c.id):
         attrs = {"id": col.id, "rsc": col.rsc, "with-rsc": col.with_rsc, "score": col.score}
         if col.rsc_role:
             attrs["rsc-role"] = col.rsc_role
         if col.with_role:
             attrs["with-rsc-role"] = col.with_role
-        elements.append(E.rsc_colocation(attrs))
+        elements.append(el("rsc_colocation", attrs))
     for order in sorted(desc.orders, key=lambda c: c.id):
-        elements.append(E.rsc_order({"id": order.id, "first": order.first, "first-action": order.first_action,
-                                     "then": order.then, "then-action": order.then_action,
-                                     "kind": order.kind}))
+        attrs = {"id": order.id, "first": order.first, "first-action": order.first_action,
+                 "then": order.then, "then-action": order.then_action, "kind": order.kind}
+        elements.append(el("rsc_order", attrs))
     return elements

@@ -26,10 +26,10 @@ STOPPING = frozenset(("stop", "demote"))
 
 
 class Action:
-    __slots__ = ("resource", "op", "node")
+    __slots__ = ("node", "op", "resource")
 
     def __init__(self, resource: str, op: str, node: str) -> None:
-        self.resource = resource.split(":")[0]
+        self.resource = resource.split(":", maxsplit=1)[0]
         self.op = op
         self.node = node
 
@@ -84,7 +84,8 @@ class Cluster:
         result = pacemaker.parse(done.stdout)
         actions = [Action(a.get("resource", ""), a.get("op", ""), a.get("node", ""))
                    for a in result.iterfind("transition/rsc_action")]
-        actions += [Action("", "fence", f.get("target", "")) for f in result.iterfind("transition/fencing_action")]
+        actions += [Action("", "fence", f.get("target", ""))
+                    for f in result.iterfind("transition/fencing_action")]
         status = result.find("revised_cluster_status")
         if status is None:
             raise CrmtoolError("crm_simulate printed no revised cluster status")
@@ -176,7 +177,7 @@ def colocations_hold(desc: Description, placement: Placement) -> list[str]:
 
 
 def restarts_on(nodes: list[str], actions: list[Action]) -> list[str]:
-    return sorted({f"{a.op} {a.resource} on {a.node}" for a in actions if a.op in STOPPING and a.node in nodes})
+    return sorted({str(a) for a in actions if a.op in STOPPING and a.node in nodes})
 
 
 # Scenarios -------------------------------------------------------------------
@@ -248,7 +249,6 @@ def scenario_names(desc: Description) -> list[str]:
 def run_scenarios(result: Result, only: list[str] | None = None) -> list[Report]:
     """Cold start, then each node failure, each resource failure and a quorum loss from the steady state."""
     desc = result.description
-    assert result.configuration is not None
     cib = pacemaker.full_cib(result.configuration)
     wanted = set(only or scenario_names(desc))
     unknown = wanted - set(scenario_names(desc))

@@ -33,9 +33,9 @@ def wrap(configuration: etree._Element) -> etree._Element:
     """A minimal ``<cib>`` around a copy of ``configuration``, only for validation."""
     import copy
 
-    from lxml.builder import E
+    from crmtool.elements import el
 
-    cib = E.cib({"validate-with": SCHEMA_VERSION, "admin_epoch": "0", "epoch": "0", "num_updates": "0"})
+    cib = el("cib", {"validate-with": SCHEMA_VERSION, "admin_epoch": "0", "epoch": "0", "num_updates": "0"})
     cib.append(copy.deepcopy(configuration))
     return cib
 

@@ -22,10 +22,11 @@ def verification_copy(configuration: etree._Element) -> etree._Element:
     cib.set("have-quorum", "1")
     props = cib.find("configuration/crm_config/cluster_property_set")
     if props is not None:
-        from lxml.builder import E
+        from crmtool.elements import el
 
         set_id = props.get("id")
-        props.append(E.nvpair(id=f"{set_id}-startup-fencing", name="startup-fencing", value="false"))
+        pair = {"id": f"{set_id}-startup-fencing", "name": "startup-fencing", "value": "false"}
+        props.append(el("nvpair", pair))
     return cib
 
 
