@@ -232,7 +232,7 @@ def _secrets(desc: Description, provider: str) -> Iterator[Finding]:
     for primitive in desc.primitives:
         for name, value in primitive.params.items():
             if value and SECRET_NAME.search(name) and not SECRET_REFERENCE.search(name):
-                yield Finding("secret-in-clear", _param_path(primitive, name),
+                yield Finding("secret-in-clear", primitive.param_path(name),
                               f"{name} is written in clear: reference it instead (e.g. {name}_script or a "
                               "file only root can read)")
 
@@ -266,7 +266,7 @@ def _check_params(primitive: Primitive, params: tuple[object, ...]) -> Iterator[
     declared = {p.name: p for p in params if isinstance(p, Param)}
     for name, value in primitive.params.items():
         param = declared.get(name)
-        path = _param_path(primitive, name)
+        path = primitive.param_path(name)
         if param is None:
             import difflib
 
@@ -289,10 +289,6 @@ def _check_params(primitive: Primitive, params: tuple[object, ...]) -> Iterator[
                 and param.name not in aliases:
             yield Finding("missing-required-parameter", f"{primitive.path}.params",
                           f"{primitive.agent} requires {param.name!r}")
-
-
-def _param_path(primitive: Primitive, name: str) -> str:
-    return f"{primitive.path}.params.{name}"
 
 
 RULES: tuple[Rule, ...] = (

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def _q(text: str) -> str:
-    return json.dumps(text)
+    return json.dumps(text, ensure_ascii=False)
 
 
 def dot(desc: Description) -> str:

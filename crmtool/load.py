@@ -161,8 +161,10 @@ def _read_fencing(root: Table, desc: Description) -> None:
             continue
         device = f"fence-{node.name}"
         path = f"{node.path}.fence"
+        paths = {host_param: node.path, **{n: fencing.child_path("params", n) for n in params},
+                 **{n: f"{path}.{n}" for n in per_node}}
         desc.primitives.append(Primitive(device, agent, {host_param: node.name, **params, **per_node},
-                                         dict(meta), list(ops), path))
+                                         dict(meta), list(ops), path, paths))
         desc.locations.append(Location(device, device, node.name, f"-{INFINITY}", path))
 
 

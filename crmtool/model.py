@@ -53,16 +53,21 @@ class Agent:
 
 
 class Primitive:
-    __slots__ = ("agent", "id", "meta", "ops", "params", "path")
+    __slots__ = ("agent", "id", "meta", "ops", "param_paths", "params", "path")
 
     def __init__(self, id_: str, agent: Agent, params: dict[str, str], meta: dict[str, str],
-                 ops: list[Op], path: str) -> None:
+                 ops: list[Op], path: str, param_paths: dict[str, str] | None = None) -> None:
         self.id = id_
         self.agent = agent
         self.params = params
         self.meta = meta
         self.ops = ops
         self.path = path
+        # where each parameter was written, when not under ``<path>.params`` (generated fencing)
+        self.param_paths = param_paths or {}
+
+    def param_path(self, name: str) -> str:
+        return self.param_paths.get(name, f"{self.path}.params.{name}")
 
 
 class Group:

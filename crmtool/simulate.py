@@ -77,11 +77,17 @@ class Cluster:
         self.step += 1
         return os.path.join(self.directory, f"step-{self.step}.xml")
 
-    def transition(self, events: list[str]) -> tuple[list[Action], Placement]:
+    def transition(self, events: list[str]) -> tuple[list[Action], Placement, list[str]]:
+        """One simulated transition: the actions run, the placement after, crm_simulate's errors."""
         target = self._next_path()
         done = pacemaker.run(["crm_simulate", "-x", self.path, "-S", "-q", self.quorum, *events,
-                              "-O", target, "--output-as=xml"])
-        result = pacemaker.parse(done.stdout)
+                              "-O", target, "--output-as=xml"], ok=(0, 1))
+        try:
+            result = pacemaker.parse(done.stdout)
+        except SyntaxError:
+            raise CrmtoolError(f"crm_simulate exited {done.returncode} without a result: "
+                               f"{done.stderr.decode(errors='replace')[-300:]}") from None
+        errors = [f"crm_simulate: {e.text}" for e in result.iterfind("status/errors/error") if e.text]
         actions = [Action(a.get("resource", ""), a.get("op", ""), a.get("node", ""))
                    for a in result.iterfind("transition/rsc_action")]
         actions += [Action("", "fence", f.get("target", ""))
@@ -89,8 +95,9 @@ class Cluster:
         status = result.find("revised_cluster_status")
         if status is None:
             raise CrmtoolError("crm_simulate printed no revised cluster status")
-        self.path = target
-        return actions, Placement(status)
+        if os.path.exists(target):
+            self.path = target
+        return actions, Placement(status), errors
 
     def settle(self, events: list[str]) -> tuple[list[Action], Placement, list[str]]:
         """Apply ``events``, then run transitions until one schedules nothing.
@@ -98,12 +105,14 @@ class Cluster:
         Returns every action run, the final placement and a problem when the
         cluster never became steady (e.g. actions pending forever).
         """
-        actions, placement = self.transition(events)
+        actions, placement, errors = self.transition(events)
         history = list(actions)
         for _ in range(MAX_TRANSITIONS):
+            if errors:
+                return history, placement, errors
             if not actions:
                 return history, placement, []
-            actions, placement = self.transition([])
+            actions, placement, errors = self.transition([])
             history += actions
         return history, placement, [f"the cluster did not settle within {MAX_TRANSITIONS} transitions "
                                     f"(still scheduling: {', '.join(map(str, actions[:5]))})"]
@@ -185,13 +194,13 @@ def restarts_on(nodes: list[str], actions: list[Action]) -> list[str]:
 
 def cold_start(desc: Description, cluster: Cluster) -> Report:
     nodes = desc.node_names()
-    cluster.transition([arg for n in nodes for arg in ("-u", n)])
+    _, _, errors = cluster.transition([arg for n in nodes for arg in ("-u", n)])
     for clone in desc.clones:
         if clone.promotable:
             for primitive in desc.primitives_under(clone.id):
                 cluster.set_promotion_scores(primitive.id, nodes)
     actions, placement, problems = cluster.settle([])
-    problems += unplaced(desc, placement) + colocations_hold(desc, placement)
+    problems = errors + problems + unplaced(desc, placement) + colocations_hold(desc, placement)
     return Report("cold-start", placement, actions, problems)
 
 

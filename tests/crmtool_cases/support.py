@@ -1,0 +1,37 @@
+"""Helpers shared by the crmtool tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from crmtool import cli
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CASES = os.path.dirname(os.path.abspath(__file__))
+TEMPLATES = os.path.join(ROOT, "cib-templates")
+PROFILES = os.path.join(CASES, "profiles")
+SITES = os.path.join(CASES, "sites")
+GOLDEN = os.path.join(CASES, "golden")
+LINT = os.path.join(CASES, "lint")
+EXAMPLE = os.path.join(ROOT, "examples", "site.toml")
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str], templates: str = TEMPLATES) -> tuple[int, str, str]:
+    """crmtool's main in-process: (exit code, stdout, stderr)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["--templates", templates, *argv])
+    out, err = capsys.readouterr()
+    code = stopped.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+@pytest.fixture
+def lint_agent(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Registers the test-only agent ``crmtool-lint`` for the duration of a test."""
+    from agents import registry
+
+    monkeypatch.setitem(registry.AGENTS, "crmtool-lint", "tests.crmtool_cases.lint_agent")
+    return "crmtool-lint"

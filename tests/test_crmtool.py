@@ -1,0 +1,178 @@
+"""crmtool render/verify/CLI: goldens per profile and size, schema, crm_verify, exit codes."""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+
+import pytest
+from lxml import etree
+
+from crmtool import pipeline, render, validate
+from tests.crmtool_cases.support import EXAMPLE, GOLDEN, ROOT, SITES, TEMPLATES, run_cli
+
+SITE_FILES = sorted(glob.glob(os.path.join(SITES, "*.toml")))
+SITE_IDS = [os.path.basename(s)[:-5] for s in SITE_FILES]
+PY = os.path.join(ROOT, ".venv", "bin", "python")
+
+
+def rendered(site: str) -> bytes:
+    result = pipeline.from_file(site, TEMPLATES, "openstack")
+    return render.to_bytes(result.configuration)
+
+
+@pytest.mark.parametrize("site", SITE_FILES, ids=SITE_IDS)
+def test_render_matches_golden(site: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(["render", site], capsys)
+    assert code == 0, err
+    golden = os.path.join(GOLDEN, os.path.basename(site)[:-5] + ".xml")
+    if os.environ.get("CRMTOOL_UPDATE_GOLDENS") == "1":
+        with open(golden, "w", encoding="utf-8") as handle:
+            handle.write(out)
+    with open(golden, encoding="utf-8") as handle:
+        assert out == handle.read()
+
+
+@pytest.mark.parametrize("site", SITE_FILES, ids=SITE_IDS)
+def test_render_is_byte_identical_and_schema_valid(site: str) -> None:
+    first, second = rendered(site), rendered(site)
+    assert first == second
+    configuration = etree.fromstring(first)
+    assert validate.errors(configuration) == []
+
+
+@pytest.mark.parametrize("site", SITE_FILES, ids=SITE_IDS)
+def test_crm_verify_is_clean(site: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(["verify", site], capsys)
+    assert code == 0, err
+    assert "crm_verify clean" in out
+
+
+def test_full_cib_starts_from_cibadmin_empty(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(["render", "--full", EXAMPLE], capsys)
+    assert code == 0, err
+    cib = etree.fromstring(out.encode())
+    empty = etree.fromstring(subprocess.run(["cibadmin", "--empty"], capture_output=True, check=True).stdout)
+    assert cib.get("crm_feature_set") == empty.get("crm_feature_set")
+    assert [n.get("uname") for n in cib.iterfind("configuration/nodes/node")] == ["ctl1", "ctl2", "ctl3"]
+    assert validate.errors(cib) == []
+
+
+def test_seven_controllers_profile_shape() -> None:
+    conf = etree.fromstring(rendered(os.path.join(SITES, "7ctl.toml")))
+
+    def value(xpath: str) -> list[str]:
+        return [str(v) for v in conf.xpath(xpath)]
+
+    assert value("crm_config//nvpair[@name='stonith-enabled']/@value") == ["true"]
+    assert value("crm_config//nvpair[@name='no-quorum-policy']/@value") == ["stop"]
+    assert set(value("rsc_defaults//nvpair/@name")) == {"resource-stickiness", "migration-threshold",
+                                                        "failure-timeout"}
+    # one fence device per node, never allowed on the node it fences
+    for node in (f"ctl{i}" for i in range(1, 8)):
+        assert value(f"resources/primitive[@id='fence-{node}']/instance_attributes/"
+                     "nvpair[@name='pcmk_host_list']/@value") == [node]
+        assert value(f"constraints/rsc_location[@rsc='fence-{node}']/@node") == [node]
+        assert value(f"constraints/rsc_location[@rsc='fence-{node}']/@score") == ["-INFINITY"]
+    # DRBD: promotable clone, three replicas, notify, role monitors on different intervals
+    meta = dict(zip(value("resources/clone[@id='drbd-clone']/meta_attributes/nvpair/@name"),
+                    value("resources/clone[@id='drbd-clone']/meta_attributes/nvpair/@value"), strict=True))
+    assert meta["promotable"] == "true" and meta["clone-max"] == "3" and meta["notify"] == "true"
+    assert not conf.xpath("//master")
+    roles = value("//primitive[@id='drbd']//op[@name='monitor']/@role")
+    intervals = value("//primitive[@id='drbd']//op[@name='monitor']/@interval")
+    assert sorted(roles) == ["Promoted", "Unpromoted"] and len(set(intervals)) == 2
+    # the database group follows the Promoted role and starts after promotion
+    assert value("resources/group[@id='db']/primitive/@id") == ["db-fs", "mysql", "db-vip"]
+    assert value("constraints/rsc_colocation[@rsc='db']/@with-rsc-role") == ["Promoted"]
+    assert value("constraints/rsc_order[@then='db']/@first-action") == ["promote"]
+    # APIs: interleaved clones, Optional after the database, glance/nova after keystone
+    for api in ("keystone", "glance-api", "nova-api"):
+        assert value(f"resources/clone[@id='{api}-clone']//nvpair[@name='interleave']/@value") == ["true"]
+        assert value(f"constraints/rsc_order[@first='db'][@then='{api}-clone']/@kind") == ["Optional"]
+    for api in ("glance-api", "nova-api"):
+        assert value(f"constraints/rsc_order[@first='keystone-clone'][@then='{api}-clone']/@kind") == ["Mandatory"]
+    assert value("constraints/rsc_colocation[@rsc='public-vip']/@with-rsc") == ["keystone-clone"]
+
+
+def test_haproxy_profile_puts_the_public_vip_with_haproxy() -> None:
+    conf = etree.fromstring(rendered(os.path.join(SITES, "3ctl-haproxy.toml")))
+    assert conf.xpath("constraints/rsc_colocation[@rsc='public-vip']/@with-rsc") == ["haproxy-clone"]
+    assert conf.xpath("resources/clone[@id='haproxy-clone']/primitive/@type") == ["anything"]
+
+
+def test_python_m_crmtool_from_the_source_tree() -> None:
+    done = subprocess.run([PY, "-m", "crmtool", "render", EXAMPLE], cwd=ROOT, capture_output=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == rendered(EXAMPLE)
+
+
+def test_exit_codes_and_no_traceback(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["render", str(tmp_path / "missing.toml")], capsys)[0] == 66
+    assert run_cli(["no-such-command"], capsys)[0] == 64
+    broken = tmp_path / "broken.toml"
+    broken.write_text('profile = "openstack-3ctl"\n[primitive.db-vip.params]\nip = "not an address"\n')
+    code, out, err = run_cli(["render", str(broken)], capsys)
+    assert code == 65 and out == ""
+    assert "CRM111 invalid-parameter-value primitive.db-vip.params.ip" in err
+    assert "CRM110 missing-required-parameter primitive.db-vip" not in err  # set, but invalid
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    code, out, err = run_cli(["check", str(binary)], capsys)
+    assert code == 65 and "CRM001" in err
+    for output in (out, err):
+        assert "Traceback" not in output
+
+
+def test_schema_failure_is_a_crmtool_bug(monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
+    original = render.configuration
+
+    def broken(desc):
+        conf = original(desc)
+        etree.SubElement(conf.find("resources"), "primitive", id="no-class")
+        return conf
+
+    monkeypatch.setattr(render, "configuration", broken)
+    code, out, err = run_cli(["render", EXAMPLE], capsys)
+    assert code == 70 and out == ""
+    assert "schema rejects" in err
+
+
+def test_agents_and_codes_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from agents import registry
+    from crmtool.findings import CODES
+
+    code, out, _ = run_cli(["agents"], capsys)
+    assert code == 0
+    vip = registry.load("vip")
+    assert "ocf:openstack:vip" in out
+    for param in vip.params:
+        assert f"  {param.name} " in out
+    code, out, _ = run_cli(["codes"], capsys)
+    assert code == 0 and all(c in out for c in CODES)
+
+
+def test_graph_dot_and_svg(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    svg = tmp_path / "graph.svg"
+    code, out, err = run_cli(["graph", EXAMPLE, "--svg", str(svg)], capsys)
+    assert code == 0, err
+    assert '"drbd-clone" -> "db" [style=solid, label="promote → start"]' in out
+    assert '"db" -> "keystone-clone" [style=dashed' in out
+    assert '"db" -> "drbd-clone" [style=bold, color=blue, label="with (Promoted) INFINITY"]' in out
+    assert etree.parse(str(svg)).getroot().tag.endswith("svg")
+
+
+def test_main_honours_templates_dir_and_provider(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text('profile = "mine"\n')
+    (tmp_path / "mine.toml").write_text(
+        'profile = "none"\n[primitive.v]\nagent = "ocf:acme:vip"\nparams = { cidr_netmask = 24 }\n')
+    capsys.readouterr()
+    from crmtool import cli
+
+    with pytest.raises(SystemExit) as stopped:
+        cli.main(["check", str(site)], templates_dir=str(tmp_path), provider="acme")
+    err = capsys.readouterr().err
+    assert stopped.value.code == 65
+    assert "CRM110 missing-required-parameter primitive.v.params" in err
