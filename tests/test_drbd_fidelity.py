@@ -37,7 +37,7 @@ def as_alpha(drbd, argv, extra_env=None):
     env.update(CIB_file=drbd.cib, TMPDIR=drbd.workdir, **(extra_env or {}))
     return subprocess.run(["unshare", "--mount", "--uts", "--propagation", "private", "--",
                            os.path.join(BIN, "with-proc-drbd"), "alpha", *argv],
-                          env=env, capture_output=True, text=True, timeout=240)
+                          env=env, capture_output=True, text=True, timeout=240, check=False)
 
 
 def linbit(drbd, action):
@@ -66,7 +66,7 @@ def test_linbit_agent_passes_ocf_tester_against_the_double(three):
 def test_linbit_metadata_fails_the_dtd_on_its_own():
     meta = subprocess.run([LINBIT, "meta-data"], capture_output=True, text=True, check=True).stdout
     lint = subprocess.run(["xmllint", "--noout", "--valid", "-"], input=meta, capture_output=True, text=True,
-                          cwd="/usr/share/resource-agents")
+                          cwd="/usr/share/resource-agents", check=False)
     assert lint.returncode != 0
     assert 'name="validate-all"' in lint.stderr
 

@@ -90,7 +90,8 @@ def events2_now(cluster: Cluster, node: str) -> list[str]:
 def status_text(cluster: Cluster, node: str, verbose: bool, statistics: bool) -> str:
     n = cluster.node(node)
     res, host = cluster.res, cluster.res.hosts[node]
-    head = f"{res.name} node-id:{host.node_id} role:{n['role']}" if verbose else f"{res.name} role:{n['role']}"
+    node_id = f" node-id:{host.node_id}" if verbose else ""
+    head = f"{res.name}{node_id} role:{n['role']}"
     lines = [head + (" suspended:no" if verbose else "")]
     if n["minor"]:
         quorum = "" if cluster.has_quorum(node) else " quorum:no"
@@ -104,7 +105,8 @@ def status_text(cluster: Cluster, node: str, verbose: bool, statistics: bool) ->
             lines.append(f"  {v.name}" + (f" node-id:{v.node_id}" if verbose else "")
                          + f" connection:{v.connection}")
             if statistics:
-                lines.append(f"    volume:0 replication:Off peer-disk:DUnknown out-of-sync:{v.out_of_sync_kib}")
+                lines.append("    volume:0 replication:Off peer-disk:DUnknown "
+                             f"out-of-sync:{v.out_of_sync_kib}")
     return "\n".join(lines) + "\n"
 
 

@@ -74,7 +74,8 @@ class Replicas:
     def disk(self, node: str) -> str:
         return os.path.join(self.workdir, f"{node}.disk")
 
-    def run(self, node: str, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(self, node: str, *argv: str, check: bool = True,
+            timeout: float = 60) -> subprocess.CompletedProcess:
         tool = argv[0]
         if tool in ("drbdadm", "drbdsetup", "drbd-double"):
             argv = (os.path.join(BIN, tool), "-c", self.conf, *argv[1:]) if tool != "drbdsetup" else (

@@ -377,7 +377,8 @@ class Cluster:
             self.event(x, f"change connection name:{self.res.name} conn-name:{y} connection:StandAlone")
             handler = self.res.handlers.get("split-brain")
             if handler:
-                self.event(x, f"response helper name:{self.res.name} conn-name:{y} helper:split-brain status:0")
+                self.event(x, f"response helper name:{self.res.name} conn-name:{y} "
+                              "helper:split-brain status:0")
 
     # -- commands ----------------------------------------------------------------
 

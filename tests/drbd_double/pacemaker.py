@@ -9,7 +9,8 @@ from collections.abc import Sequence
 
 def make_cib(path: str, nodes: Sequence[str]) -> str:
     with open(path, "w", encoding="utf-8") as handle:
-        handle.write(subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True, check=True).stdout)
+        empty = subprocess.run(["cibadmin", "--empty"], capture_output=True, text=True, check=True)
+        handle.write(empty.stdout)
     env = dict(os.environ, CIB_file=path)
     for number, node in enumerate(nodes, 1):
         subprocess.run(["cibadmin", "-C", "-o", "nodes", "-X", f'<node id="{number}" uname="{node}"/>'],

@@ -1,0 +1,484 @@
+"""``drbd``: one DRBD 9 resource as a promotable clone, with split-brain handling.
+
+Roles come from ``drbdsetup status --json``; promotion scores are node
+attributes (``master-<instance>``, lifetime reboot) derived from the local disk
+state and quorum.  A split brain is detected in ``monitor``: a connection that
+stays StandAlone after a reconnect attempt (DRBD refused the handshake), or a
+peer that reports the split brain with this node.  Each node publishes what it
+knows (role, changes since the split, when it was promoted) as the transient
+node attribute ``drbd-split-brain-<resource>``, visible in ``crm_mon -A``; both
+nodes evaluate the configured policy on the same facts and agree on a victim.
+The victim first saves its whole backing device into ``preserve_dir`` (image,
+``manifest.json``, ``SHA256SUMS``, verified by re-reading) and only then
+reconnects with ``--discard-my-data``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from agents.ocf.actions import Advert, action
+from agents.ocf.agent import Agent
+from agents.ocf.codes import OCF, OCFError
+from agents.ocf.params import Param
+from agents.ocf.proc import run
+from agents.ocf.state import StateDir
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Iterable, Sequence
+
+POLICIES = ("disconnect", "discard-least-changes", "discard-younger-primary", "discard-secondary",
+            "discard-node")
+# Promotion scores: UpToDate data everyone agrees on > UpToDate but peers unknown > Consistent.
+SCORE_BEST = 10000
+SCORE_LOCAL_OK = 1000
+SCORE_CONSISTENT = 5
+NO_SUCH_RESOURCE = 10  # drbdsetup's exit code for a resource the kernel does not know
+COMMAND_CAP_S = 30.0
+COPY_CHUNK = 1 << 20
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+")
+
+
+def _check_name(value: object) -> None:
+    text = str(value)
+    if not text or not set(text) <= NAME_CHARS:
+        raise ValueError(f"{text!r} is not a DRBD resource or node name (letters, digits, - _ . +)")
+
+
+class Peer:
+    __slots__ = ("connection", "disk", "name", "out_of_sync", "role")
+
+    def __init__(self, raw: dict[str, object]) -> None:
+        devices = raw.get("peer_devices") or [{}]
+        device = devices[0] if isinstance(devices, list) and devices else {}
+        self.name = str(raw.get("name", ""))
+        self.connection = str(raw.get("connection-state", "StandAlone"))
+        self.role = str(raw.get("peer-role", "Unknown"))
+        self.disk = str(device.get("peer-disk-state", "DUnknown"))
+        self.out_of_sync = int(device.get("out-of-sync", 0) or 0)
+
+
+class Status:
+    """What ``drbdsetup status --json`` says about the resource on this node."""
+
+    __slots__ = ("disk", "peers", "quorum", "role")
+
+    def __init__(self, raw: dict[str, object]) -> None:
+        devices = raw.get("devices") or [{}]
+        device = devices[0] if isinstance(devices, list) and devices else {}
+        connections = raw.get("connections") or []
+        self.role = str(raw.get("role", "Unknown"))
+        self.disk = str(device.get("disk-state", "Diskless"))
+        self.quorum = bool(device.get("quorum", True))
+        self.peers = [Peer(c) for c in connections] if isinstance(connections, list) else []
+
+    def peer(self, name: str) -> Peer | None:
+        return next((p for p in self.peers if p.name == name), None)
+
+    @property
+    def primary(self) -> bool:
+        return self.role == "Primary"
+
+    @property
+    def degraded(self) -> bool:
+        return self.disk != "UpToDate" or any(
+            p.connection != "Connected" or p.disk != "UpToDate" for p in self.peers)
+
+    def score(self) -> int:
+        if not self.quorum:
+            return 0
+        if self.disk == "UpToDate":
+            peers_good = all(p.connection == "Connected" and p.disk == "UpToDate" for p in self.peers)
+            return SCORE_BEST if self.primary or peers_good else SCORE_LOCAL_OK
+        return SCORE_CONSISTENT if self.disk == "Consistent" else 0
+
+
+def encode_facts(facts: dict[str, str]) -> str:
+    return " ".join(f"{key}={value}" for key, value in facts.items())
+
+
+def decode_facts(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    return dict(word.split("=", 1) for word in text.split() if "=" in word)
+
+
+def choose_victim(policy: str, named: str, me: str, mine: dict[str, str], peer: str,  # noqa: PLR0911
+                  theirs: dict[str, str]) -> str | None:
+    """The node whose changes lose, by the same rule on both sides; None: no automatic choice."""
+    if policy == "discard-node":
+        return named if named in (me, peer) else None
+    if policy == "discard-secondary":
+        roles = (mine.get("role", ""), theirs.get("role", ""))
+        if sorted(roles) != ["Primary", "Secondary"]:
+            return None
+        return me if roles[0] == "Secondary" else peer
+    if policy == "discard-least-changes":
+        mine_n, theirs_n = int(mine.get("changes", "0")), int(theirs.get("changes", "0"))
+        if mine_n != theirs_n:
+            return me if mine_n < theirs_n else peer
+        policy = "discard-younger-primary"
+    if policy == "discard-younger-primary":
+        mine_t, theirs_t = float(mine.get("promoted", "0")), float(theirs.get("promoted", "0"))
+        if mine_t == theirs_t:
+            return None
+        return me if mine_t > theirs_t else peer
+    return None
+
+
+class Drbd(Agent):
+    name = "drbd"
+    version = "1.0"
+    shortdesc = "A DRBD 9 resource as a promotable clone, with split-brain policies"
+    longdesc = (
+        "Manages one DRBD 9 resource: brings it up and down, promotes and demotes it, and sets the "
+        "promotion score from the local disk state and quorum (UpToDate > Consistent; none for "
+        "Outdated, Inconsistent or Diskless, or without quorum). monitor returns 8 on the Primary, 0 on "
+        "a Secondary, 191/190 when degraded (a peer not connected, a disk not UpToDate). It detects "
+        "split brains and applies split_brain_policy; the losing node's data is saved into preserve_dir "
+        "before it is discarded, and the event is recorded in the node attribute "
+        "drbd-split-brain-<resource>. Configure the clone with notify=true."
+    )
+    params = (
+        Param("drbd_resource", required=True, unique=True, check=_check_name,
+              shortdesc="DRBD resource name", longdesc="The name of the resource in drbdconf."),
+        Param("drbdconf", default="/etc/drbd.conf", shortdesc="DRBD configuration file",
+              longdesc="Path of the drbd.conf that defines drbd_resource."),
+        Param("split_brain_policy", "select", choices=POLICIES, default="disconnect",
+              shortdesc="What to do after a split brain",
+              longdesc="disconnect: report it (monitor returns degraded with the reason, node "
+                       "attribute drbd-split-brain-<resource>) and change nothing. discard-least-changes: "
+                       "the node with fewer changes since the split loses (tie: the younger Primary). "
+                       "discard-younger-primary: the node promoted last loses. discard-secondary: the "
+                       "Secondary loses when the other node is Primary. discard-node: the node named in "
+                       "split_brain_victim loses. The loser's data is always preserved first."),
+        Param("split_brain_victim", check=_check_name,
+              shortdesc="Node whose changes lose (discard-node)",
+              longdesc="With split_brain_policy=discard-node: the node whose changes are set aside."),
+        Param("preserve_dir", default="/var/lib/openstack-ha/drbd-preserved",
+              shortdesc="Where a losing node's data is saved",
+              longdesc="Directory (local to each node) that receives a copy of the losing node's backing "
+                       "device with manifest.json and SHA256SUMS before its changes are discarded."),
+    )
+
+    # -- plumbing ------------------------------------------------------------------
+
+    @property
+    def resource(self) -> str:
+        return str(self.config.drbd_resource)
+
+    @property
+    def state(self) -> StateDir:
+        return StateDir(self.env.rsctmp, self.name, self.resource)
+
+    @property
+    def me(self) -> str:
+        return self.env.node or os.uname().nodename
+
+    @property
+    def attribute(self) -> str:
+        return f"drbd-split-brain-{self.resource}"
+
+    def drbdadm(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run(["drbdadm", "-c", str(self.config.drbdconf), *args], self.deadline, cap=COMMAND_CAP_S)
+
+    def must(self, *args: str) -> None:
+        done = self.drbdadm(*args)
+        if done.returncode != 0:
+            detail = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+            raise OCFError(OCF.ERR_GENERIC, f"drbdadm {' '.join(args)} failed: {detail}")
+
+    def status(self) -> Status | None:
+        import json
+
+        done = run(["drbdsetup", "status", "--json", "--statistics", self.resource], self.deadline,
+                   cap=COMMAND_CAP_S)
+        if done.returncode == NO_SUCH_RESOURCE:
+            return None
+        if done.returncode != 0:
+            raise OCFError(OCF.ERR_GENERIC, f"drbdsetup status failed: {done.stderr.strip()}")
+        try:
+            doc = json.loads(done.stdout)
+        except ValueError:
+            raise OCFError(OCF.ERR_GENERIC, "drbdsetup status printed no JSON") from None
+        return Status(doc[0]) if doc else None
+
+    def node_attribute(self, node: str | None, name: str, value: str | None) -> None:
+        argv = ["crm_attribute", "-l", "reboot", "-n", name]
+        if node:
+            argv += ["-N", node]
+        argv += ["-D"] if value is None else ["-v", value]
+        done = run(argv, self.deadline, cap=COMMAND_CAP_S)
+        if done.returncode != 0:
+            self.log.warning(f"crm_attribute {name} failed: {done.stderr.strip()}")
+
+    def read_attribute(self, node: str, name: str) -> str | None:
+        done = run(["crm_attribute", "-l", "reboot", "-n", name, "-N", node, "-G", "-q"], self.deadline,
+                   cap=COMMAND_CAP_S)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    def set_score(self, score: int) -> None:
+        if self.state.read("score") == str(score):
+            return
+        instance = self.env.instance.split(":", 1)[0]
+        self.node_attribute(self.env.node or None, f"master-{instance}", str(score) if score > 0 else None)
+        self.state.write("score", str(score))
+
+    # -- validation ----------------------------------------------------------------
+
+    def validate(self) -> Iterable[OCFError]:
+        problems = []
+        for tool in ("drbdadm", "drbdsetup"):
+            if not _on_path(tool):
+                problems.append(OCFError(OCF.ERR_INSTALLED, f"{tool} is not installed"))
+        conf = str(self.config.drbdconf)
+        if not os.access(conf, os.R_OK):
+            problems.append(OCFError(OCF.ERR_INSTALLED, f"drbdconf {conf} is not readable"))
+        if self.config.split_brain_policy == "discard-node" and not self.config.split_brain_victim:
+            problems.append(OCFError(OCF.ERR_CONFIGURED,
+                                     "split_brain_policy=discard-node needs split_brain_victim"))
+        for meta in ("clone_node_max", "promoted_node_max", "master_node_max"):
+            if self.env.meta(meta, "1") not in ("", "1"):
+                problems.append(OCFError(OCF.ERR_CONFIGURED, f"meta {meta} must be 1 for a DRBD clone"))
+        defining = self.env.action in ("start", "promote", "validate-all")
+        if not problems and defining and self.drbdadm("sh-dev", self.resource).returncode != 0:
+            problems.append(OCFError(OCF.ERR_INSTALLED,
+                                     f"resource {self.resource} is not defined in {conf} for this node"))
+        return problems
+
+    def stop_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
+        if not _on_path("drbdsetup"):
+            return OCF.SUCCESS
+        done = run(["drbdsetup", "down", self.resource], self.deadline, cap=COMMAND_CAP_S)
+        return OCF.SUCCESS if done.returncode in (0, NO_SUCH_RESOURCE) else OCF.ERR_GENERIC
+
+    # -- actions -------------------------------------------------------------------
+
+    @action("start", timeout=90)
+    def start(self) -> OCF:
+        if self.status() is None:
+            self.must("adjust", self.resource)
+        self.deadline.wait_for(lambda: self.status() is not None, "the resource to come up", poll_s=0.2)
+        status = self.status()
+        if status is None or status.disk == "Diskless":
+            raise OCFError(OCF.ERR_GENERIC, "the resource came up without its backing disk")
+        self.set_score(status.score())
+        return OCF.SUCCESS
+
+    @action("stop", timeout=100)
+    def stop(self) -> OCF:
+        status = self.status()
+        if status is not None:
+            if status.primary:
+                self.must("secondary", self.resource)
+            self.must("down", self.resource)
+            if self.status() is not None:
+                raise OCFError(OCF.ERR_GENERIC, "the resource is still up after drbdadm down")
+        self.set_score(0)
+        self.state.remove("score")
+        return OCF.SUCCESS
+
+    @action("monitor", Advert(timeout=20, interval=20, role="Unpromoted"),
+            Advert(timeout=20, interval=10, role="Promoted"))
+    def monitor(self) -> OCF:
+        status = self.status()
+        if status is None:
+            return OCF.NOT_RUNNING
+        status, reason = self.split_brain(status)
+        self.set_score(status.score())
+        if status.degraded:
+            code = OCF.DEGRADED_PROMOTED if status.primary else OCF.DEGRADED
+            if reason:
+                raise OCFError(code, reason)
+            return code
+        return OCF.RUNNING_PROMOTED if status.primary else OCF.SUCCESS
+
+    @action("promote", timeout=90)
+    def promote(self) -> OCF:
+        status = self.status()
+        if status is None:
+            raise OCFError(OCF.ERR_GENERIC, "cannot promote: the resource is not started")
+        if status.primary:
+            return OCF.SUCCESS
+        if not status.quorum:
+            raise OCFError(OCF.ERR_GENERIC, "refusing to promote: this node has no quorum")
+        if status.disk != "UpToDate":
+            raise OCFError(OCF.ERR_GENERIC,
+                           f"refusing to promote: the local disk is {status.disk}, not UpToDate")
+        self.must("primary", self.resource)
+        status = self.status()
+        if status is None or not status.primary:
+            raise OCFError(OCF.ERR_GENERIC, "drbdadm primary succeeded but the role is not Primary")
+        self.state.write("promoted_at", f"{time.time():.3f}")
+        self.set_score(status.score())
+        return OCF.SUCCESS
+
+    @action("demote", timeout=90)
+    def demote(self) -> OCF:
+        status = self.status()
+        if status is None:
+            raise OCFError(OCF.ERR_GENERIC, "cannot demote: the resource is not started")
+        if status.primary:
+            self.must("secondary", self.resource)
+        status = self.status()
+        if status is None or status.primary:
+            raise OCFError(OCF.ERR_GENERIC, "the resource is still Primary after drbdadm secondary")
+        self.set_score(status.score())
+        return OCF.SUCCESS
+
+    @action("notify", timeout=90)
+    def notify(self) -> OCF:
+        note = self.env.notify()
+        if note.type != "post":
+            return OCF.SUCCESS
+        status = self.status()
+        if status is None:
+            return OCF.SUCCESS
+        if note.operation in ("start", "promote", "demote") and any(
+                p.connection != "Connected" for p in status.peers):
+            done = self.drbdadm("adjust", self.resource)  # reconnect to peers that just started
+            if done.returncode != 0:
+                self.log.warning(f"drbdadm adjust after {note.operation}: {done.stderr.strip()}")
+            status = self.status() or status
+        self.set_score(status.score())
+        return OCF.SUCCESS
+
+    # -- split brain -----------------------------------------------------------------
+
+    def split_brain(self, status: Status) -> tuple[Status, str]:
+        reasons = []
+        for peer in list(status.peers):
+            known = self.state.read(f"split-brain-{peer.name}") is not None
+            if peer.connection == "Connected":
+                if known:
+                    self.resolved(peer.name)
+                continue
+            theirs = decode_facts(self.read_attribute(peer.name, self.attribute))
+            told = theirs is not None and theirs.get("state") == "detected" and theirs.get("peer") == self.me
+            if not known and not told:
+                if peer.connection != "StandAlone":
+                    continue
+                # StandAlone: try to reconnect; DRBD refusing the handshake again means split brain.
+                self.drbdadm("adjust", self.resource)
+                status = self.status() or status
+                again = status.peer(peer.name)
+                if again is None or again.connection != "StandAlone":
+                    continue
+            if not known:
+                self.log.error(f"split brain between {self.me} and {peer.name} on {self.resource}")
+                self.state.write(f"split-brain-{peer.name}", f"{time.time():.3f}")
+            reasons.append(self.apply_policy(status, peer.name, theirs))
+            status = self.status() or status
+        return status, "; ".join(reasons)
+
+    def my_facts(self, status: Status, peer: str) -> dict[str, str]:
+        entry = status.peer(peer)
+        return {
+            "state": "detected", "peer": peer, "role": status.role,
+            "changes": str(entry.out_of_sync if entry else 0),
+            "promoted": self.state.read("promoted_at") or "0",
+            "policy": str(self.config.split_brain_policy),
+        }
+
+    def apply_policy(self, status: Status, peer: str, theirs: dict[str, str] | None) -> str:
+        policy = str(self.config.split_brain_policy)
+        mine = self.my_facts(status, peer)
+        prefix = f"split brain with {peer} on {self.resource}"
+        if policy == "disconnect":
+            self.publish(mine)
+            return (f"{prefix}: policy disconnect, nothing changed; resolve by hand (on the losing node "
+                    f"'drbdadm connect --discard-my-data {self.resource}:{peer}')")
+        if not theirs or theirs.get("state") != "detected" or theirs.get("peer") != self.me:
+            self.publish(mine)
+            return f"{prefix}: waiting for {peer} to report its side"
+        victim = choose_victim(policy, str(self.config.split_brain_victim or ""), self.me, mine, peer, theirs)
+        if victim is None:
+            self.publish(mine)
+            return f"{prefix}: policy {policy} cannot choose a losing node; resolve by hand"
+        if victim != self.me:
+            self.publish({**mine, "victim": victim})
+            self.drbdadm("adjust", self.resource)  # be ready to accept the victim's reconnect
+            return f"{prefix}: {victim}'s changes lose (policy {policy}) once preserved there"
+        if status.primary:
+            self.publish({**mine, "victim": victim})
+            return f"{prefix}: this node loses (policy {policy}) but is Primary; demote it to proceed"
+        preserved = self.state.read(f"preserved-{peer}") or self.preserve(peer, mine, theirs)
+        self.publish({**mine, "victim": victim, "preserved": preserved})
+        self.drbdadm("disconnect", f"{self.resource}:{peer}")
+        self.must("connect", "--discard-my-data", f"{self.resource}:{peer}")
+        self.log.warning(f"{prefix}: discarding this node's changes (policy {policy}), kept in {preserved}")
+        return f"{prefix}: this node's changes were discarded (policy {policy}), preserved in {preserved}"
+
+    def publish(self, facts: dict[str, str]) -> None:
+        text = encode_facts(facts)
+        if self.state.read("published") != text:
+            self.node_attribute(self.env.node or None, self.attribute, text)
+            self.state.write("published", text)
+
+    def resolved(self, peer: str) -> None:
+        facts = decode_facts(self.state.read("published")) or {}
+        facts.update(state="resolved", peer=peer)
+        self.publish(facts)
+        self.log.warning(f"split brain with {peer} on {self.resource} is resolved: {encode_facts(facts)}")
+        self.state.remove(f"split-brain-{peer}")
+        self.state.remove(f"preserved-{peer}")
+
+    def preserve(self, peer: str, mine: dict[str, str], theirs: dict[str, str]) -> str:
+        """Copy the backing device, checksum it, verify the copy, write a manifest; return the folder."""
+        import hashlib
+        import json
+
+        source = self.drbdadm("sh-ll-dev", self.resource).stdout.strip()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        folder = os.path.join(str(self.config.preserve_dir), f"{self.resource}-{self.me}-{stamp}")
+        os.makedirs(folder, mode=0o700)
+        image = os.path.join(folder, "data.img")
+        digest, size = hashlib.sha256(), 0
+        with open(source, "rb") as src, open(image, "wb") as dst:
+            for chunk in iter(lambda: src.read(COPY_CHUNK), b""):
+                self.deadline.check("preserving the losing node's data")
+                digest.update(chunk)
+                dst.write(chunk)
+                size += len(chunk)
+            dst.flush()
+            os.fsync(dst.fileno())
+        checksum = digest.hexdigest()
+        if _sha256(image, self) != checksum:
+            raise OCFError(OCF.ERR_GENERIC, f"the preserved copy in {folder} does not match its source")
+        manifest = {
+            "resource": self.resource, "node": self.me, "peer": peer, "source": source,
+            "policy": str(self.config.split_brain_policy), "created": stamp,
+            "files": [{"name": "data.img", "bytes": size, "sha256": checksum}],
+            "this_node": mine, "peer_node": theirs,
+        }
+        with open(os.path.join(folder, "manifest.json"), "w", encoding="utf-8") as handle:
+            json.dump(manifest, handle, indent=2, sort_keys=True)
+        with open(os.path.join(folder, "SHA256SUMS"), "w", encoding="utf-8") as handle:
+            handle.write(f"{checksum}  data.img\n")
+        self.state.write(f"preserved-{peer}", folder)
+        self.log.warning(f"preserved {size} bytes of {source} in {folder} (sha256 {checksum})")
+        return folder
+
+
+def _sha256(path: str, agent: Agent) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(COPY_CHUNK), b""):
+            agent.deadline.check("verifying the preserved copy")
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _on_path(tool: str) -> bool:
+    return any(os.access(os.path.join(d, tool), os.X_OK) for d in os.environ.get("PATH", "").split(":") if d)
+
+
+AGENT = Drbd
+
+if __name__ == "__main__":
+    Drbd.main()

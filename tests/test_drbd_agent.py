@@ -1,0 +1,118 @@
+"""The drbd agent (installed) against the DRBD double: roles, codes, scores, refusals, ocf-tester."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from tests.drbd_double.agent import OUR_AGENT, Cluster
+from tests.drbd_double.fixture import replicas
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mknod)")
+SCORE = "master-drbd_r0"
+
+
+@pytest.fixture
+def three():
+    with replicas() as drbd:
+        yield drbd, Cluster(drbd)
+
+
+def test_ocf_tester_with_promote_and_demote(three):
+    drbd, agent = three
+    for peer in ("beta", "gamma"):
+        drbd.run(peer, "drbdadm", "up", drbd.resource)
+    argv = ["ocf-tester", "-v", "-n", "drbd_r0", "-o", f"drbd_resource={drbd.resource}",
+            "-o", f"drbdconf={drbd.conf}", "-o", "CRM_meta_on_node=alpha", "-o", "CRM_meta_notify=true",
+            OUR_AGENT]
+    env = agent.env("alpha")
+    env = {k: v for k, v in env.items() if not k.startswith("OCF_RESKEY_")}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240, check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert "Testing: promote" in out and "Testing: demote" in out and "Promoting resource" in out
+    assert not os.path.exists(drbd.device("alpha"))  # stopped at the end
+
+
+def test_monitor_codes_and_promotion_scores(three):
+    drbd, agent = three
+    for node in ("alpha", "beta"):
+        assert agent(node, "start").rc == 0
+    assert agent("alpha", "monitor").rc == 190  # gamma is not connected: degraded
+    assert agent.attribute("alpha", SCORE) == "1000"  # UpToDate, but a peer's disk is unknown
+    drbd.run("gamma", "drbdadm", "up", drbd.resource)
+    assert agent("alpha", "monitor").rc == 0
+    assert agent.attribute("alpha", SCORE) == "10000"
+    assert agent("alpha", "promote").rc == 0
+    assert agent("alpha", "monitor", role="Promoted").rc == 8
+    assert agent("beta", "monitor").rc == 0
+    drbd.crash("gamma")
+    assert agent("alpha", "monitor").rc == 191  # Primary, degraded
+    assert agent("alpha", "demote").rc == 0
+    assert agent("alpha", "stop").rc == 0
+    assert agent("alpha", "monitor").rc == 7
+    assert agent.attribute("alpha", SCORE) is None
+    assert agent("alpha", "stop").rc == 0  # idempotent
+
+
+def test_no_score_and_no_promotion_without_quorum(three):
+    drbd, agent = three
+    assert agent("alpha", "start").rc == 0  # alone out of three: no quorum
+    assert agent("alpha", "monitor").rc == 190
+    assert agent.attribute("alpha", SCORE) is None
+    refused = agent("alpha", "promote")
+    assert refused.rc == 1
+    assert refused.exit_reasons == ["refusing to promote: this node has no quorum"]
+    assert drbd.status("alpha")["role"] == "Secondary"
+
+
+def test_no_score_and_no_promotion_with_an_outdated_disk(three):
+    drbd, agent = three
+    for node in drbd.nodes:
+        assert agent(node, "start").rc == 0
+    drbd.run("alpha", "drbdadm", "outdate", drbd.resource)
+    assert agent("alpha", "monitor").rc == 190
+    assert agent.attribute("alpha", SCORE) is None
+    refused = agent("alpha", "promote")
+    assert refused.rc == 1
+    assert "the local disk is Outdated, not UpToDate" in refused.exit_reasons[0]
+    assert agent("beta", "monitor").rc == 190  # alpha's disk is not UpToDate
+    assert agent.attribute("beta", SCORE) == "1000"  # good locally, a peer is not UpToDate
+
+
+def test_demote_refused_while_the_device_is_mounted(three):
+    drbd, agent = three
+    for node in drbd.nodes:
+        assert agent(node, "start").rc == 0
+    assert agent("beta", "promote").rc == 0
+    assert agent("alpha", "promote").rc == 1  # beta is Primary already
+    mnt = os.path.join(drbd.workdir, "mnt")
+    os.makedirs(mnt)
+    subprocess.run(["mount", drbd.device("beta"), mnt], check=True)
+    try:
+        refused = agent("beta", "demote")
+        assert refused.rc == 1
+        assert "Device is held open by someone" in refused.exit_reasons[0]
+    finally:
+        subprocess.run(["umount", mnt], check=True)
+    assert agent("beta", "demote").rc == 0
+    assert agent("beta", "monitor").rc == 0
+
+
+def test_parameter_and_configuration_errors(three):
+    drbd, agent = three
+    agent.params.pop("drbd_resource")
+    missing = agent("alpha", "start")
+    assert missing.rc == 6
+    agent.params.update(drbd_resource="nosuch")
+    assert agent("alpha", "start").rc == 5  # not defined for this node: try elsewhere
+    assert agent("alpha", "monitor", interval="0").rc == 7
+    agent.params.update(drbd_resource=drbd.resource, split_brain_policy="discard-node")
+    assert agent("alpha", "validate-all").rc == 6
+    agent.params.update(split_brain_policy="discard-everything")
+    assert agent("alpha", "validate-all").rc == 6
+    agent.params.update(split_brain_policy="disconnect", drbdconf="/nonexistent/drbd.conf")
+    assert agent("alpha", "monitor", interval="0").rc == 7  # probe: not here
+    assert agent("alpha", "stop").rc == 0
