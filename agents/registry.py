@@ -16,6 +16,7 @@ AGENTS: dict[str, str] = {
     "glance-api": "agents.glance_api",
     "nova-api": "agents.nova_api",
     "mysql": "agents.mysql",
+    "drbd": "agents.drbd",
 }
 
 
