@@ -126,6 +126,7 @@ class Cluster:
 class Report:
     def __init__(self, name: str, placement: Placement, actions: list[Action], problems: list[str]) -> None:
         self.name = name
+        self.scenario = name  # the name it was asked for (``name`` may add the node)
         self.placement = placement
         self.actions = actions
         self.problems = problems
@@ -278,6 +279,7 @@ def run_scenarios(result: Result, only: list[str] | None = None) -> list[Report]
             cluster.step = start.step + 100 * (len(reports) + 1)
             report = _one(desc, cluster, name, first.placement)
             if report is not None:
+                report.scenario = name
                 reports.append(report)
     return reports
 
