@@ -61,8 +61,10 @@ class ClusterSpec:
     node_names: tuple[str, ...] = ("node1", "node2", "node3")
     subnet: str = "10.213.0.0/24"
     state_root: Path = DEFAULT_STATE_ROOT
-    # Corosync totem timing; None keeps corosync's defaults (token 1000 ms + 650 ms per node > 2).
-    token_ms: int | None = None
+    # Corosync totem timing; None keeps corosync's own value. Corosync 3.1's built-in token is
+    # 3000 ms (+ 650 ms per node above 2, consensus 1.2 x token: ~8 s to a new membership); the
+    # harness defaults to the 1000 ms token most deployments run (~3.6 s).
+    token_ms: int | None = 1000
     token_coefficient_ms: int | None = None
     # Seconds a node fenced with "reboot" stays down before it boots again; None: stays off.
     fence_reboot_delay_s: float | None = 8.0
@@ -114,6 +116,7 @@ class Node:
     process: subprocess.Popen[bytes] | None = None
     pid1: int | None = None
     boots: int = 0
+    boot_pending: bool = False  # fenced with "reboot"; boots by itself after the delay
 
     @property
     def powered(self) -> bool:
@@ -265,7 +268,8 @@ class Cluster:
             self.start_node(node.name)
         self.wait_online(timeout_s=90)
 
-    def teardown(self) -> None:
+    def teardown(self, keep_logs_in: Path | None = None) -> None:
+        """Power everything off and remove every trace; ``keep_logs_in``: copy the logs there first."""
         self._closed.set()
         for timer in self._timers:
             timer.cancel()
@@ -274,6 +278,9 @@ class Cluster:
                 self._power_off(node)
         if self._broker is not None:
             self._broker.join(timeout=5)
+        if keep_logs_in is not None and self.spec.state_dir.exists():
+            shutil.copytree(self.spec.state_dir, keep_logs_in / self.spec.run_id, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(protocol.REQUEST_DIR))
         cleanup_run(self.spec.run_id, self.spec.state_root)
 
     # setup
@@ -455,6 +462,7 @@ class Cluster:
             self.fence_events.append(event)
         self.progress(f"fencing: {action} {target}")
         if action == "reboot" and self.spec.fence_reboot_delay_s is not None:
+            node.boot_pending = True
             timer = threading.Timer(self.spec.fence_reboot_delay_s, self._boot_after_fence, args=(target,))
             timer.daemon = True
             self._timers.append(timer)
@@ -462,6 +470,7 @@ class Cluster:
         return {"rc": 0}
 
     def _boot_after_fence(self, name: str) -> None:
+        self.nodes[name].boot_pending = False
         if not self._closed.is_set():
             try:
                 self.start_node(name)

@@ -1,193 +1,119 @@
-"""The configuration pushed to a namespace cluster.
+"""The configuration pushed to a namespace cluster: ``crmtool render`` of the default profile.
 
-Two sources, one result (a ``<configuration>`` element as text):
-
-- ``crmtool_configuration``: ``crmtool render`` of the default profile with a
-  site file for the namespace addresses, exactly as an operator does; used as
-  soon as crmtool and its default profile are installed.
-- ``harness_configuration``: built here with ElementTree from what the
-  machine has (our ``vip`` agent when installed, else ``ocf:heartbeat:IPaddr2``;
-  a ``Dummy`` clone), for the harness's own tests and benchmarks.
-
-Both get the harness's fence device and properties (``with_fencing``).
+The harness writes the operator's site file for the namespace addresses (nodes,
+fencing through the harness's fence agent, the virtual IPs on ``eth0``), turns
+off the profile entries whose services this cluster does not run, and pushes
+``crmtool render site.toml | cibadmin --replace --scope configuration --xml-pipe``
+from inside a node, exactly as the README tells an operator to do.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
-import subprocess
+import json
+from collections.abc import Mapping
 from pathlib import Path
-from xml.etree import ElementTree as ET
 
-from nscluster.cluster import HARNESS_PROPERTIES, NODE_NIC, ClusterSpec, run_cmd
+from nscluster.cluster import HARNESS_PROPERTIES, NODE_NIC, Cluster, ClusterSpec
 
-OCF_ROOT = Path("/usr/lib/ocf/resource.d")
-OUR_PROVIDER = "openstack"
-FENCE_DEVICE_ID = "fence-nsc"
-VIP_ID = "vip"
-DUMMY_ID = "dummy"
-PROPERTY_SET_ID = "cib-bootstrap-options"
+PROFILE = "openstack-3ctl"
+CRMTOOL = "/usr/local/bin/crmtool"
+OUR_VIP = "ocf:openstack:vip"
+IPADDR2 = "ocf:heartbeat:IPaddr2"
+PUBLIC_VIP = "public-vip"
+DATABASE_VIP = "db-vip"
+DUMMY = "dummy"
 
-CLUSTER_PROPERTIES = {
-    "stonith-enabled": "true",
-    "no-quorum-policy": "stop",
-    "stonith-timeout": "30s",
-    "cluster-recheck-interval": "1min",
-    **HARNESS_PROPERTIES,
+# The default profile's entries that need services this harness does not run yet
+# (the replicated database and the API daemons), by section.
+PROFILE_ENTRIES_NOT_RUN: dict[str, tuple[str, ...]] = {
+    "primitive": ("drbd", "db-fs", "mysql", "keystone", "glance-api", "nova-api"),
+    "clone": ("drbd-clone", "keystone-clone", "glance-api-clone", "nova-api-clone"),
+    "group": ("db",),
+    "colocation": ("db-with-promoted-drbd", "public-vip-with-api"),
+    "order": ("db-after-drbd-promote", "keystone-after-db", "glance-api-after-db", "nova-api-after-db",
+              "glance-api-after-keystone", "nova-api-after-keystone", "public-vip-after-api"),
 }
-RESOURCE_DEFAULTS = {"resource-stickiness": "100"}
+
+TomlValue = str | int | float | bool | list[object] | dict[str, object]
 
 
 @dataclasses.dataclass(frozen=True)
-class Primitive:
-    id: str
-    standard: str
-    provider: str | None
-    type: str
-    params: dict[str, str]
+class Stack:
+    """What the site runs on top of the profile's virtual IPs."""
+
+    vip_agent: str = OUR_VIP
+    dummy_clone: bool = True
+    # A slow fence device: seconds the fence agent waits before acting.
+    fence_delay_s: int = 0
     monitor_interval: str = "5s"
-    monitor_timeout: str = "20s"
-
-    @property
-    def spec(self) -> str:
-        return ":".join(p for p in (self.standard, self.provider, self.type) if p)
 
 
-def our_agent_installed(name: str) -> bool:
-    return (OCF_ROOT / OUR_PROVIDER / name).exists()
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string of printable text is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML form for {value!r}")
 
 
-def vip_primitive(address: str, prefixlen: int, agent: str = "auto") -> Primitive:
-    """Our ``vip`` agent if it is installed (``agent="auto"``/``"vip"``), else IPaddr2."""
-    if agent == "vip" or (agent == "auto" and our_agent_installed("vip")):
-        return Primitive(VIP_ID, "ocf", OUR_PROVIDER, "vip", vip_params(address, prefixlen))
-    return Primitive(VIP_ID, "ocf", "heartbeat", "IPaddr2",
-                     {"ip": address, "cidr_netmask": str(prefixlen), "nic": NODE_NIC})
+def toml_document(top: Mapping[str, object], tables: Mapping[str, Mapping[str, object]]) -> str:
+    lines = [f"{key} = {toml_value(value)}" for key, value in top.items()]
+    for name, table in tables.items():
+        lines += ["", f"[{name}]", *(f"{json.dumps(k)} = {toml_value(v)}" for k, v in table.items())]
+    return "\n".join(lines) + "\n"
 
 
-def vip_params(address: str, prefixlen: int) -> dict[str, str]:
-    """Our vip agent's parameters, by the names its declaration gives them."""
-    from agents import registry
-
-    declared = {param.name for param in registry.load("vip").params}
-    wanted = {"ip": address, "cidr_netmask": str(prefixlen), "nic": NODE_NIC}
-    aliases = {"cidr_netmask": ("cidr_netmask", "netmask", "prefix", "prefixlen"),
-               "nic": ("nic", "interface", "device")}
-    params = {"ip": address} if "ip" in declared else {"address": address}
-    for key, names in aliases.items():
-        for name in names:
-            if name in declared:
-                params[name] = wanted[key]
-                break
-    return params
-
-
-def _nvpairs(parent: ET.Element, set_tag: str, set_id: str, values: dict[str, str]) -> ET.Element:
-    block = ET.SubElement(parent, set_tag, id=set_id)
-    for name, value in values.items():
-        ET.SubElement(block, "nvpair", id=f"{set_id}-{name}", name=name, value=value)
-    return block
+def site_tables(spec: ClusterSpec, stack: Stack) -> dict[str, dict[str, object]]:
+    tables: dict[str, dict[str, object]] = {
+        "cluster.properties": {"stonith-timeout": "30s", **HARNESS_PROPERTIES},
+        "fencing": {"agent": spec.fence_agent_name,
+                    "params": {"delay": str(stack.fence_delay_s)} if stack.fence_delay_s else {}},
+    }
+    for name in spec.node_names:
+        tables[f"nodes.{name}"] = {}
+    for section, entries in PROFILE_ENTRIES_NOT_RUN.items():
+        for entry in entries:
+            tables[f"{section}.{entry}"] = {"enabled": False}
+    vip_ops = [{"name": "monitor", "interval": stack.monitor_interval, "timeout": "20s"}]
+    for number, vip in enumerate((PUBLIC_VIP, DATABASE_VIP)):
+        tables[f"primitive.{vip}"] = {"agent": stack.vip_agent, "ops": vip_ops}
+        tables[f"primitive.{vip}.params"] = {"ip": spec.vip_address(number),
+                                             "cidr_netmask": spec.network.prefixlen, "nic": NODE_NIC}
+    if stack.dummy_clone:
+        tables[f"primitive.{DUMMY}"] = {"agent": "ocf:pacemaker:Dummy", "ops": vip_ops}
+        tables[f"clone.{DUMMY}-clone"] = {"resource": DUMMY, "meta": {"interleave": True}}
+    return tables
 
 
-def _primitive(parent: ET.Element, primitive: Primitive) -> ET.Element:
-    attributes = {"id": primitive.id, "class": primitive.standard, "type": primitive.type}
-    if primitive.provider:
-        attributes["provider"] = primitive.provider
-    element = ET.SubElement(parent, "primitive", attributes)
-    if primitive.params:
-        _nvpairs(element, "instance_attributes", f"{primitive.id}-instance_attributes", primitive.params)
-    operations = ET.SubElement(element, "operations")
-    ET.SubElement(operations, "op", id=f"{primitive.id}-monitor-interval-{primitive.monitor_interval}",
-                  name="monitor", interval=primitive.monitor_interval, timeout=primitive.monitor_timeout)
-    return element
+def site_file(spec: ClusterSpec, stack: Stack) -> str:
+    header = f"# Site of namespace cluster {spec.run_id}, over the default profile.\n"
+    return header + toml_document({"profile": PROFILE}, site_tables(spec, stack))
 
 
-def fence_primitive(spec: ClusterSpec, delay_s: int = 0) -> Primitive:
-    params = {"pcmk_host_list": " ".join(spec.node_names), "pcmk_host_check": "static-list"}
-    if delay_s:
-        params["delay"] = str(delay_s)
-    return Primitive(FENCE_DEVICE_ID, "stonith", None, spec.fence_agent_name, params,
-                     monitor_interval="60s")
+def write_site(cluster: Cluster, stack: Stack) -> Path:
+    path = cluster.spec.state_dir / "site.toml"
+    path.write_text(site_file(cluster.spec, stack))
+    return path
 
 
-def harness_configuration(spec: ClusterSpec, vip_agent: str = "auto", with_dummy_clone: bool = True) -> str:
-    configuration = ET.Element("configuration")
-    _nvpairs(ET.SubElement(configuration, "crm_config"), "cluster_property_set", PROPERTY_SET_ID,
-             CLUSTER_PROPERTIES)
-    ET.SubElement(configuration, "nodes")
-    resources = ET.SubElement(configuration, "resources")
-    _primitive(resources, fence_primitive(spec))
-    _primitive(resources, vip_primitive(spec.vip_address(), spec.network.prefixlen, vip_agent))
-    if with_dummy_clone:
-        clone = ET.SubElement(resources, "clone", id=f"{DUMMY_ID}-clone")
-        _nvpairs(clone, "meta_attributes", f"{DUMMY_ID}-clone-meta_attributes", {"interleave": "true"})
-        _primitive(clone, Primitive(DUMMY_ID, "ocf", "pacemaker", "Dummy", {}))
-    ET.SubElement(configuration, "constraints")
-    _nvpairs(ET.SubElement(configuration, "rsc_defaults"), "meta_attributes", "rsc-options",
-             RESOURCE_DEFAULTS)
-    return ET.tostring(configuration, encoding="unicode")
+def render(cluster: Cluster, stack: Stack, via: str | None = None) -> str:
+    """``crmtool render site.toml`` inside a node; returns the ``<configuration>`` XML."""
+    site = write_site(cluster, stack)
+    node = via or cluster.any_running_node()
+    return cluster.run(node, [CRMTOOL, "render", str(site)]).stdout
 
 
-def with_fencing(configuration_xml: str, spec: ClusterSpec) -> str:
-    """Add the harness's fence device and properties to a configuration made elsewhere."""
-    configuration = ET.fromstring(configuration_xml)  # noqa: S314 (our own renderer)
-    crm_config = configuration.find("crm_config")
-    if crm_config is None:
-        crm_config = ET.Element("crm_config")
-        configuration.insert(0, crm_config)
-    property_set = crm_config.find(f"cluster_property_set[@id='{PROPERTY_SET_ID}']")
-    if property_set is None:
-        property_set = ET.SubElement(crm_config, "cluster_property_set", id=PROPERTY_SET_ID)
-    present = {nvpair.get("name"): nvpair for nvpair in property_set.iter("nvpair")}
-    for name, value in CLUSTER_PROPERTIES.items():
-        if name in ("stonith-enabled", *HARNESS_PROPERTIES) or name not in present:
-            if name in present:
-                present[name].set("value", value)
-            else:
-                ET.SubElement(property_set, "nvpair", id=f"{PROPERTY_SET_ID}-{name}", name=name, value=value)
-    resources = configuration.find("resources")
-    if resources is None:
-        resources = ET.SubElement(configuration, "resources")
-    if resources.find(f"primitive[@id='{FENCE_DEVICE_ID}']") is None:
-        resources.insert(0, _primitive(ET.Element("x"), fence_primitive(spec)))
-    nodes = configuration.find("nodes")
-    if nodes is not None and not list(nodes):
-        # An empty <nodes/> in a replace would wipe the live node entries.
-        configuration.remove(nodes)
-    return ET.tostring(configuration, encoding="unicode")
-
-
-# --- crmtool ------------------------------------------------------------------------------------
-
-def crmtool_available() -> bool:
-    return shutil.which("crmtool") is not None
-
-
-def site_file(spec: ClusterSpec) -> str:
-    """The operator's site file for this cluster's namespace addresses (crmtool's TOML)."""
-    lines = [f"# Site file of namespace cluster {spec.run_id}",
-             "[cluster]",
-             f"name = \"{spec.run_id}\"",
-             "nodes = [" + ", ".join(f'"{name}"' for name in spec.node_names) + "]",
-             "",
-             "[site]",
-             f"public_vip = \"{spec.vip_address(0)}\"",
-             f"database_vip = \"{spec.vip_address(1)}\"",
-             f"cidr_netmask = {spec.network.prefixlen}",
-             f"nic = \"{NODE_NIC}\"",
-             ""]
-    return "\n".join(lines)
-
-
-def crmtool_configuration(spec: ClusterSpec, site_path: Path) -> str:
-    """``crmtool render`` of the default profile with the site file, plus the harness's fencing."""
-    site_path.write_text(site_file(spec))
-    done = run_cmd(["crmtool", "render", "--site", str(site_path)], check=False)
-    if done.returncode != 0:
-        raise subprocess.SubprocessError(f"crmtool render failed ({done.returncode}): {done.stderr.strip()}")
-    rendered = ET.fromstring(done.stdout)  # noqa: S314 (our own renderer)
-    configuration = rendered if rendered.tag == "configuration" else rendered.find("configuration")
-    if configuration is None:
-        raise subprocess.SubprocessError("crmtool render gave no <configuration>")
-    return with_fencing(ET.tostring(configuration, encoding="unicode"), spec)
+def push(cluster: Cluster, stack: Stack | None = None) -> str:
+    """Render and push the site's configuration; returns what was pushed."""
+    node = cluster.any_running_node()
+    configuration = render(cluster, stack or Stack(), via=node)
+    cluster.push_configuration(configuration, via=node)
+    cluster.progress(f"configuration pushed: crmtool render {PROFILE} + site | cibadmin --replace")
+    return configuration

@@ -1,0 +1,57 @@
+"""What "healthy" means for a cluster running a ``config.Stack``, and waiting for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nscluster import config
+from nscluster.cluster import Cluster, ClusterStatus
+
+VIPS = (config.PUBLIC_VIP, config.DATABASE_VIP)
+
+
+def fully_running(cluster: Cluster, stack: config.Stack) -> Callable[[ClusterStatus], bool]:
+    everyone = tuple(sorted(cluster.nodes))
+
+    def check(status: ClusterStatus) -> bool:
+        return (status.has_quorum and status.online == frozenset(everyone)
+                and all(len(status.where(vip)) == 1 for vip in VIPS)
+                and (not stack.dummy_clone or status.where(config.DUMMY) == everyone)
+                and all(r.role == "Started" for r in status.resources if r.id.startswith("fence-")))
+
+    return check
+
+
+def wait_healthy(cluster: Cluster, stack: config.Stack, timeout_s: float = 180) -> ClusterStatus:
+    """Every node powered and online, every resource running, failure history cleared.
+
+    Boots nodes that are off, except those fenced with "reboot", which boot by themselves.
+    """
+    for name, node in cluster.nodes.items():
+        if not node.powered and not node.boot_pending:
+            cluster.start_node(name)
+    cluster.wait_online(timeout_s=timeout_s)
+    running = fully_running(cluster, stack)
+
+    def healthy(status: ClusterStatus) -> bool:
+        if status.failures:
+            cluster.progress(f"clearing failure history: {'; '.join(status.failures)}")
+            cluster.run(cluster.any_running_node(), ["crm_resource", "--cleanup"], check=False)
+            return False
+        return running(status)
+
+    return cluster.wait_status(healthy, "every resource running, no failures", timeout_s)
+
+
+def crash_and_time(cluster: Cluster, vip: str = config.PUBLIC_VIP) -> tuple[str, str, float, float]:
+    """Crash the node holding ``vip``; return (victim, new holder, crash time, seconds until it answers)."""
+    (holder,) = cluster.status().where(vip)
+    address = cluster.spec.vip_address(VIPS.index(vip))
+    crashed_at = cluster.crash(holder)
+    probe = cluster.start_waiting_probe(address)
+    answered_at, new_holder = cluster.finish_waiting_probe(probe)
+    return holder, new_holder, crashed_at, answered_at - crashed_at
+
+
+def wait_fenced(cluster: Cluster, victim: str, since: float, timeout_s: float = 90) -> None:
+    cluster.wait_status(lambda _s: bool(cluster.fenced(victim, since=since)), f"{victim} fenced", timeout_s)

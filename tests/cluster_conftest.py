@@ -1,0 +1,62 @@
+"""Fixtures and helpers of the real-cluster tests (tests/test_cluster*.py import from here).
+
+One cluster per test module (``start_cluster`` in a module-scoped fixture); an
+autouse fixture of each module brings it back to health before every test, so
+a failed test does not cascade. Teardown runs as a finalizer even when a test
+or the setup fails. Set NSCLUSTER_KEEP_LOGS=/some/dir to keep the nodes' logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from nscluster import config, health
+from nscluster.cluster import Cluster, ClusterSpec, ClusterStatus
+
+VIPS = health.VIPS
+INSTALLED = ("/usr/lib/ocf/resource.d/openstack/vip", config.CRMTOOL)
+
+
+def start_cluster(request: pytest.FixtureRequest, stack: config.Stack, **spec: object) -> Cluster:
+    if os.geteuid() != 0:
+        pytest.skip("a namespace cluster needs root (network, mount and PID namespaces)")
+    missing = [path for path in INSTALLED if not Path(path).exists()]
+    if missing:
+        pytest.fail(f"run `make install` first: {', '.join(missing)} missing")
+    started = time.monotonic()
+
+    def progress(message: str) -> None:
+        print(f"[{time.monotonic() - started:7.1f} s] {message}", flush=True)
+
+    cluster = Cluster(ClusterSpec(**spec), progress=progress)  # type: ignore[arg-type]
+    keep = os.environ.get("NSCLUSTER_KEEP_LOGS")
+    request.addfinalizer(lambda: cluster.teardown(keep_logs_in=Path(keep) if keep else None))
+    cluster.create()
+    config.push(cluster, stack)
+    health.wait_healthy(cluster, stack)
+    return cluster
+
+
+def dc_and_holders(status: ClusterStatus) -> tuple[str, set[str]]:
+    assert status.dc is not None
+    return status.dc, {node for vip in VIPS for node in status.where(vip)}
+
+
+def wait_rejoined(cluster: Cluster, stack: config.Stack, victim: str, crashed_at: float) -> None:
+    """The victim was fenced after the crash, boots again and runs its share."""
+    health.wait_fenced(cluster, victim, crashed_at)
+    health.wait_healthy(cluster, stack)
+
+
+def vip_address_of(cluster: Cluster, vip: str) -> str:
+    return cluster.spec.vip_address(VIPS.index(vip))
+
+
+def addresses_on(cluster: Cluster, node: str) -> set[str]:
+    done = cluster.run(node, ["ip", "-j", "addr", "show", "dev", "eth0"])
+    return {a["local"] for link in json.loads(done.stdout) for a in link.get("addr_info", [])}

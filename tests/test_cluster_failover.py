@@ -1,0 +1,124 @@
+"""Crashes and resource failures on a real 3-node Pacemaker/Corosync cluster in namespaces.
+
+Configuration: `crmtool render` of the default profile (with a site file for the
+namespace addresses) pushed with cibadmin; our `vip` agent for public-vip and
+db-vip, a Dummy clone on every node, one fence device per node (the harness's
+broker really powers the victim off and reboots it).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from nscluster import config, health
+from tests.cluster_conftest import (
+    VIPS,
+    addresses_on,
+    dc_and_holders,
+    start_cluster,
+    vip_address_of,
+    wait_rejoined,
+)
+
+pytestmark = pytest.mark.cluster
+STACK = config.Stack()
+
+
+@pytest.fixture(scope="module")
+def cluster(request):
+    return start_cluster(request, STACK)
+
+
+@pytest.fixture(autouse=True)
+def healthy(cluster):
+    health.wait_healthy(cluster, STACK)
+
+
+def test_each_vip_answers_from_the_node_pacemaker_placed_it_on(cluster):
+    status = cluster.status()
+    for vip in VIPS:
+        (holder,) = status.where(vip)
+        assert cluster.probe(vip_address_of(cluster, vip)) == holder
+        assert vip_address_of(cluster, vip) in addresses_on(cluster, holder)
+
+
+def test_crash_of_the_public_vip_holder_moves_it_to_a_survivor(cluster):
+    (holder,) = cluster.status().where(config.PUBLIC_VIP)
+    crashed_at = cluster.crash(holder)
+    probe = cluster.start_waiting_probe(vip_address_of(cluster, config.PUBLIC_VIP))
+    answered_at, new_holder = cluster.finish_waiting_probe(probe)
+    print(f"public-vip answered from {new_holder} {answered_at - crashed_at:.1f} s after the crash")
+    assert new_holder != holder
+    assert cluster.fenced(holder, since=crashed_at), "the crashed node was not fenced"
+    survivors = tuple(sorted(set(cluster.nodes) - {holder}))
+    status = cluster.wait_status(
+        lambda s: all(len(s.where(v)) == 1 and set(s.where(v)) <= set(survivors) for v in VIPS)
+        and s.where(config.DUMMY) == survivors, "both VIPs and the Dummy clone on the survivors", 60,
+        via=new_holder)
+    assert status.online == frozenset(survivors) or holder in status.online  # it may already be back
+    wait_rejoined(cluster, STACK, holder, crashed_at)
+
+
+def test_crash_of_a_node_holding_no_vip_leaves_the_vips_in_place(cluster):
+    status = cluster.status()
+    _dc, holders = dc_and_holders(status)
+    bystanders = sorted(set(cluster.nodes) - holders)
+    if not bystanders:  # both VIPs on different nodes and the third node is the only one left
+        bystanders = sorted(set(cluster.nodes) - set(status.where(config.PUBLIC_VIP)))
+    victim = bystanders[0]
+    public_holder = status.where(config.PUBLIC_VIP)[0]
+    crashed_at = cluster.crash(victim)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert cluster.probe(vip_address_of(cluster, config.PUBLIC_VIP)) == public_holder
+        time.sleep(0.5)
+    health.wait_fenced(cluster, victim, crashed_at)
+    assert cluster.status(via=public_holder).where(config.PUBLIC_VIP) == (public_holder,)
+    wait_rejoined(cluster, STACK, victim, crashed_at)
+    assert cluster.status().where(config.PUBLIC_VIP) == (public_holder,), "stickiness: the VIP stays put"
+
+
+def test_crash_of_the_dc_elects_a_new_dc_and_keeps_everything_running(cluster):
+    dc, _holders = dc_and_holders(cluster.status())
+    survivors = tuple(sorted(set(cluster.nodes) - {dc}))
+    crashed_at = cluster.crash(dc)
+    status = cluster.wait_status(
+        lambda s: s.dc in survivors and s.has_quorum
+        and all(len(s.where(v)) == 1 and set(s.where(v)) <= set(survivors) for v in VIPS)
+        and s.where(config.DUMMY) == survivors, "a new DC and every resource on the survivors", 90,
+        via=survivors[0])
+    print(f"new DC {status.dc}, resources back {time.monotonic() - crashed_at:.1f} s after the crash")
+    assert cluster.fenced(dc, since=crashed_at)
+    for vip in VIPS:
+        assert cluster.probe(vip_address_of(cluster, vip)) in survivors
+    wait_rejoined(cluster, STACK, dc, crashed_at)
+
+
+def test_a_vip_removed_behind_pacemakers_back_is_restarted_in_place(cluster):
+    (holder,) = cluster.status().where(config.PUBLIC_VIP)
+    address = vip_address_of(cluster, config.PUBLIC_VIP)
+    since = time.monotonic()
+    cluster.run(holder, ["ip", "addr", "del", f"{address}/{cluster.spec.network.prefixlen}", "dev", "eth0"])
+    status = cluster.wait_status(
+        lambda s: any(config.PUBLIC_VIP in f and holder in f for f in s.failures)
+        and s.where(config.PUBLIC_VIP) == (holder,)
+        and address in addresses_on(cluster, holder),
+        "the monitor failure recorded and the VIP restarted on the same node", 60)
+    print(status.failures)
+    assert cluster.probe(address) == holder
+    assert not cluster.fence_events or all(e.at < since for e in cluster.fence_events)
+
+
+def test_a_failed_clone_instance_is_restarted_in_place(cluster):
+    victim = sorted(cluster.nodes)[-1]
+    since = time.monotonic()
+    # Dummy's whole state is its state file: deleting it is how Dummy "dies".
+    state_files = f"Dummy-{config.DUMMY}*.state"
+    cluster.run(victim, ["find", "/run", "-maxdepth", "1", "-name", state_files, "-delete"])
+    cluster.wait_status(
+        lambda s: any(config.DUMMY in f and victim in f for f in s.failures)
+        and s.where(config.DUMMY) == tuple(sorted(cluster.nodes)),
+        "the Dummy failure recorded and the instance running again on every node", 60)
+    assert not cluster.fenced(victim, since=since)
