@@ -25,7 +25,7 @@ DEBIAN_PACKAGES_NORECOMMENDS := kmod drbd-utils keystone glance-api nova-api pyt
 INSTALL_ARGS = --destdir "$(DESTDIR)" --ocf-root $(OCF_ROOT) --provider $(PROVIDER) \
 	--libdir $(LIBDIR) --bindir $(BINDIR) --datadir $(DATADIR)
 
-.PHONY: all deps deps-debian deps-python install uninstall test lint bench demo docs clean
+.PHONY: all deps deps-debian deps-python install uninstall test lint bench bench-cluster demo docs clean
 
 all: lint
 
@@ -59,8 +59,8 @@ uninstall:
 	$(PYTHON) tools/install.py uninstall $(INSTALL_ARGS)
 
 lint: deps-python
-	$(VENV)/bin/ruff check agents crmtool tests bench tools
-	$(VENV)/bin/mypy agents crmtool tools
+	$(VENV)/bin/ruff check agents crmtool tests bench tools nscluster
+	$(VENV)/bin/mypy agents crmtool tools nscluster
 
 test: deps install lint
 	$(VPY) -m pytest $(PYTEST_ARGS)
@@ -70,6 +70,10 @@ bench: deps install
 
 demo: deps install
 	$(VPY) -m tools.demo
+
+# Failover after crashes of the VIP holder on a real namespace cluster (about 15 minutes).
+bench-cluster: deps install
+	$(VPY) -m nscluster.bench
 
 docs: deps-python
 	$(VPY) -m tools.docs README.md
