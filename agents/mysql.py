@@ -48,7 +48,7 @@ ER_CON_COUNT_ERROR = 1040  # too many connections: the server is alive, only ful
 ER_NO_SUCH_TABLE = 1146
 ER_BAD_DB_ERROR = 1049
 READY_POLL_S = 0.005
-LOG_TAIL_LINES = 6
+LOG_TAIL_LINES = 3
 SERVER_ENV_KEEP = ("TZ", "LANG", "LC_ALL")
 IDENTIFIER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
 
@@ -506,7 +506,10 @@ class MySQL(Agent):
                 lines = handle.read().decode("utf-8", "replace").splitlines()
         except OSError as exc:
             return f"error log {self._str('log')} unreadable: {exc.strerror}"
-        tail = [line.strip() for line in lines if line.strip()][-LOG_TAIL_LINES:]
+        lines = [line.strip() for line in lines if line.strip()]
+        # The exit reason is one short line: the server's own errors say most.
+        errors = [line for line in lines if "[ERROR]" in line or "[FATAL]" in line]
+        tail = errors[-LOG_TAIL_LINES:] if errors else lines[-LOG_TAIL_LINES:]
         return " | ".join(tail) if tail else "the error log says nothing"
 
     # stop ------------------------------------------------------------------
@@ -578,20 +581,22 @@ class MySQL(Agent):
     def _query(self, heartbeat: bool) -> None:
         user, password = self._credentials()
         pymysql = _import_pymysql()
+        timeout = self.deadline.remaining()
+        if timeout <= 0:
+            raise DeadlineExceeded("before connecting to the server")
         try:
-            timeout = self.deadline.remaining()
-            if timeout <= 0:
-                raise DeadlineExceeded("before connecting to the server")
-            connection = pymysql.connect(
-                unix_socket=self._str("socket"), user=user, password=password, autocommit=True,
-                ssl_disabled=True, connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout)
-            try:
-                with connection.cursor() as cursor:
-                    self._select_one(cursor)
-                    if heartbeat:
-                        self._heartbeat(cursor, pymysql)
-            finally:
-                connection.close()
+            with Alarm(timeout, "waiting for the server to answer the check queries"):
+                # PyMySQL applies its timeouts to each read and write; the alarm bounds their sum.
+                connection = pymysql.connect(
+                    unix_socket=self._str("socket"), user=user, password=password, autocommit=True,
+                    ssl_disabled=True, connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout)
+                try:
+                    with connection.cursor() as cursor:
+                        self._select_one(cursor)
+                        if heartbeat:
+                            self._heartbeat(cursor, pymysql)
+                finally:
+                    connection.close()
         except pymysql.MySQLError as exc:
             raise OCFError(OCF.ERR_GENERIC, f"query as {user} failed: {exc}") from None
 
@@ -631,6 +636,30 @@ class MySQL(Agent):
             "node VARCHAR(255) NOT NULL PRIMARY KEY, token BIGINT NOT NULL, "
             "written TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)"
             ") ENGINE=InnoDB")
+
+
+class Alarm:
+    """Raise DeadlineExceeded in this (single-threaded) agent when ``seconds`` have passed."""
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds = max(seconds, 0.001)
+        self.what = what
+        self.previous: object = None
+
+    def _expired(self, signum: int, frame: object) -> None:
+        raise DeadlineExceeded(self.what)
+
+    def __enter__(self) -> None:
+        import signal
+
+        self.previous = signal.signal(signal.SIGALRM, self._expired)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+
+    def __exit__(self, *exc_info: object) -> None:
+        import signal
+
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, self.previous)  # type: ignore[arg-type]
 
 
 # PyMySQL imports these only for TLS and for RSA password exchange over

@@ -188,7 +188,7 @@ def test_frozen_server_fails_monitor_within_budget(resource, site):
             result = resource("monitor", timeout_ms=3000, depth=depth)
             elapsed = time.monotonic() - started
             assert result.rc == 1, result.stderr
-            assert elapsed < 4.0, f"depth {depth} monitor took {elapsed:.1f} s with a 3 s budget"
+            assert elapsed < 5.0, f"depth {depth} monitor took {elapsed:.1f} s with a 3 s budget"
             assert result.exit_reasons, result.stderr
         assert "no greeting" in resource("monitor", timeout_ms=2000).exit_reasons[0]
     finally:
@@ -344,3 +344,62 @@ def test_heartbeat_rows_are_per_node(resource, site):
         cur.execute(f"SELECT node FROM {HEARTBEAT_TABLE} ORDER BY node")  # noqa: S608
         nodes = [row[0] for row in cur.fetchall()]
     assert {"node-a", "node-b"} <= set(nodes)
+
+
+def grant_monitor_select_on_test_database(site: Site) -> None:
+    from tests.mariadb import TEST_DATABASE, run
+
+    run(["mariadb", f"--defaults-file={site.db.config}", "--user=root", "--batch"],
+        input_text=f"GRANT SELECT ON {TEST_DATABASE}.* TO 'ocfmon'@'localhost';\n")
+
+
+def test_a_blocked_query_fails_depth_10_within_budget(resource, site):
+    from tests.mariadb import TEST_DATABASE
+
+    ok(resource("start"))
+    grant_monitor_select_on_test_database(site)
+    with site.db.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS locked (id INT PRIMARY KEY)")
+        table = f"{TEST_DATABASE}.locked"
+        ok(resource("monitor", depth=10, test_table=table))
+        cur.execute("LOCK TABLES locked WRITE")  # the greeting still comes; the query blocks
+        started = time.monotonic()
+        result = resource("monitor", timeout_ms=3000, depth=10, test_table=table)
+        elapsed = time.monotonic() - started
+        cur.execute("UNLOCK TABLES")
+    assert result.rc == 1, result.stderr
+    assert elapsed < 5.0, f"took {elapsed:.1f} s with a 3 s budget"
+    assert "timed out" in result.exit_reasons[0] or "Lost connection" in result.exit_reasons[0], result.stderr
+    ok(resource("monitor", depth=10, test_table=table))
+
+
+def test_a_server_dying_at_start_fails_with_its_error_log(resource, site):
+    started = time.monotonic()
+    result = resource("start", additional_parameters="--innodb-buffer-pool-size=32M --no-such-option='a b'")
+    assert result.rc == 1, result.stderr
+    assert time.monotonic() - started < 30
+    reason = result.exit_reasons[0]
+    assert "exited during start" in reason and "no-such-option" in reason, reason
+    assert mariadbd_pids_on(site.db.datadir) == []
+    ok(resource("start"))
+
+
+def test_a_mysqld_safe_binary_runs_the_server_itself(resource, site):
+    ok(resource("start", binary="/usr/bin/mysqld_safe"))
+    pid = resource.recorded_pid()
+    with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
+        assert handle.read().strip() == "mariadbd"
+    assert os.getsid(pid) == pid  # a session of its own, no wrapper above it
+    with open(resource.logfile, encoding="utf-8") as handle:
+        assert "mysqld_safe is a wrapper; running /usr/sbin/mariadbd instead" in handle.read()
+
+
+def test_invalid_configuration_never_hides_a_running_server(resource, site):
+    ok(resource("start"))
+    broken = {"config": "/nonexistent/my.cnf"}
+    probe = resource("monitor", interval_ms=0, **broken)
+    assert probe.rc == 1, probe.stderr  # running but unusable: not "not running"
+    assert resource("monitor", **broken).rc == 5
+    ok(resource("stop", **broken))  # stop succeeds and really stops it
+    assert mariadbd_pids_on(site.db.datadir) == []
+    assert resource("monitor", interval_ms=0, **broken).rc == 7
