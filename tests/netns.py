@@ -25,10 +25,10 @@ def unique_name(prefix: str) -> str:
 
 
 def sh(argv: Sequence[str], check: bool = True, timeout: float = 30,
-       **kwargs: object) -> subprocess.CompletedProcess[str]:
+       input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command (argv, never a shell) and return its completed process."""
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=check,
-                          **kwargs)  # type: ignore[call-overload]
+                          input=input)
 
 
 class Namespace:
@@ -38,9 +38,9 @@ class Namespace:
     def argv(self, argv: Sequence[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *argv]
 
-    def run(self, argv: Sequence[str], check: bool = True,
-            **kwargs: object) -> subprocess.CompletedProcess[str]:
-        return sh(self.argv(argv), check=check, **kwargs)
+    def run(self, argv: Sequence[str], check: bool = True, timeout: float = 30,
+            input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return sh(self.argv(argv), check=check, timeout=timeout, input=input)
 
     def ip(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return sh(["ip", "-n", self.name, *args], check=check)
