@@ -1,0 +1,175 @@
+"""Split brain, per policy: two replicas write different data while disconnected, then reconnect.
+
+The survivor's data must be live afterwards, and the loser's data byte-for-byte
+recoverable from the preserved copy (sha256 of the copy == sha256 of the loser's
+backing device taken just before the reconnect).  With ``disconnect`` nothing changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.drbd_double.agent import Cluster
+from tests.drbd_double.fixture import replicas
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mknod, mounts)")
+ATTR = "drbd-split-brain-r0"
+ROUNDS = 6
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def backing(drbd, node):
+    return drbd.run(node, "drbdadm", "sh-ll-dev", drbd.resource).stdout.strip()
+
+
+def fs_file(image, name):
+    """A file's content from an ext4 image, read with debugfs (no mount, no loop device)."""
+    done = subprocess.run(["debugfs", "-R", f"cat /{name}", image], capture_output=True, check=True)
+    return done.stdout
+
+
+def write_as_primary(drbd, agent, node, name, size, demote):
+    """Promote (if needed), mount, write a file, unmount, optionally demote."""
+    assert agent(node, "promote").rc == 0
+    mnt = os.path.join(drbd.workdir, f"mnt-{node}")
+    os.makedirs(mnt, exist_ok=True)
+    subprocess.run(["mount", drbd.device(node), mnt], check=True)
+    try:
+        with open(os.path.join(mnt, name), "wb") as handle:
+            handle.write(os.urandom(size))
+            handle.flush()
+            os.fsync(handle.fileno())
+    finally:
+        subprocess.run(["umount", mnt], check=True)
+    if demote:
+        assert agent(node, "demote").rc == 0
+
+
+def split_brain(policy, alpha_bytes=4096, beta_bytes=4096, demote_alpha=True, demote_beta=True, **params):
+    """alpha Primary writes, the link breaks, both write, the link heals. Yields (drbd, agent, sums)."""
+    drbd_cm = replicas(("alpha", "beta"), quorum=False)
+    drbd = drbd_cm.__enter__()
+    try:
+        agent = Cluster(drbd, split_brain_policy=policy,
+                        preserve_dir=os.path.join(drbd.workdir, "preserved"), **params)
+        for node in drbd.nodes:
+            assert agent(node, "start").rc == 0
+        write_as_primary(drbd, agent, "alpha", "shared", 8192, demote=False)
+        drbd.block("alpha", "beta")
+        assert agent("alpha", "monitor").rc == 191  # the peer is gone: degraded
+        write_as_primary(drbd, agent, "alpha", "alpha-only", alpha_bytes, demote=demote_alpha)
+        write_as_primary(drbd, agent, "beta", "beta-only", beta_bytes, demote=demote_beta)
+        sums = {node: sha256(backing(drbd, node)) for node in drbd.nodes}
+        drbd.unblock()
+        return drbd_cm, drbd, agent, sums
+    except BaseException:
+        drbd_cm.__exit__(None, None, None)
+        raise
+
+
+def settle(agent, nodes=("alpha", "beta")):
+    results = {}
+    for _ in range(ROUNDS):
+        results = {node: agent(node, "monitor") for node in nodes}
+        if all(r.rc in (0, 8) for r in results.values()):
+            break
+    return results
+
+
+def check_preserved(drbd, agent, victim, survivor, sums):
+    results = settle(agent)
+    assert all(r.rc in (0, 8) for r in results.values()), {n: (r.rc, r.stderr) for n, r in results.items()}
+    status = drbd.status(survivor)
+    assert status["connections"][0]["connection-state"] == "Connected"
+    # The survivor's data is live on both replicas.
+    assert backing(drbd, victim) and sha256(backing(drbd, victim)) == sha256(backing(drbd, survivor))
+    assert fs_file(backing(drbd, victim), f"{survivor}-only")
+    assert has_file(backing(drbd, victim), "shared")
+    assert not has_file(backing(drbd, victim), f"{victim}-only")
+    # The victim's data is set aside, byte for byte, with its manifest and checksums.
+    root = os.path.join(drbd.workdir, "preserved")
+    (folder,) = os.listdir(root)
+    assert folder.startswith(f"r0-{victim}-")
+    folder = os.path.join(root, folder)
+    with open(os.path.join(folder, "manifest.json"), encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    assert manifest["node"] == victim and manifest["peer"] == survivor
+    image = os.path.join(folder, "data.img")
+    assert manifest["files"][0]["sha256"] == sha256(image) == sums[victim]
+    with open(os.path.join(folder, "SHA256SUMS"), encoding="utf-8") as handle:
+        assert handle.read() == f"{sums[victim]}  data.img\n"
+    assert fs_file(image, f"{victim}-only")
+    assert not has_file(image, f"{survivor}-only")
+    # Operators see what happened in the node attributes.
+    victim_attr = agent.attribute(victim, ATTR)
+    assert "state=resolved" in victim_attr and f"victim={victim}" in victim_attr
+    assert f"preserved={folder}" in victim_attr
+    assert "state=resolved" in agent.attribute(survivor, ATTR)
+
+
+def has_file(image, name):
+    done = subprocess.run(["debugfs", "-R", f"stat /{name}", image], capture_output=True, text=True,
+                          check=True)
+    return "File not found" not in done.stdout + done.stderr
+
+
+@pytest.fixture
+def scenario(request):
+    handles = []
+
+    def make(policy, **kwargs):
+        cm, drbd, agent, sums = split_brain(policy, **kwargs)
+        handles.append(cm)
+        return drbd, agent, sums
+
+    yield make
+    for cm in handles:
+        cm.__exit__(None, None, None)
+
+
+def test_disconnect_changes_nothing_and_tells_the_operator(scenario):
+    drbd, agent, sums = scenario("disconnect")
+    results = settle(agent)
+    for node, result in results.items():
+        assert result.rc == 190
+        assert "split brain with" in result.exit_reasons[0]
+        assert "policy disconnect, nothing changed" in result.exit_reasons[0]
+        assert "state=detected" in agent.attribute(node, ATTR)
+        assert sha256(backing(drbd, node)) == sums[node]  # nothing discarded
+        assert drbd.status(node)["connections"][0]["connection-state"] == "StandAlone"
+    assert not os.path.exists(os.path.join(drbd.workdir, "preserved"))
+    kernel = drbd.run("alpha", "drbd-double", "dmesg", drbd.resource).stdout
+    assert "Split-Brain detected but unresolved, dropping connection!" in kernel
+
+
+def test_discard_secondary(scenario):
+    drbd, agent, sums = scenario("discard-secondary", demote_alpha=False)  # alpha stays Primary
+    check_preserved(drbd, agent, victim="beta", survivor="alpha", sums=sums)
+    assert agent("alpha", "monitor").rc == 8
+
+
+def test_discard_named_node(scenario):
+    drbd, agent, sums = scenario("discard-node", split_brain_victim="alpha")
+    check_preserved(drbd, agent, victim="alpha", survivor="beta", sums=sums)
+
+
+def test_discard_younger_primary(scenario):
+    drbd, agent, sums = scenario("discard-younger-primary")  # beta was promoted last
+    check_preserved(drbd, agent, victim="beta", survivor="alpha", sums=sums)
+
+
+def test_discard_least_changes(scenario):
+    drbd, agent, sums = scenario("discard-least-changes", alpha_bytes=4096, beta_bytes=2 << 20)
+    check_preserved(drbd, agent, victim="alpha", survivor="beta", sums=sums)
