@@ -41,21 +41,36 @@ def _dangling(desc: Description, provider: str) -> Iterator[Finding]:
         if rsc not in ids:
             yield Finding("dangling-reference", path, f"no resource named {rsc!r}")
 
+    def inner(rsc: str, path: str) -> Iterator[Finding]:
+        clone = desc.clone_of(rsc)
+        if clone is not None:
+            yield Finding("dangling-reference", path, f"{rsc!r} is inside clone {clone.id!r}: name the clone")
+
     for group in desc.groups:
         for index, member in enumerate(group.members):
-            yield from missing(member, f"{group.path}.resources[{index}]")
+            path = f"{group.path}.resources[{index}]"
+            yield from missing(member, path)
+            if member in ids and desc.primitive(member) is None:
+                yield Finding("dangling-reference", path,
+                              f"{member!r} is not a primitive: groups hold primitives")
     for clone in desc.clones:
         yield from missing(clone.resource, f"{clone.path}.resource")
+        if clone.resource in ids and desc.clone(clone.resource) is not None:
+            yield Finding("dangling-reference", f"{clone.path}.resource",
+                          f"{clone.resource!r} is already a clone")
     for loc in desc.locations:
         yield from missing(loc.rsc, f"{loc.path}.rsc")
+        yield from inner(loc.rsc, f"{loc.path}.rsc")
         if loc.node not in nodes:
             yield Finding("dangling-reference", f"{loc.path}.node", f"no node named {loc.node!r}")
     for col in desc.colocations:
-        yield from missing(col.rsc, f"{col.path}.rsc")
-        yield from missing(col.with_rsc, f"{col.path}.with")
+        for rsc, key in ((col.rsc, "rsc"), (col.with_rsc, "with")):
+            yield from missing(rsc, f"{col.path}.{key}")
+            yield from inner(rsc, f"{col.path}.{key}")
     for order in desc.orders:
-        yield from missing(order.first, f"{order.path}.first")
-        yield from missing(order.then, f"{order.path}.then")
+        for rsc, key in ((order.first, "first"), (order.then, "then")):
+            yield from missing(rsc, f"{order.path}.{key}")
+            yield from inner(rsc, f"{order.path}.{key}")
 
 
 def _invalid_ids(desc: Description, provider: str) -> Iterator[Finding]:

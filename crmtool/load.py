@@ -36,6 +36,11 @@ NO_PROFILE = "none"
 PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
 DURATION = re.compile(r"(\d+)(ms|s|m|min|h)?\Z")
 SCORE = re.compile(r"[-+]?(INFINITY|\d+)\Z")
+# characters an XML document cannot hold
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# names of parameters, meta attributes and properties: they end up inside XML ids
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+OP_NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
 UNITS_MS = {"ms": 1, "s": 1000, "m": 60000, "min": 60000, "h": 3600000, None: 1000}
 FENCE_HOST_PARAM = "pcmk_host_list"
 
@@ -149,6 +154,9 @@ def _read_fencing(root: Table, desc: Description) -> None:
         return
     agent_text = fencing.string("agent", required=True)
     host_param = fencing.string("host_param", FENCE_HOST_PARAM) or FENCE_HOST_PARAM
+    if not NAME.match(host_param):
+        fencing.finding("wrong-type", fencing.child_path("host_param"),
+                        f"{host_param!r} is not a parameter name")
     params = fencing.scalars("params")
     meta = fencing.scalars("meta")
     ops = _read_ops(fencing)
@@ -183,6 +191,8 @@ def _read_resources(root: Table, desc: Description) -> None:
     for rsc_id, table in root.tables("group", ("resources", "meta", "enabled")):
         if table.enabled():
             members = table.strings("resources", required=True)
+            if table.raw.get("resources") == []:
+                table.finding("missing-key", table.child_path("resources"), "a group needs at least one resource")
             desc.groups.append(Group(rsc_id, members, table.scalars("meta"), table.path))
     for rsc_id, table in root.tables("clone", ("resource", "promotable", "meta", "enabled")):
         if table.enabled():
@@ -196,6 +206,8 @@ def _read_ops(table: Table) -> list[Op]:
     for index, op in enumerate(table.array_of_tables("ops", ("name", "interval", "timeout", "role", "depth",
                                                             "on_fail"))):
         name = op.string("name", required=True) or "monitor"
+        if not OP_NAME.match(name):
+            op.finding("wrong-type", op.child_path("name"), f"{name!r} is not an action name")
         interval = op.duration("interval", "0s")
         timeout = op.duration("timeout", None)
         role = op.string("role", None, choices=ROLES)
@@ -289,6 +301,9 @@ class Table:
         value = self._get(key, (str,), "a string", required)
         if not isinstance(value, str):
             return default
+        if NOT_XML.search(value):
+            self.finding("wrong-type", self.child_path(key), "contains characters XML cannot hold")
+            return default
         if choices and value not in choices:
             self.finding("wrong-type", self.child_path(key),
                          f"must be one of {', '.join(choices)}, not {value!r}")
@@ -343,9 +358,14 @@ class Table:
             return result
         for name, item in value.items():
             text = scalar_text(item)
-            if text is None:
+            if not NAME.match(name):
+                self.finding("wrong-type", self.child_path(key, name),
+                             "is not a valid name (letters, digits, '_', '.', '-')")
+            elif text is None:
                 self.finding("wrong-type", self.child_path(key, name),
                              f"must be a string, integer or boolean, not {_type_name(item)}")
+            elif NOT_XML.search(text):
+                self.finding("wrong-type", self.child_path(key, name), "contains characters XML cannot hold")
             else:
                 result[name] = text
         return result
