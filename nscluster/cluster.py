@@ -69,6 +69,9 @@ class ClusterSpec:
     # Seconds a node fenced with "reboot" stays down before it boots again; None: stays off.
     fence_reboot_delay_s: float | None = 8.0
     probe_port: int = DEFAULT_PROBE_PORT
+    # Directories that each node gets privately (e.g. "/etc/keystone", "/var/lib/mysql"): a per-node
+    # directory under the state directory is bind-mounted over each. They must exist on the machine.
+    private_dirs: tuple[str, ...] = ()
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -301,9 +304,19 @@ class Cluster:
             binds = [[str(node.directory / "etc-corosync"), "/etc/corosync"],
                      [str(node.directory / "log-pacemaker"), "/var/log/pacemaker"],
                      [str(node.directory / "log-corosync"), "/var/log/corosync"]]
+            for target in self.spec.private_dirs:
+                if not Path(target).is_dir():
+                    raise ClusterError(f"private directory {target} does not exist on this machine")
+                source = self.node_path(node.name, target)
+                source.mkdir(parents=True)
+                binds.append([str(source), target])
             config = {"name": node.name, "binds": binds, "cib_seed": str(node.directory / "cib-seed.xml"),
                       "probe_port": self.spec.probe_port}
             (node.directory / "node.json").write_text(json.dumps(config))
+
+    def node_path(self, node: str, path: str) -> Path:
+        """Where the harness writes what a node sees at ``path`` (one of ``spec.private_dirs``)."""
+        return self.nodes[node].directory / "private" / path.lstrip("/")
 
     def _install_fence_agent(self) -> None:
         path = FENCE_AGENT_DIR / self.spec.fence_agent_name

@@ -47,6 +47,9 @@ class Stack:
     # A slow fence device: seconds the fence agent waits before acting.
     fence_delay_s: int = 0
     monitor_interval: str = "5s"
+    # Site tables applied last, as an operator's site file would: add resources, re-enable
+    # profile entries ({"primitive.mysql": {"enabled": True}}), change parameters.
+    site_overrides: Mapping[str, Mapping[str, object]] = dataclasses.field(default_factory=dict)
 
 
 def toml_value(value: object) -> str:
@@ -89,6 +92,8 @@ def site_tables(spec: ClusterSpec, stack: Stack) -> dict[str, dict[str, object]]
     if stack.dummy_clone:
         tables[f"primitive.{DUMMY}"] = {"agent": "ocf:pacemaker:Dummy", "ops": vip_ops}
         tables[f"clone.{DUMMY}-clone"] = {"resource": DUMMY, "meta": {"interleave": True}}
+    for name, table in stack.site_overrides.items():
+        tables[name] = {**tables.get(name, {}), **table}
     return tables
 
 

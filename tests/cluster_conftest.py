@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from nscluster import config, health
-from nscluster.cluster import Cluster, ClusterSpec, ClusterStatus
+from nscluster.cluster import Cluster, ClusterSpec, ClusterStatus, cleanup_run, stale_runs
 
 VIPS = health.VIPS
 INSTALLED = ("/usr/lib/ocf/resource.d/openstack/vip", config.CRMTOOL)
@@ -28,6 +28,8 @@ def start_cluster(request: pytest.FixtureRequest, stack: config.Stack, **spec: o
     missing = [path for path in INSTALLED if not Path(path).exists()]
     if missing:
         pytest.fail(f"run `make install` first: {', '.join(missing)} missing")
+    for run_id in stale_runs():  # leftovers of a run whose process was killed outright
+        cleanup_run(run_id)
     started = time.monotonic()
 
     def progress(message: str) -> None:
