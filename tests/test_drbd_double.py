@@ -1,0 +1,222 @@
+"""The DRBD double on its own: configuration, command lines, exit codes, data semantics, cleanup."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.drbd_double.fixture import replicas
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mknod, mounts)")
+
+
+@pytest.fixture
+def three():
+    with replicas() as drbd:
+        yield drbd
+
+
+@pytest.fixture
+def two():
+    with replicas(("alpha", "beta"), quorum=False) as drbd:
+        yield drbd
+
+
+def mount(drbd, node, name="mnt"):
+    path = os.path.join(drbd.workdir, f"{name}-{node}")
+    os.makedirs(path, exist_ok=True)
+    subprocess.run(["mount", drbd.device(node), path], check=True, capture_output=True)
+    return path
+
+
+def umount(path):
+    subprocess.run(["umount", path], check=True)
+
+
+def conn(drbd, node, peer):
+    return next(c for c in drbd.status(node)["connections"] if c["name"] == peer)
+
+
+def test_real_drbdadm_parses_the_generated_configuration(three):
+    dump = subprocess.run(["unshare", "--uts", "--", "/bin/sh", "-c", 'hostname alpha && exec "$@"', "sh",
+                           "/usr/sbin/drbdadm", "-c", three.conf, "-d", "up", three.resource],
+                          capture_output=True, text=True, check=False)
+    assert dump.returncode == 0, dump.stderr
+    minor = three.device("alpha").removeprefix("/dev/drbd")
+    assert f"drbdsetup attach {minor} {three.disk('alpha')}" in dump.stdout
+    ours = three.run("alpha", "drbdadm", "-d", "up", three.resource).stdout
+    assert f"drbdsetup attach {minor} {three.disk('alpha')}" in ours
+
+
+def test_status_formats_and_exit_codes(three):
+    unknown = three.run("alpha", "drbdadm", "up", "nosuch", check=False)
+    assert unknown.returncode == 10
+    assert unknown.stderr.strip() == "'nosuch' not defined in your config (for this host)."
+    down = three.run("alpha", "drbdsetup", "status", three.resource, check=False)
+    assert (down.returncode, down.stderr.strip()) == (10, f"{three.resource}: No such resource")
+    assert three.run("alpha", "drbdsetup", "events2", "--now", three.resource).stdout == "exists -\n"
+    three.up_all()
+    text = three.run("alpha", "drbdadm", "status", three.resource).stdout
+    assert text.splitlines() == [f"{three.resource} role:Secondary", "  disk:UpToDate",
+                                 "  beta role:Secondary", "    peer-disk:UpToDate",
+                                 "  gamma role:Secondary", "    peer-disk:UpToDate"]
+    events = three.run("alpha", "drbdsetup", "events2", "--now", three.resource).stdout.splitlines()
+    assert events[0].startswith(f"exists resource name:{three.resource} role:Secondary ")
+    assert ("exists connection name:r0 peer-node-id:1 conn-name:beta connection:Connected role:Secondary"
+            in events)
+    assert any(e.startswith("exists device name:r0 volume:0 minor:") and " disk:UpToDate client:no quorum:yes"
+               in e for e in events)
+    assert events[-1] == "exists -"
+    doc = json.loads(three.run("alpha", "drbdsetup", "status", "--json", three.resource).stdout)
+    assert doc[0]["devices"][0]["disk-state"] == "UpToDate"
+    assert [c["connection-state"] for c in doc[0]["connections"]] == ["Connected", "Connected"]
+    assert three.run("alpha", "drbdadm", "role", three.resource).stdout == "Secondary\n"
+    assert three.run("alpha", "drbdadm", "cstate", f"{three.resource}:beta").stdout == "Connected\n"
+    assert three.run("alpha", "drbdadm", "dstate", three.resource).stdout == "UpToDate/UpToDate/UpToDate\n"
+    version = three.run("alpha", "drbdadm", "--version").stdout
+    assert "DRBD_KERNEL_VERSION_CODE=0x090208" in version
+
+
+def test_secondary_device_refuses_and_primary_device_serves(three):
+    three.up_all()
+    with pytest.raises(OSError) as refused:
+        open(three.device("alpha"), "rb").close()
+    assert refused.value.errno == errno.ENXIO
+    mounted = subprocess.run(["mount", three.device("alpha"), three.workdir], capture_output=True,
+                             check=False)
+    assert mounted.returncode != 0
+    three.run("alpha", "drbdadm", "primary", three.resource)
+    second = three.run("beta", "drbdadm", "primary", three.resource, check=False)
+    assert second.returncode == 11
+    assert "(-1) Multiple primaries not allowed by config" in second.stderr
+    path = mount(three, "alpha")
+    held = three.run("alpha", "drbdadm", "secondary", three.resource, check=False)
+    assert held.returncode == 11 and "(-12) Device is held open by someone" in held.stderr
+    umount(path)
+    three.run("alpha", "drbdadm", "secondary", three.resource)
+
+
+def test_acknowledged_writes_survive_the_primary_crash(three):
+    three.up_all()
+    three.run("alpha", "drbdadm", "primary", three.resource)
+    path = mount(three, "alpha")
+    with open(os.path.join(path, "committed"), "w") as handle:
+        handle.write("acknowledged")
+        handle.flush()
+        os.fsync(handle.fileno())
+    subprocess.run(["umount", "-l", path], check=True)  # the node dies with its mount
+    three.crash("alpha")
+    three.run("beta", "drbdadm", "primary", three.resource)  # beta + gamma: quorum
+    path = mount(three, "beta")
+    try:
+        with open(os.path.join(path, "committed")) as handle:
+            assert handle.read() == "acknowledged"
+    finally:
+        umount(path)
+    # alpha comes back and resyncs: it was not Primary while apart, so it takes beta's data.
+    three.run("alpha", "drbdadm", "up", three.resource)
+    assert conn(three, "alpha", "beta")["connection-state"] == "Connected"
+    assert os.path.realpath(three.disk("alpha")) == os.path.realpath(three.disk("beta"))
+
+
+def test_quorum_majority(three):
+    three.run("alpha", "drbdadm", "up", three.resource)
+    alone = three.run("alpha", "drbdadm", "primary", three.resource, check=False)
+    assert alone.returncode == 11
+    assert alone.stderr.strip() == f"{three.resource}: State change failed: (-23) No quorum"
+    assert "quorum:no" in three.run("alpha", "drbdsetup", "events2", "--now", three.resource).stdout
+    three.run("beta", "drbdadm", "up", three.resource)
+    three.run("alpha", "drbdadm", "primary", three.resource)
+    three.block("alpha", "beta")  # alpha loses its majority
+    assert not three.status("alpha")["devices"][0]["quorum"]
+
+
+def test_copy_on_disconnect_and_split_brain(two):
+    two.up_all()
+    assert os.path.realpath(two.disk("alpha")) == os.path.realpath(two.disk("beta"))  # one shared image
+    two.run("alpha", "drbdadm", "disconnect", two.resource)
+    assert os.path.realpath(two.disk("alpha")) != os.path.realpath(two.disk("beta"))  # each its own copy
+    assert conn(two, "alpha", "beta")["connection-state"] == "StandAlone"
+    assert conn(two, "beta", "alpha")["connection-state"] == "Connecting"
+    for node in two.nodes:
+        two.run(node, "drbdadm", "primary", two.resource)
+        path = mount(two, node)
+        with open(os.path.join(path, node), "w") as handle:
+            handle.write(node)
+        umount(path)
+        two.run(node, "drbdadm", "secondary", two.resource)
+    assert two.status("alpha")["connections"][0]["peer_devices"][0]["out-of-sync"] > 0
+    two.run("alpha", "drbdadm", "connect", two.resource)
+    for node in two.nodes:
+        assert conn(two, node, {"alpha": "beta", "beta": "alpha"}[node])["connection-state"] == "StandAlone"
+    kernel = two.run("alpha", "drbd-double", "dmesg", two.resource, "alpha").stdout
+    assert "beta: Split-Brain detected but unresolved, dropping connection!" in kernel
+    # Manual recovery, as with real DRBD: the loser reconnects discarding its data.
+    two.run("beta", "drbdadm", "connect", "--discard-my-data", two.resource)
+    two.run("alpha", "drbdadm", "connect", two.resource)
+    assert conn(two, "beta", "alpha")["connection-state"] == "Connected"
+    assert os.path.realpath(two.disk("alpha")) == os.path.realpath(two.disk("beta"))
+
+
+def test_new_metadata_needs_a_forced_primary_then_syncs():
+    with replicas(("alpha", "beta"), quorum=False, mkfs=False) as fresh:
+        for node in fresh.nodes:
+            os.unlink(fresh.disk(node))
+            with open(fresh.disk(node), "wb") as handle:
+                handle.truncate(8 << 20)
+            fresh.run(node, "drbdadm", "create-md", fresh.resource)
+        fresh.up_all()
+        assert fresh.run("alpha", "drbdadm", "dstate", fresh.resource).stdout == "Inconsistent/Inconsistent\n"
+        refused = fresh.run("alpha", "drbdadm", "primary", fresh.resource, check=False)
+        assert refused.returncode == 17
+        fresh.run("alpha", "drbdadm", "primary", "--force", fresh.resource)
+        fresh.run("beta", "drbdadm", "adjust", fresh.resource)
+        assert fresh.run("beta", "drbdadm", "dstate", fresh.resource).stdout == "UpToDate/UpToDate\n"
+
+
+def test_concurrent_commands_from_many_nodes_stay_consistent(three):
+    def cycle(node):
+        for _ in range(3):
+            three.run(node, "drbdadm", "up", three.resource)
+            three.run(node, "drbdsetup", "status", three.resource)
+            three.run(node, "drbdadm", "down", three.resource)
+        three.run(node, "drbdadm", "up", three.resource)
+
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(cycle, three.nodes))
+    for node in three.nodes:
+        states = [c["connection-state"] for c in three.status(node)["connections"]]
+        assert states == ["Connected", "Connected"]
+
+
+def test_down_releases_loop_devices_and_device_nodes(two):
+    two.up_all()
+    two.run("alpha", "drbdadm", "primary", two.resource)
+    loops = subprocess.run(["losetup", "-j", os.path.realpath(two.disk("alpha"))], capture_output=True,
+                           text=True, check=True).stdout
+    assert loops.strip()
+    for node in two.nodes:
+        two.run(node, "drbdadm", "down", two.resource)
+        assert not os.path.exists(two.device(node))
+    loops = subprocess.run(["losetup", "-j", os.path.realpath(two.disk("alpha"))], capture_output=True,
+                           text=True, check=True).stdout
+    assert loops.strip() == ""
+
+
+def test_fixture_cleans_up_even_when_the_test_fails():
+    with pytest.raises(RuntimeError), replicas(("alpha", "beta"), quorum=False) as drbd:
+        drbd.up_all()
+        drbd.run("alpha", "drbdadm", "primary", drbd.resource)
+        mount(drbd, "alpha")
+        workdir, device = drbd.workdir, drbd.device("alpha")
+        raise RuntimeError("boom")
+    assert not os.path.exists(workdir)
+    assert not os.path.exists(device)
+    out = subprocess.run(["losetup", "--list", "--noheadings", "-O", "BACK-FILE"], capture_output=True,
+                         text=True, check=True).stdout
+    assert workdir not in out
