@@ -102,6 +102,27 @@ class Daemon:
         self.proc = None
 
 
+def pids_listening(port: int) -> list[int]:
+    """Processes holding a listening TCP socket on ``port`` (loopback or any address)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table, encoding="ascii") as handle:
+            for line in list(handle)[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                links = {os.readlink(f"/proc/{entry}/fd/{fd}") for fd in os.listdir(f"/proc/{entry}/fd")}
+            except OSError:
+                continue
+            if links & inodes:
+                found.append(int(entry))
+    return found
+
+
 def kill_session(sid: int) -> None:
     """KILL whatever is left of a session (epmd outlives RabbitMQ)."""
     for entry in os.listdir("/proc"):
@@ -122,7 +143,7 @@ def kill_session(sid: int) -> None:
 class Stack:
     def __init__(self) -> None:
         self.root = tempfile.mkdtemp(prefix="osha-api-")
-        os.chmod(self.root, 0o755)
+        os.chmod(self.root, 0o755)  # noqa: S103 - service users traverse it
         self.admin_password = "adm-" + secrets.token_hex(12)
         self.db_password = "db-" + secrets.token_hex(12)
         self.rabbit_password = "mq-" + secrets.token_hex(12)
@@ -135,7 +156,7 @@ class Stack:
     def dir(self, name: str, owner: str) -> str:
         path = os.path.join(self.root, name)
         os.makedirs(path, exist_ok=True)
-        os.chmod(path, 0o750)
+        os.chmod(path, 0o750)  # noqa: S103 - owned by the service user
         os.chown(path, *_ids(owner))
         return path
 
@@ -186,14 +207,16 @@ max_connections = 200
         home = self.dir("rabbitmq", "rabbitmq")
         write(os.path.join(home, ".erlang.cookie"), secrets.token_hex(16), "rabbitmq", 0o400)
         conf = write(os.path.join(home, "rabbitmq.conf"),
-                     f"listeners.tcp.1 = {HOST}:{PORTS['rabbit']}\nloopback_users = none\n", "rabbitmq", 0o644)
+                     f"listeners.tcp.1 = {HOST}:{PORTS['rabbit']}\nloopback_users = none\n", "rabbitmq",
+                     0o644)
         env_file = write(os.path.join(home, "rabbitmq-env.conf"), "", "rabbitmq", 0o644)
         self.rabbit_node = f"osha{os.getpid()}@localhost"
         self.rabbit_env = {
             "PATH": "/usr/lib/rabbitmq/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": home, "LANG": "C.UTF-8",
             "RABBITMQ_NODENAME": self.rabbit_node, "RABBITMQ_NODE_PORT": str(PORTS["rabbit"]),
             "RABBITMQ_NODE_IP_ADDRESS": HOST, "RABBITMQ_DIST_PORT": str(PORTS["rabbit"] + 20000),
-            "RABBITMQ_MNESIA_BASE": os.path.join(home, "mnesia"), "RABBITMQ_LOG_BASE": os.path.join(home, "log"),
+            "RABBITMQ_MNESIA_BASE": os.path.join(home, "mnesia"),
+            "RABBITMQ_LOG_BASE": os.path.join(home, "log"),
             "RABBITMQ_PID_FILE": os.path.join(home, "rabbit.pid"), "RABBITMQ_CONFIG_FILE": conf[:-5],
             "RABBITMQ_CONF_ENV_FILE": env_file, "ERL_EPMD_PORT": str(PORTS["epmd"]),
             "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
@@ -202,6 +225,13 @@ max_connections = 200
         self.rabbit = Daemon("rabbitmq", ["/usr/lib/rabbitmq/bin/rabbitmq-server"], "rabbitmq",
                              self.rabbit_env, os.path.join(home, "console.log"))
         self.start_rabbit()
+
+    def stop_rabbit(self) -> None:
+        """RabbitMQ, and the epmd it started, which detaches into a session of its own."""
+        assert self.rabbit is not None
+        self.rabbit.stop()
+        for pid in pids_listening(PORTS["epmd"]):
+            os.kill(pid, signal.SIGKILL)
 
     def start_rabbit(self) -> None:
         assert self.rabbit is not None
@@ -228,7 +258,8 @@ enabled = false
         self.configs["keystone"] = conf
         manage = ["keystone-manage", "--config-file", conf]
         run_as("keystone", [*manage, "db_sync"])
-        run_as("keystone", [*manage, "fernet_setup", "--keystone-user", "keystone", "--keystone-group", "keystone"])
+        run_as("keystone", [*manage, "fernet_setup", "--keystone-user", "keystone",
+                            "--keystone-group", "keystone"])
         run_as("keystone", [*manage, "credential_setup", "--keystone-user", "keystone",
                             "--keystone-group", "keystone"])
         run_as("keystone", [*manage, "bootstrap"], env={
@@ -301,9 +332,10 @@ api_paste_config = {home}/api-paste.ini
         run_as("nova", [*manage, "cell_v2", "create_cell", "--name", "cell1"])
 
     def close(self) -> None:
-        for daemon in (self.rabbit, self.mysql):
-            if daemon is not None:
-                daemon.stop()
+        if self.rabbit is not None:
+            self.stop_rabbit()
+        if self.mysql is not None:
+            self.mysql.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
 

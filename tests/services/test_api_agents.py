@@ -1,0 +1,215 @@
+"""keystone, glance-api and nova-api under our installed agents, on the real Debian services."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.services.conftest import AGENTS, PORT_OF
+from tests.services.stack import AGENT_DIR, HOST
+
+pytestmark = pytest.mark.services
+
+SERVICE_USER = {"keystone": "keystone", "glance-api": "glance", "nova-api": "nova"}
+
+
+def eventually(check, timeout: float = 30.0):
+    """Retry ``check`` (returns a truthy result when done) under load, with a generous deadline."""
+    until = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > until:
+            return result
+        time.sleep(0.2)
+
+
+def uid_of(pid: int) -> int:
+    return os.stat(f"/proc/{pid}").st_uid
+
+
+@pytest.mark.parametrize("name", AGENTS)
+def test_lifecycle_and_depths(agent_for, name):
+    import pwd
+
+    if name != "keystone":  # the deep check of glance and nova needs a token
+        assert agent_for("keystone")("start").rc == 0
+    agent = agent_for(name)
+    assert agent.probe().rc == 7
+    started = agent("start")
+    assert started.rc == 0, started
+    leader = agent.leader()
+    assert uid_of(leader) == pwd.getpwnam(SERVICE_USER[name]).pw_uid
+    assert os.getsid(leader) == leader, "the service leads its own session"
+    for depth in (0, 10, 20):
+        result = agent("monitor", depth=depth)
+        assert result.rc == 0, (depth, result)
+    assert agent.probe().rc == 0
+    again = agent("start")
+    assert again.rc == 0 and agent.leader() == leader, again
+    pids = agent.session()
+    stopped = agent("stop")
+    assert stopped.rc == 0, stopped
+    assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}") and _alive(pid)]
+    assert agent("stop").rc == 0
+    assert agent("monitor").rc == 7
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+def test_kill9_is_not_running(agent_for):
+    agent = agent_for("keystone")
+    assert agent("start").rc == 0
+    pids = agent.session()
+    os.kill(agent.leader(), signal.SIGKILL)
+    assert eventually(lambda: agent("monitor").rc == 7, 10)
+    assert agent("stop").rc == 0
+    assert not [pid for pid in pids if _alive(pid)], "stop also ends what the dead leader left behind"
+
+
+def test_frozen_service_fails_within_budget(agent_for):
+    agent = agent_for("keystone")
+    assert agent("start").rc == 0
+    leader = agent.leader()
+    workers = [pid for pid in agent.session() if pid != leader]
+    assert workers, "uwsgi runs a master and at least one worker"
+    # Only the workers frozen: the master still listens, the HTTP check must time out in budget.
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        assert agent("monitor", depth=0).rc == 0
+        frozen = agent("monitor", depth=10, timeout_s=4)
+        assert frozen.rc == 1 and frozen.elapsed < 4, frozen
+        assert "did not answer" in frozen.reason or "timed out" in frozen.reason, frozen
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    # The whole service frozen: depth 0 already says so, at once.
+    for pid in agent.session():
+        os.kill(pid, signal.SIGSTOP)
+    stopped = agent("monitor", depth=20, timeout_s=4)
+    assert stopped.rc == 1 and stopped.elapsed < 4 and "frozen" in stopped.reason, stopped
+    # stop copes with a frozen service (TERM is followed by CONT, then KILL if needed).
+    assert agent("stop", timeout_s=20).rc == 0
+
+
+def test_database_down_degrades_keystone(agent_for, mysql_paused):
+    agent = agent_for("keystone")
+    assert agent("start").rc == 0
+    assert agent("monitor", depth=20).rc == 0
+    mysql_paused()
+    assert agent("monitor", depth=0).rc == 0
+    assert agent("monitor", depth=10).rc == 0
+    degraded = agent("monitor", depth=20, timeout_s=30)
+    assert degraded.rc == 190, degraded
+    assert "database" in degraded.reason, degraded
+    agent.stack.start_mysql()
+    assert eventually(lambda: agent("monitor", depth=20).rc == 0, 30)
+
+
+def test_rabbitmq_down_degrades_nova(agent_for, rabbit_paused):
+    keystone = agent_for("keystone")
+    assert keystone("start").rc == 0
+    nova = agent_for("nova-api")
+    assert nova("start").rc == 0
+    assert nova("monitor", depth=20).rc == 0
+    rabbit_paused()
+    assert nova("monitor", depth=10).rc == 0
+    degraded = nova("monitor", depth=20, timeout_s=30)
+    assert degraded.rc == 190 and "RabbitMQ" in degraded.reason, degraded
+
+
+def test_keystone_down_degrades_glance(agent_for):
+    glance = agent_for("glance-api")
+    assert glance("start").rc == 0
+    assert glance("monitor", depth=10).rc == 0
+    degraded = glance("monitor", depth=20, timeout_s=20)
+    assert degraded.rc == 190 and "keystone" in degraded.reason, degraded
+
+
+def test_wrong_config_path(agent_for):
+    agent = agent_for("glance-api", config="/nonexistent/glance-api.conf")
+    monitor = agent("monitor")
+    assert monitor.rc == 6 and "/nonexistent/glance-api.conf" in monitor.reason, monitor
+    assert agent.probe().rc == 7
+    assert agent("start").rc == 6
+    assert agent("validate-all").rc == 6
+    assert agent("stop").rc == 0
+
+
+def test_binary_missing(agent_for):
+    agent = agent_for("nova-api", binary="/nonexistent/nova-api-wsgi")
+    assert agent.probe().rc == 7
+    assert agent("stop").rc == 0
+    start = agent("start")
+    assert start.rc == 5 and "/nonexistent/nova-api-wsgi" in start.reason, start
+
+
+def test_port_taken_by_another_process(agent_for):
+    agent = agent_for("keystone")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind((HOST, PORT_OF["keystone"]))
+        squatter.listen(1)
+        start = agent("start")
+        assert start.rc == 1, start
+        assert "already in use" in start.reason and f"pid {os.getpid()}" in start.reason, start
+        assert agent("monitor").rc == 7
+
+
+def test_death_during_start_reports_log_lines(agent_for):
+    agent = agent_for("glance-api", extra_args="--no-such-option 'two words'")
+    start = agent("start")
+    assert start.rc == 1, start
+    assert "exited during start" in start.reason and "no-such-option" in start.reason, start
+    assert agent("monitor").rc == 7
+
+
+def test_bad_credentials_file_mode(agent_for, stack):
+    loose = os.path.join(stack.root, "loose-credentials.conf")
+    with open(stack.credentials, encoding="utf-8") as source, open(loose, "w", encoding="utf-8") as target:
+        target.write(source.read())
+    os.chmod(loose, 0o644)
+    agent = agent_for("keystone", credentials=loose)
+    result = agent("validate-all")
+    assert result.rc == 6 and "0600" in result.reason, result
+
+
+def test_retired_agent_parameters(agent_for, stack):
+    """A CIB written for ocf:openstack:nova-api keeps working; the password is never logged."""
+    keystone = agent_for("keystone")
+    assert keystone("start").rc == 0
+    nova = agent_for("nova-api", credentials="", os_username="admin", os_password=stack.admin_password,
+                     os_tenant_name="admin", keystone_get_token_url=stack.auth_url,
+                     pid="/run/nova/nova-api.pid")
+    assert nova("start").rc == 0
+    deep = nova("monitor", depth=20)
+    assert deep.rc == 0, deep
+    with open(nova.logfile, encoding="utf-8") as handle:
+        log = handle.read()
+    assert "os_password keeps a password in the CIB" in log
+    assert "pid is obsolete" in log
+
+
+@pytest.mark.parametrize("name", AGENTS)
+def test_ocf_tester(stack, workdir, name):
+    port = str(PORT_OF[name])
+    params = {"config": stack.configs[name], "host": HOST, "port": port, "workers": "1",
+              "log_file": os.path.join(workdir, f"{name}-tester.log")}
+    argv = ["ocf-tester", "-n", f"tester-{name}"]
+    for key, value in params.items():
+        argv += ["-o", f"{key}={value}"]
+    done = subprocess.run([*argv, os.path.join(AGENT_DIR, name)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "passed all tests" in done.stdout, done.stdout
