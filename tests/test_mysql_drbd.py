@@ -43,39 +43,41 @@ def test_start_on_a_secondary_device_is_refused_and_touches_nothing():
     mountpoint = os.path.join(workdir, "mnt")
     os.makedirs(mountpoint)
     db = MariaDB(mountpoint, os.path.join(workdir, "run"), PORT)
-    with replicas(["alpha", "beta"], size_mb=160, mkfs=True, base_dir=workdir) as drbd:
-        try:
-            drbd.up_all()
-            drbd.run("alpha", "drbdadm", "primary", drbd.resource)
-            assert mount(drbd.device("alpha"), mountpoint).returncode == 0
-            db.install()
-            before = checksums(db.datadir)
-            subprocess.run(["umount", mountpoint], check=True)
-            drbd.run("alpha", "drbdadm", "secondary", drbd.resource)
+    try:
+        with replicas(["alpha", "beta"], size_mb=160, mkfs=True, base_dir=workdir) as drbd:
+            try:
+                drbd.up_all()
+                drbd.run("alpha", "drbdadm", "primary", drbd.resource)
+                assert mount(drbd.device("alpha"), mountpoint).returncode == 0
+                db.install()
+                before = checksums(db.datadir)
+                subprocess.run(["umount", mountpoint], check=True)
+                drbd.run("alpha", "drbdadm", "secondary", drbd.resource)
 
-            def start(node: str):
-                env = agent_env(db.agent_params(device=drbd.device(node)),
-                                HA_RSCTMP=os.path.join(workdir, f"rsctmp-{node}"))
-                return run_agent([AGENT], "start", env, timeout=150), env
+                def start(node: str):
+                    env = agent_env(db.agent_params(device=drbd.device(node)),
+                                    HA_RSCTMP=os.path.join(workdir, f"rsctmp-{node}"))
+                    return run_agent([AGENT], "start", env, timeout=150), env
 
-            for node in ("beta", "alpha"):  # both Secondary now
-                assert mount(drbd.device(node), mountpoint).returncode != 0, "a Secondary was mounted"
-                result, _env = start(node)
-                assert result.rc == 1, result.stderr
-                reason = result.exit_reasons[0]
-                assert f"not on {drbd.device(node)}" in reason and "mounted" in reason, reason
-                assert mariadbd_pids_on(db.datadir) == []
-                assert os.listdir(mountpoint) == []
+                for node in ("beta", "alpha"):  # both Secondary now
+                    assert mount(drbd.device(node), mountpoint).returncode != 0, "a Secondary was mounted"
+                    result, _env = start(node)
+                    assert result.rc == 1, result.stderr
+                    reason = result.exit_reasons[0]
+                    assert f"not on {drbd.device(node)}" in reason and "mounted" in reason, reason
+                    assert mariadbd_pids_on(db.datadir) == []
+                    assert os.listdir(mountpoint) == []
 
-            drbd.run("alpha", "drbdadm", "primary", drbd.resource)
-            assert mount(drbd.device("alpha"), mountpoint).returncode == 0
-            assert checksums(db.datadir) == before  # the refused starts touched no data
-            result, env = start("alpha")
-            assert result.rc == 0, result.stderr
-            assert run_agent([AGENT], "monitor", {**env, "OCF_CHECK_LEVEL": "10"}).rc == 0
-            assert run_agent([AGENT], "stop", env).rc == 0
-        finally:
-            db.stop()
-            kill_all_on(db.datadir)
-            subprocess.run(["umount", mountpoint], capture_output=True, check=False)
-    shutil.rmtree(workdir, ignore_errors=True)
+                drbd.run("alpha", "drbdadm", "primary", drbd.resource)
+                assert mount(drbd.device("alpha"), mountpoint).returncode == 0
+                assert checksums(db.datadir) == before  # the refused starts touched no data
+                result, env = start("alpha")
+                assert result.rc == 0, result.stderr
+                assert run_agent([AGENT], "monitor", {**env, "OCF_CHECK_LEVEL": "10"}).rc == 0
+                assert run_agent([AGENT], "stop", env).rc == 0
+            finally:
+                db.stop()
+                kill_all_on(db.datadir)
+                subprocess.run(["umount", mountpoint], capture_output=True, check=False)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
