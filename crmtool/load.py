@@ -192,7 +192,8 @@ def _read_resources(root: Table, desc: Description) -> None:
         if table.enabled():
             members = table.strings("resources", required=True)
             if table.raw.get("resources") == []:
-                table.finding("missing-key", table.child_path("resources"), "a group needs at least one resource")
+                table.finding("missing-key", table.child_path("resources"),
+                              "a group needs at least one resource")
             desc.groups.append(Group(rsc_id, members, table.scalars("meta"), table.path))
     for rsc_id, table in root.tables("clone", ("resource", "promotable", "meta", "enabled")):
         if table.enabled():

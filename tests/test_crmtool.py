@@ -92,7 +92,8 @@ def test_seven_controllers_profile_shape() -> None:
         assert value(f"resources/clone[@id='{api}-clone']//nvpair[@name='interleave']/@value") == ["true"]
         assert value(f"constraints/rsc_order[@first='db'][@then='{api}-clone']/@kind") == ["Optional"]
     for api in ("glance-api", "nova-api"):
-        assert value(f"constraints/rsc_order[@first='keystone-clone'][@then='{api}-clone']/@kind") == ["Mandatory"]
+        kind = value(f"constraints/rsc_order[@first='keystone-clone'][@then='{api}-clone']/@kind")
+        assert kind == ["Mandatory"]
     assert value("constraints/rsc_colocation[@rsc='public-vip']/@with-rsc") == ["keystone-clone"]
 
 
@@ -103,7 +104,8 @@ def test_haproxy_profile_puts_the_public_vip_with_haproxy() -> None:
 
 
 def test_python_m_crmtool_from_the_source_tree() -> None:
-    done = subprocess.run([PY, "-m", "crmtool", "render", EXAMPLE], cwd=ROOT, capture_output=True, check=False)
+    done = subprocess.run([PY, "-m", "crmtool", "render", EXAMPLE], cwd=ROOT, capture_output=True,
+                          check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout == rendered(EXAMPLE)
 

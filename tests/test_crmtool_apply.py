@@ -9,7 +9,7 @@ from lxml import etree
 
 from crmtool import apply, pipeline
 from crmtool.findings import ConcurrentChange
-from tests.crmtool_cases.support import EXAMPLE, TEMPLATES, run_cli
+from tests.crmtool_cases.support import EXAMPLE, TEMPLATES, example_text, run_cli
 
 
 def cib_file(path) -> str:
@@ -64,7 +64,7 @@ def test_apply_keeps_nodes_status_and_what_pcs_added(tmp_path, capsys: pytest.Ca
     tool("crm_attribute", "--node", "ctl2", "--name", "master-drbd", "--update", "5", "--lifetime", "reboot",
          cib=cib)
     changed = tmp_path / "site.toml"
-    changed.write_text(open(EXAMPLE, encoding="utf-8").read()
+    changed.write_text(example_text()
                        + "\n[cluster.rsc_defaults]\nresource-stickiness = 200\n")
     code, out, err = run_cli(["apply", str(changed), "--cib", cib], capsys)
     assert code == 0 and out.startswith("applied"), err
@@ -112,7 +112,7 @@ def test_a_change_between_diff_and_patch_is_detected_not_overwritten(tmp_path) -
     assert read(cib).xpath("//primitive[@id='public-vip']")
 
 
-def test_saved_patch_is_refused_after_a_concurrent_change(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_saved_patch_is_refused_after_a_concurrent_change(tmp_path, capsys) -> None:
     cib = cib_file(tmp_path / "cib.xml")
     patch = str(tmp_path / "patch.xml")
     assert run_cli(["diff", EXAMPLE, "--cib", cib, "-o", patch], capsys)[0] == 0
@@ -127,7 +127,7 @@ def test_saved_patch_is_refused_after_a_concurrent_change(tmp_path, capsys: pyte
     assert read(cib).xpath("//primitive[@id='public-vip']") and read(cib).xpath("//primitive[@id='other']")
 
 
-def test_dry_run_shows_patch_and_transition_without_changing(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dry_run_shows_patch_and_transition_without_changing(tmp_path, capsys) -> None:
     cib = cib_file(tmp_path / "cib.xml")
     before = (tmp_path / "cib.xml").read_bytes()
     code, out, err = run_cli(["apply", EXAMPLE, "--cib", cib, "--dry-run"], capsys)

@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 from crmtool import pipeline
-from tests.crmtool_cases.support import EXAMPLE, TEMPLATES, run_cli
+from tests.crmtool_cases.support import EXAMPLE, TEMPLATES, example_text, run_cli
 
 UNITS = {"ms": 1, "s": 1000, "m": 60000, "min": 60000, "h": 3600000, "": 1000}
 
@@ -40,17 +40,18 @@ def semantic(conf) -> dict[str, object]:
         "primitives": prims,
         "groups": {g.get("id"): ([p.get("id") for p in g.iterfind("primitive")], pairs(g, "meta_attributes"))
                    for g in conf.iter("group")},
-        "clones": {c.get("id"): (c[-1].get("id") if c.find("primitive") is None else c.find("primitive").get("id"),
+        "clones": {c.get("id"): ([e.get("id") for e in c if e.tag in ("primitive", "group")],
                                  pairs(c, "meta_attributes")) for c in conf.iter("clone")},
         "locations": {(c.get("rsc"), c.get("node"), c.get("score")) for c in conf.iter("rsc_location")},
         "colocations": {(c.get("rsc"), c.get("with-rsc"), c.get("score"), c.get("rsc-role", "Started"),
                          c.get("with-rsc-role", "Started")) for c in conf.iter("rsc_colocation")},
-        "orders": {(c.get("first"), c.get("first-action", "start"), c.get("then"), c.get("then-action", "start"),
-                    c.get("kind", "Mandatory")) for c in conf.iter("rsc_order")},
+        "orders": {(c.get("first"), c.get("first-action", "start"), c.get("then"),
+                    c.get("then-action", "start"), c.get("kind", "Mandatory"))
+                   for c in conf.iter("rsc_order")},
     }
 
 
-def test_pcs_script_replays_to_the_rendered_configuration(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pcs_script_replays_to_the_rendered_configuration(tmp_path, capsys) -> None:
     script = tmp_path / "pcs.sh"
     code, _out, err = run_cli(["pcs", EXAMPLE, "--force", "-o", str(script)], capsys)
     assert code == 0, err
@@ -72,9 +73,9 @@ def test_pcs_script_replays_to_the_rendered_configuration(tmp_path, capsys: pyte
 
 def test_pcs_script_quotes_values(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     site = tmp_path / "site.toml"
-    site.write_text(open(EXAMPLE, encoding="utf-8").read()
-                    + "\n[primitive.haproxy]\nagent = \"ocf:heartbeat:anything\"\n"
-                    + "params = { binfile = \"/usr/sbin/haproxy\", cmdline_options = \"-f /etc/h.cfg; rm -rf /\" }\n")
+    site.write_text(example_text() + "\n[primitive.haproxy]\nagent = \"ocf:heartbeat:anything\"\n"
+                    + "params = { binfile = \"/usr/sbin/haproxy\", "
+                    + "cmdline_options = \"-f /etc/h.cfg; rm -rf /\" }\n")
     code, out, err = run_cli(["pcs", str(site)], capsys)
     assert code == 0, err
     assert "'cmdline_options=-f /etc/h.cfg; rm -rf /'" in out

@@ -41,7 +41,8 @@ PRIMITIVE = st.builds(lambda agent, params, ops, meta: drop_none(
     {"agent": agent, "params": params, "ops": ops, "meta": meta}),
     optional(AGENTS), PARAMS, optional(st.lists(OP, max_size=3)),
     optional(st.dictionaries(st.sampled_from(["interleave", "target-role", "notify"]), SCALAR, max_size=2)))
-CLONE = st.builds(lambda rsc, promotable, meta: drop_none({"resource": rsc, "promotable": promotable, "meta": meta}),
+CLONE = st.builds(lambda rsc, promotable, meta: drop_none(
+    {"resource": rsc, "promotable": promotable, "meta": meta}),
                   optional(NAMES), optional(st.booleans()),
                   optional(st.dictionaries(st.sampled_from(["interleave", "clone-max", "notify"]), SCALAR,
                                            max_size=2)))
@@ -83,7 +84,10 @@ def outcome(data: dict) -> tuple[str, bytes | list[str]]:
     return "xml", xml
 
 
-@settings(max_examples=int(os.environ.get("CRMTOOL_EXAMPLES", "300")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = int(os.environ.get("CRMTOOL_EXAMPLES", "300"))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(DESCRIPTION)
 def test_any_description_gives_findings_or_valid_xml(data: dict) -> None:
     kind, value = outcome(data)
@@ -112,7 +116,8 @@ def test_profiles_render_valid_xml_for_any_node_set(nodes: dict, profile: str) -
     kind, value = outcome(data)
     assert kind == "xml", value
     conf = etree.fromstring(value)
-    assert sorted(conf.xpath("resources/primitive[@class='stonith']/@id")) == sorted(f"fence-{n}" for n in nodes)
+    devices = conf.xpath("resources/primitive[@class='stonith']/@id")
+    assert sorted(devices) == sorted(f"fence-{n}" for n in nodes)
 
 
 def test_templates_dir_exists() -> None:

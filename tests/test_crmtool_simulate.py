@@ -7,7 +7,7 @@ import os
 import pytest
 
 from crmtool import load, pipeline, render, simulate
-from tests.crmtool_cases.support import EXAMPLE, SITES, TEMPLATES, run_cli
+from tests.crmtool_cases.support import EXAMPLE, SITES, TEMPLATES, example_text, run_cli
 
 APIS = ("keystone", "glance-api", "nova-api")
 
@@ -96,7 +96,7 @@ def test_haproxy_profile_places_public_vip_with_haproxy() -> None:
 
 
 def test_mandatory_database_order_restarts_every_api_and_is_caught() -> None:
-    text = open(EXAMPLE, encoding="utf-8").read() + '\n[order.keystone-after-db]\nkind = "Mandatory"\n'
+    text = example_text() + '\n[order.keystone-after-db]\nkind = "Mandatory"\n'
     result = unchecked(text)
     promoted = reports(EXAMPLE, ["cold-start"])["cold-start"].placement.nodes_of("drbd", "Promoted")[0]
     (report,) = simulate.run_scenarios(result, [f"node-failure-{promoted}"])
@@ -105,7 +105,7 @@ def test_mandatory_database_order_restarts_every_api_and_is_caught() -> None:
 
 
 def test_ordering_loop_leaves_the_database_stopped_and_is_caught() -> None:
-    text = open(EXAMPLE, encoding="utf-8").read() + (
+    text = example_text() + (
         '\n[order.loop]\nfirst = "db"\nthen = "drbd-clone"\nthen_action = "promote"\n')
     (report,) = simulate.run_scenarios(unchecked(text), ["cold-start"])
     assert not report.ok
@@ -114,8 +114,8 @@ def test_ordering_loop_leaves_the_database_stopped_and_is_caught() -> None:
 
 
 def test_cli_prints_a_placement_table_per_scenario(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run_cli(["simulate", EXAMPLE, "--scenario", "cold-start", "--scenario", "node-failure-ctl2"],
-                             capsys)
+    argv = ["simulate", EXAMPLE, "--scenario", "cold-start", "--scenario", "node-failure-ctl2"]
+    code, out, err = run_cli(argv, capsys)
     assert code == 0, err
     assert "scenario cold-start: ok" in out and "scenario node-failure-ctl2: ok" in out
     assert "2 scenario(s) passed" in out

@@ -18,7 +18,13 @@ LINT = os.path.join(CASES, "lint")
 EXAMPLE = os.path.join(ROOT, "examples", "site.toml")
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str], templates: str = TEMPLATES) -> tuple[int, str, str]:
+def example_text() -> str:
+    with open(EXAMPLE, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str],
+            templates: str = TEMPLATES) -> tuple[int, str, str]:
     """crmtool's main in-process: (exit code, stdout, stderr)."""
     capsys.readouterr()
     with pytest.raises(SystemExit) as stopped:
