@@ -176,23 +176,31 @@ class Description:
         self.orders: list[Order] = []
         # TOML path of each cluster-wide setting, for findings
         self.paths: dict[str, str] = {}
+        self._cache: _Index | None = None
 
     # Lookups ---------------------------------------------------------------
 
     def resources(self) -> list[Primitive | Group | Clone]:
         return [*self.primitives, *self.groups, *self.clones]
 
+    def _index(self) -> _Index:
+        """Lookups by id, rebuilt when resources were added since (checks stay linear)."""
+        sizes = (len(self.primitives), len(self.groups), len(self.clones))
+        if self._cache is None or self._cache.sizes != sizes:
+            self._cache = _Index(self, sizes)
+        return self._cache
+
     def resource_ids(self) -> set[str]:
-        return {r.id for r in self.resources()}
+        return self._index().ids
 
     def primitive(self, rsc_id: str) -> Primitive | None:
-        return next((p for p in self.primitives if p.id == rsc_id), None)
+        return self._index().primitives.get(rsc_id)
 
     def clone(self, rsc_id: str) -> Clone | None:
-        return next((c for c in self.clones if c.id == rsc_id), None)
+        return self._index().clones.get(rsc_id)
 
     def group(self, rsc_id: str) -> Group | None:
-        return next((g for g in self.groups if g.id == rsc_id), None)
+        return self._index().groups.get(rsc_id)
 
     def top_level(self) -> list[Primitive | Group | Clone]:
         """Resources not inside a group or clone, in id order."""
@@ -213,13 +221,7 @@ class Description:
 
     def clone_of(self, rsc_id: str) -> Clone | None:
         """The clone that contains ``rsc_id`` (directly or via a group), if any."""
-        for clone in self.clones:
-            if clone.resource == rsc_id:
-                return clone
-            group = self.group(clone.resource)
-            if group is not None and rsc_id in group.members:
-                return clone
-        return None
+        return self._index().clone_of.get(rsc_id)
 
     def is_promotable(self, rsc_id: str) -> bool:
         clone = self.clone(rsc_id)
@@ -227,3 +229,27 @@ class Description:
 
     def node_names(self) -> list[str]:
         return [n.name for n in self.nodes]
+
+
+class _Index:
+    __slots__ = ("clone_of", "clones", "groups", "ids", "primitives", "sizes")
+
+    def __init__(self, desc: Description, sizes: tuple[int, int, int]) -> None:
+        self.sizes = sizes
+        # the first declaration wins, as in a linear search; duplicates are reported by the checks
+        self.primitives: dict[str, Primitive] = {}
+        self.groups: dict[str, Group] = {}
+        self.clones: dict[str, Clone] = {}
+        for p in desc.primitives:
+            self.primitives.setdefault(p.id, p)
+        for g in desc.groups:
+            self.groups.setdefault(g.id, g)
+        for c in desc.clones:
+            self.clones.setdefault(c.id, c)
+        self.ids = {*self.primitives, *self.groups, *self.clones}
+        self.clone_of: dict[str, Clone] = {}
+        for clone in desc.clones:
+            self.clone_of.setdefault(clone.resource, clone)
+            group = self.groups.get(clone.resource)
+            for member in group.members if group is not None else ():
+                self.clone_of.setdefault(member, clone)
