@@ -26,6 +26,8 @@ BITS = {_socket.AF_INET: 32, _socket.AF_INET6: 128}
 IFNAMSIZ = 16
 NETLINK_TIMEOUT_S = 5.0
 DAD_POLL_S = 0.05
+# How long a nodad IPv6 address may wait for the kernel to activate its link.
+LINK_READY_WAIT_S = 2.0
 # Actions that decide where the address goes, and so resolve the interface.
 PLACING_ACTIONS = frozenset(("start", "validate-all"))
 
@@ -146,6 +148,11 @@ PARAMS = (
           longdesc="Rounds of unsolicited announcements at start: for IPv4 a gratuitous ARP request "
                    "and reply, for IPv6 an unsolicited neighbour advertisement (override flag, to "
                    "ff02::1). 0 sends none."),
+    Param("arp_count_refresh", "integer", default=0, minimum=0, maximum=100, reloadable=True,
+          shortdesc="Announcements sent by each recurring monitor",
+          longdesc="Rounds of unsolicited announcements (as at start) sent by every recurring monitor "
+                   "that finds the address healthy, never by a probe: it repairs neighbour caches left "
+                   "stale by a split brain. 0 sends none."),
     Param("arp_interval", "integer", default=200, minimum=1, maximum=10000, reloadable=True,
           shortdesc="Milliseconds between announcements",
           longdesc="Interval between two rounds of announcements, in milliseconds."),
@@ -282,11 +289,17 @@ class Vip(Agent):
             held = self._held(rtnl)
             if not held:
                 return OCF.NOT_RUNNING
+            links = []
             for address in held:
                 link = rtnl.link(address.index)
                 if link is None:
                     return OCF.NOT_RUNNING
                 self._check_healthy(address, link, text_of(family, packed))
+                links.append(link)
+        refresh = self._number("arp_count_refresh")
+        if refresh and self.env.interval_ms > 0:
+            for link in links:
+                self._announce(link, family, packed, refresh)
         return OCF.SUCCESS
 
     @action("start", timeout=20)
@@ -306,8 +319,8 @@ class Vip(Agent):
             self._check_link(link, ip)
             self._duplicate_check_ipv4(link, family, packed, ip)
             self._add(rtnl, link, family, packed, placement)
-            self._duplicate_check_ipv6(rtnl, link, family, packed, ip)
-        self._announce(link, family, packed)
+            self._await_ipv6_usable(rtnl, link, family, packed, ip)
+        self._announce(link, family, packed, self._number("arp_count"))
         self.log.info(f"{ip}/{placement.prefix} is up on {link.name}")
         return OCF.SUCCESS
 
@@ -322,7 +335,7 @@ class Vip(Agent):
 
     @action("reload-agent", timeout=20)
     def reload_agent(self) -> OCF:
-        # Every reloadable parameter only shapes a future start; the address stays as it is.
+        # Every reloadable parameter only shapes future starts and monitors; the address stays.
         return OCF.SUCCESS
 
     # Pieces ----------------------------------------------------------------
@@ -399,25 +412,35 @@ class Vip(Agent):
         if holder is not None:
             raise announce.conflict_error(link.name, ip, holder)
 
-    def _duplicate_check_ipv6(self, rtnl: Rtnl, link: Link, family: int, packed: bytes, ip: str) -> None:
-        if family != _socket.AF_INET6 or not self.config.get("dad"):
+    def _await_ipv6_usable(self, rtnl: Rtnl, link: Link, family: int, packed: bytes, ip: str) -> None:
+        """Wait until the kernel stops calling the address tentative: DAD done, or the link ready.
+
+        Even a nodad address stays tentative until the kernel has activated the
+        link (which can lag behind carrier by up to a second); it cannot send
+        until then.  With ``dad`` a duplicate or an unfinished DAD fails the
+        start; without, a still-tentative address is only worth a warning.
+        """
+        if family != _socket.AF_INET6:
             return
-        budget = self._dad_budget_s()
+        dad = bool(self.config.get("dad"))
+        budget = self._dad_budget_s() if dad else self.deadline.timeout(LINK_READY_WAIT_S)
         outcome: list[Address] = []
 
         def concluded() -> bool:
-            mine = [a for a in rtnl.addresses(family) if a.local == packed and a.index == link.index]
-            outcome[:] = mine
-            return not mine or mine[0].dad_failed or not mine[0].tentative
+            outcome[:] = [a for a in rtnl.addresses(family) if a.local == packed and a.index == link.index]
+            return not outcome or outcome[0].dad_failed or not outcome[0].tentative
 
         try:
             self.deadline.wait_for(concluded, "waiting for IPv6 DAD", DAD_POLL_S, cap=budget)
         except OCFError:
+            if not dad:
+                self.log.warning(f"{ip} is still tentative on {link.name}; announcing it may fail")
+                return
             self._remove(rtnl, outcome)
             raise OCFError(OCF.ERR_GENERIC, f"IPv6 DAD for {ip} on {link.name} did not conclude within "
                                             f"{budget * 1000:.0f} ms") from None
         if not outcome:
-            raise OCFError(OCF.ERR_GENERIC, f"{ip} vanished from {link.name} during DAD")
+            raise OCFError(OCF.ERR_GENERIC, f"{ip} vanished from {link.name} while it was tentative")
         if outcome[0].dad_failed:
             self._remove(rtnl, outcome)
             raise OCFError(OCF.ERR_GENERIC, f"duplicate address: IPv6 DAD failed for {ip} on {link.name}, "
@@ -428,8 +451,7 @@ class Vip(Agent):
         for address in addresses:
             rtnl.delete_address(address)
 
-    def _announce(self, link: Link, family: int, packed: bytes) -> None:
-        count = self._number("arp_count")
+    def _announce(self, link: Link, family: int, packed: bytes, count: int) -> None:
         if count <= 0:
             return
         if not link.ethernet:

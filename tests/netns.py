@@ -102,12 +102,32 @@ class Lab:
             ns.ip("address", "add", f"{v6}/64", "dev", "veth0", "nodad")
             ns.ip("link", "set", "veth0", "up")
         self.wait_carrier(self.node, "veth0")
+        self.wait_ready(self.node, "veth0", self.NODE_V6)
+        self.wait_ready(self.peer, "veth0", self.PEER_V6)
 
     def wait_carrier(self, ns: Namespace, dev: str, timeout: float = 10) -> None:
         until = time.monotonic() + timeout
         while "LOWER_UP" not in ns.link(dev).get("flags", []):  # type: ignore[operator]
             if time.monotonic() > until:
                 raise TimeoutError(f"{dev} in {ns.name} has no carrier")
+            time.sleep(0.05)
+
+    def wait_ready(self, ns: Namespace, dev: str, address: str, timeout: float = 10) -> None:
+        """Wait until the kernel has activated ``dev``: until then even a nodad address is tentative.
+
+        Carrier shows before the activation, which the kernel may delay by up
+        to a second; before it, the peer does not answer for its addresses.
+        """
+        import json
+
+        until = time.monotonic() + timeout
+        while True:
+            shown = json.loads(ns.ip("-json", "address", "show", "dev", dev).stdout)
+            if not [a for link in shown for a in link["addr_info"] if a.get("local") == address and
+                    a.get("tentative")]:
+                return
+            if time.monotonic() > until:
+                raise TimeoutError(f"{address} on {dev} in {ns.name} stayed tentative")
             time.sleep(0.05)
 
     def teardown(self) -> None:

@@ -186,6 +186,25 @@ def test_gratuitous_arp_and_unsolicited_na_are_on_the_wire(lab: Lab, tmp_path) -
         assert advert.eth_src == mac and advert.target_mac == mac
 
 
+def test_recurring_monitor_refreshes_neighbour_caches_but_a_probe_does_not(lab: Lab, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    capture = Capture(lab.peer, "veth0", str(tmp_path / "refresh.pcap"), ["arp"])
+    try:
+        assert_code(vip(lab.node, "start", ip=V4, arp_count="0"), 0)
+        probe = {"OCF_RESKEY_CRM_meta_interval": "0"}
+        assert_code(vip(lab.node, "monitor", ip=V4, arp_count_refresh="2", extra=probe), 0)
+        time.sleep(0.5)
+        assert [a for a in arps(capture.frames()) if a.spa == V4] == []
+        recurring = {"OCF_RESKEY_CRM_meta_interval": "10000"}
+        refresh = vip(lab.node, "monitor", ip=V4, arp_count_refresh="2", arp_interval="50", extra=recurring)
+        assert_code(refresh, 0)
+        frames = capture.wait_for(lambda f: len([a for a in arps(f) if a.spa == V4]) >= 4)
+        time.sleep(0.3)
+        frames = capture.frames()
+    finally:
+        capture.stop()
+    assert sorted(a.op for a in arps(frames) if a.spa == V4 and a.tpa == V4) == [1, 1, 2, 2]
+
+
 def test_foreground_announcements_stop_at_the_deadline(lab: Lab) -> None:
     started = time.monotonic()
     result = vip(lab.node, "start", ip=V4, arp_count="100", arp_interval="1000", arp_bg="false",
