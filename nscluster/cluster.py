@@ -72,6 +72,9 @@ class ClusterSpec:
     # Directories that each node gets privately (e.g. "/etc/keystone", "/var/lib/mysql"): a per-node
     # directory under the state directory is bind-mounted over each. They must exist on the machine.
     private_dirs: tuple[str, ...] = ()
+    # Extra environment of pacemakerd, inherited by every resource agent (e.g. PATH with a test
+    # double's bin directory first, or variables a double reads). "{node}" expands to the node name.
+    agent_env: tuple[tuple[str, str], ...] = ()
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -311,7 +314,9 @@ class Cluster:
                 source.mkdir(parents=True)
                 binds.append([str(source), target])
             config = {"name": node.name, "binds": binds, "cib_seed": str(node.directory / "cib-seed.xml"),
-                      "probe_port": self.spec.probe_port}
+                      "probe_port": self.spec.probe_port,
+                      "agent_env": {key: value.replace("{node}", node.name)
+                                    for key, value in self.spec.agent_env}}
             (node.directory / "node.json").write_text(json.dumps(config))
 
     def node_path(self, node: str, path: str) -> Path:

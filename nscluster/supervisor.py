@@ -105,7 +105,7 @@ class Supervisor:
         self.pacemakerd = subprocess.Popen(
             ["/usr/sbin/pacemakerd"],
             env=daemon_env({"PCMK_logfile": "/var/log/pacemaker/pacemaker.log",
-                            "PCMK_node_start_state": "default"}))
+                            "PCMK_node_start_state": "default", **self.config.get("agent_env", {})}))
         log("pacemakerd started")
         if self.config.get("probe_port"):
             threading.Thread(target=serve_probe_port, args=(self.config["probe_port"],
