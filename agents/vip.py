@@ -265,6 +265,7 @@ class Vip(Agent):
                     packed: bytes) -> tuple[int, str]:
         ip = text_of(family, packed)
         if not routes:
+            self._subnet_down(rtnl, family, packed, ip)
             raise OCFError(OCF.ERR_CONFIGURED, f"cannot derive nic: no connected route of the main table "
                                                f"covers {ip}; set the nic parameter")
         longest = max(r.dst_len for r in routes)
@@ -274,6 +275,19 @@ class Vip(Agent):
             raise OCFError(OCF.ERR_CONFIGURED, f"cannot derive nic: {ip} is covered by connected routes "
                                                f"/{longest} on {', '.join(names)}; set the nic parameter")
         return indexes[0], names[0]
+
+    def _subnet_down(self, rtnl: Rtnl, family: int, packed: bytes, ip: str) -> None:
+        """A soft error when the address's network is configured here on an interface that is down.
+
+        The kernel removes connected routes of a link that goes down: that is a
+        fault of this node, not of the configuration, so the VIP may still
+        start elsewhere.
+        """
+        for address in rtnl.addresses(family):
+            if address.prefixlen < BITS[family] and covers(address.local, address.prefixlen, packed):
+                name = self._link_name(rtnl, address.index)
+                raise OCFError(OCF.ERR_GENERIC, f"cannot derive nic: the network of {ip} is on {name}, "
+                                                f"which is down (no connected route)")
 
     @staticmethod
     def _link_name(rtnl: Rtnl, index: int) -> str:

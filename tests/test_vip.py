@@ -128,6 +128,10 @@ def test_monitor_fails_when_the_link_goes_down(lab: Lab) -> None:
     result = vip(lab.node, "monitor", ip=V4)
     assert_code(result, 1)
     assert "administratively down" in result.exit_reasons[0]
+    # The connected route went with the link: a fault of this node (soft), not of the configuration.
+    derived = vip(lab.node, "start", ip="192.0.2.11")
+    assert_code(derived, 1)
+    assert "veth0, which is down" in derived.exit_reasons[0]
     # The kernel drops IPv6 addresses of a downed interface: the VIP is gone.
     assert vip(lab.node, "monitor", ip=V6).rc == 7
 
