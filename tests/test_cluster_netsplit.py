@@ -53,8 +53,10 @@ def test_isolated_node_stops_its_resources_and_the_majority_keeps_serving(cluste
     print(f"{victim} stopped its resources {time.monotonic() - isolated_at:.1f} s after the split")
     assert not cluster.fenced(victim, since=isolated_at), "it must stop on its own, before any fencing"
 
+    # Until it is fenced, the majority lists the isolated node's resources as on an unclean node.
     majority_view = cluster.wait_status(
-        lambda s: s.has_quorum and s.online == frozenset(majority) and s.where(config.DUMMY) == majority,
+        lambda s: s.has_quorum and s.online == frozenset(majority)
+        and set(majority) <= set(s.where(config.DUMMY)),
         "the majority partition with quorum", 30, via=majority[0])
     assert {vip: majority_view.where(vip) for vip in VIPS} == placement, "the VIPs did not move"
     for vip in VIPS:
