@@ -53,11 +53,10 @@ def test_crash_of_the_public_vip_holder_moves_it_to_a_survivor(cluster):
     assert new_holder != holder
     assert cluster.fenced(holder, since=crashed_at), "the crashed node was not fenced"
     survivors = tuple(sorted(set(cluster.nodes) - {holder}))
-    status = cluster.wait_status(
+    cluster.wait_status(
         lambda s: all(len(s.where(v)) == 1 and set(s.where(v)) <= set(survivors) for v in VIPS)
-        and s.where(config.DUMMY) == survivors, "both VIPs and the Dummy clone on the survivors", 60,
-        via=new_holder)
-    assert status.online == frozenset(survivors) or holder in status.online  # it may already be back
+        and set(survivors) <= set(s.where(config.DUMMY)),
+        "both VIPs and the Dummy clone on the survivors", 60, via=new_holder)
     wait_rejoined(cluster, STACK, holder, crashed_at)
 
 
@@ -87,7 +86,7 @@ def test_crash_of_the_dc_elects_a_new_dc_and_keeps_everything_running(cluster):
     status = cluster.wait_status(
         lambda s: s.dc in survivors and s.has_quorum
         and all(len(s.where(v)) == 1 and set(s.where(v)) <= set(survivors) for v in VIPS)
-        and s.where(config.DUMMY) == survivors, "a new DC and every resource on the survivors", 90,
+        and set(survivors) <= set(s.where(config.DUMMY)), "a new DC and every resource on the survivors", 90,
         via=survivors[0])
     print(f"new DC {status.dc}, resources back {time.monotonic() - crashed_at:.1f} s after the crash")
     assert cluster.fenced(dc, since=crashed_at)
