@@ -27,7 +27,7 @@ _DECLARED = (
     Code("CRM004", "wrong-type", ERROR, "a value of the wrong TOML type or an unknown keyword"),
     Code("CRM005", "missing-key", ERROR, "a required key is missing"),
     Code("CRM101", "dangling-reference", ERROR, "a group, clone or constraint names a resource or node "
-         "that does not exist"),
+         "that does not exist, or the wrong kind (a clone's child, a non-primitive group member)"),
     Code("CRM102", "invalid-id", ERROR, "a name that is not a valid XML id for Pacemaker"),
     Code("CRM103", "id-collision", ERROR, "two elements would get the same id"),
     Code("CRM104", "colocation-direction", ERROR, "a clone is colocated with a single resource: the "

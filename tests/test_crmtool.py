@@ -178,3 +178,12 @@ def test_main_honours_templates_dir_and_provider(tmp_path, capsys: pytest.Captur
     err = capsys.readouterr().err
     assert stopped.value.code == 65
     assert "CRM110 missing-required-parameter primitive.v.params" in err
+
+
+def test_docs_list_every_report_code() -> None:
+    from crmtool.findings import CODES
+
+    with open(os.path.join(ROOT, "docs", "crmtool.md"), encoding="utf-8") as handle:
+        doc = handle.read()
+    for code in CODES.values():
+        assert f"| {code.code} | `{code.name}` | {code.severity} | {code.summary} |" in doc
