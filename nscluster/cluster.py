@@ -139,12 +139,25 @@ class ResourceState:
 
 
 @dataclasses.dataclass(frozen=True)
+class Failure:
+    """One entry of crm_mon's failed resource actions."""
+
+    resource: str
+    task: str
+    node: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.resource} {self.task} on {self.node}: {self.reason}"
+
+
+@dataclasses.dataclass(frozen=True)
 class ClusterStatus:
     dc: str | None
     online: frozenset[str]
     has_quorum: bool
     resources: tuple[ResourceState, ...]
-    failures: tuple[str, ...]
+    failures: tuple[Failure, ...]
 
     def where(self, resource_id: str) -> tuple[str, ...]:
         """Nodes where a primitive (or every instance of a cloned primitive) is active."""
@@ -633,8 +646,10 @@ def parse_crm_mon(xml_text: str) -> ClusterStatus:
                       nodes=tuple(n.get("name", "") for n in r.iterfind("node")),
                       failed=r.get("failed") == "true")
         for r in root.iter("resource"))
-    failures = tuple(f"{f.get('op_key')} on {f.get('node')}: {f.get('exitreason') or f.get('exitstatus')}"
-                     for f in root.iterfind("failures/failure"))
+    failures = tuple(
+        Failure(resource=(f.get("op_key") or "").rsplit("_", 2)[0], task=f.get("task", ""),
+                node=f.get("node", ""), reason=f.get("exitreason") or f.get("exitstatus") or "")
+        for f in root.iterfind("failures/failure"))
     return ClusterStatus(dc=dc, online=online, has_quorum=has_quorum, resources=resources,
                          failures=failures)
 

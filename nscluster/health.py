@@ -35,7 +35,7 @@ def wait_healthy(cluster: Cluster, stack: config.Stack, timeout_s: float = 180) 
 
     def healthy(status: ClusterStatus) -> bool:
         if status.failures:
-            cluster.progress(f"clearing failure history: {'; '.join(status.failures)}")
+            cluster.progress(f"clearing failure history: {'; '.join(map(str, status.failures))}")
             cluster.run(cluster.any_running_node(), ["crm_resource", "--cleanup"], check=False)
             return False
         return running(status)

@@ -26,6 +26,10 @@ pytestmark = pytest.mark.cluster
 STACK = config.Stack()
 
 
+def monitor_failed(status, resource, node):
+    return any((f.resource, f.task, f.node) == (resource, "monitor", node) for f in status.failures)
+
+
 @pytest.fixture(scope="module")
 def cluster(request):
     return start_cluster(request, STACK)
@@ -101,7 +105,7 @@ def test_a_vip_removed_behind_pacemakers_back_is_restarted_in_place(cluster):
     since = time.monotonic()
     cluster.run(holder, ["ip", "addr", "del", f"{address}/{cluster.spec.network.prefixlen}", "dev", "eth0"])
     status = cluster.wait_status(
-        lambda s: any(config.PUBLIC_VIP in f and holder in f for f in s.failures)
+        lambda s: monitor_failed(s, config.PUBLIC_VIP, holder)
         and s.where(config.PUBLIC_VIP) == (holder,)
         and address in addresses_on(cluster, holder),
         "the monitor failure recorded and the VIP restarted on the same node", 60)
@@ -117,7 +121,7 @@ def test_a_failed_clone_instance_is_restarted_in_place(cluster):
     state_files = f"Dummy-{config.DUMMY}*.state"
     cluster.run(victim, ["find", "/run", "-maxdepth", "1", "-name", state_files, "-delete"])
     cluster.wait_status(
-        lambda s: any(config.DUMMY in f and victim in f for f in s.failures)
+        lambda s: monitor_failed(s, config.DUMMY, victim)
         and s.where(config.DUMMY) == tuple(sorted(cluster.nodes)),
         "the Dummy failure recorded and the instance running again on every node", 60)
     assert not cluster.fenced(victim, since=since)
