@@ -8,6 +8,7 @@ steady and then judges where each resource ended up and which actions ran.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 from crmtool import pacemaker
@@ -66,11 +67,16 @@ class Placement:
 class Cluster:
     """A CIB file stepped through simulated transitions."""
 
-    def __init__(self, directory: str, cib: etree._Element) -> None:
+    def __init__(self, directory: str, start: etree._Element | str) -> None:
+        """A new directory of steps, from a CIB element or a copy of a CIB file."""
+        os.mkdir(directory)
         self.directory = directory
         self.step = 0
         self.path = self._next_path()
-        pacemaker.write(self.path, cib)
+        if isinstance(start, str):
+            shutil.copyfile(start, self.path)
+        else:
+            pacemaker.write(self.path, start)
         self.quorum = "1"
 
     def _next_path(self) -> str:
@@ -267,16 +273,14 @@ def run_scenarios(result: Result, only: list[str] | None = None) -> list[Report]
                            f"(known: {', '.join(scenario_names(desc))})", 64)
     reports: list[Report] = []
     with tempfile.TemporaryDirectory(prefix="crmtool-simulate-") as tmp:
-        start = Cluster(os.path.join(tmp), cib)
+        start = Cluster(os.path.join(tmp, "cold-start"), cib)
         first = cold_start(desc, start)
         if "cold-start" in wanted:
             reports.append(first)
-        steady = start.path
         for name in scenario_names(desc)[1:]:
             if name not in wanted:
                 continue
-            cluster = Cluster(tmp, pacemaker.parse(open(steady, "rb").read()))  # noqa: SIM115
-            cluster.step = start.step + 100 * (len(reports) + 1)
+            cluster = Cluster(os.path.join(tmp, name), start.path)
             report = _one(desc, cluster, name, first.placement)
             if report is not None:
                 report.scenario = name

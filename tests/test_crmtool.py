@@ -187,3 +187,31 @@ def test_docs_list_every_report_code() -> None:
         doc = handle.read()
     for code in CODES.values():
         assert f"| {code.code} | `{code.name}` | {code.severity} | {code.summary} |" in doc
+
+
+def test_crm_verify_rejection_exits_78(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text('profile = "openstack-3ctl"\n' + "".join(
+        f'[nodes.ctl{i}]\n' for i in (1, 2, 3)) + '[primitive.db-vip.params]\nip = "192.0.2.10"\n'
+        '[primitive.public-vip.params]\nip = "192.0.2.20"\n[cluster.properties]\nno-quorum-policy = "bogus"\n')
+    code, out, err = run_cli(["verify", str(site)], capsys)
+    assert code == 78, out + err
+    assert "no-quorum-policy" in err
+
+
+def test_profiles_merge_inherit_and_disable(tmp_path) -> None:
+    from crmtool import load
+    from crmtool.findings import DescriptionError
+
+    (tmp_path / "base.toml").write_text('profile = "none"\n[primitive.a]\nagent = "ocf:heartbeat:Dummy"\n'
+                                        'params = { x = 1, y = 2 }\n[primitive.b]\nagent = "ocf:heartbeat:Dummy"\n')
+    (tmp_path / "mid.toml").write_text('profile = "base"\n[primitive.a.params]\ny = 3\n')
+    desc = load.load_text('profile = "mid"\n[primitive.b]\nenabled = false\n', str(tmp_path))
+    assert [(p.id, p.params) for p in desc.primitives] == [("a", {"x": "1", "y": "3"})]
+    (tmp_path / "loop1.toml").write_text('profile = "loop2"\n')
+    (tmp_path / "loop2.toml").write_text('profile = "loop1"\n')
+    with pytest.raises(DescriptionError) as caught:
+        load.load_text('profile = "loop1"\n', str(tmp_path))
+    assert [(f.code.code, f.path) for f in caught.value.findings] == [("CRM002", "profile")]
+    with pytest.raises(DescriptionError):
+        load.load_text('profile = "../etc/passwd"\n', str(tmp_path))
