@@ -206,7 +206,7 @@ class Drbd(Agent):
             raise OCFError(OCF.ERR_GENERIC, "drbdsetup status printed no JSON") from None
         return Status(doc[0]) if doc else None
 
-    def node_attribute(self, node: str | None, name: str, value: str | None) -> None:
+    def node_attribute(self, node: str | None, name: str, value: str | None) -> bool:
         argv = ["crm_attribute", "-l", "reboot", "-n", name]
         if node:
             argv += ["-N", node]
@@ -214,6 +214,7 @@ class Drbd(Agent):
         done = run(argv, self.deadline, cap=COMMAND_CAP_S)
         if done.returncode != 0:
             self.log.warning(f"crm_attribute {name} failed: {done.stderr.strip()}")
+        return done.returncode == 0
 
     def read_attribute(self, node: str, name: str) -> str | None:
         done = run(["crm_attribute", "-l", "reboot", "-n", name, "-N", node, "-G", "-q"], self.deadline,
@@ -224,8 +225,9 @@ class Drbd(Agent):
         if self.state.read("score") == str(score):
             return
         instance = self.env.instance.split(":", 1)[0]
-        self.node_attribute(self.env.node or None, f"master-{instance}", str(score) if score > 0 else None)
-        self.state.write("score", str(score))
+        value = str(score) if score > 0 else None
+        if self.node_attribute(self.env.node or None, f"master-{instance}", value):
+            self.state.write("score", str(score))
 
     # -- validation ----------------------------------------------------------------
 
@@ -259,8 +261,7 @@ class Drbd(Agent):
 
     @action("start", timeout=90)
     def start(self) -> OCF:
-        if self.status() is None:
-            self.must("adjust", self.resource)
+        self.must("adjust", self.resource)  # brings it up, or re-attaches and reconnects what is missing
         self.deadline.wait_for(lambda: self.status() is not None, "the resource to come up", poll_s=0.2)
         status = self.status()
         if status is None or status.disk == "Diskless":
@@ -414,8 +415,8 @@ class Drbd(Agent):
 
     def publish(self, facts: dict[str, str]) -> None:
         text = encode_facts(facts)
-        if self.state.read("published") != text:
-            self.node_attribute(self.env.node or None, self.attribute, text)
+        if self.state.read("published") != text and self.node_attribute(self.env.node or None,
+                                                                         self.attribute, text):
             self.state.write("published", text)
 
     def resolved(self, peer: str) -> None:
