@@ -93,7 +93,10 @@ def test_crash_of_the_dc_elects_a_new_dc_and_keeps_everything_running(cluster):
         and set(survivors) <= set(s.where(config.DUMMY)), "a new DC and every resource on the survivors", 90,
         via=survivors[0])
     print(f"new DC {status.dc}, resources back {time.monotonic() - crashed_at:.1f} s after the crash")
-    assert cluster.fenced(dc, since=crashed_at)
+    health.wait_fenced(cluster, dc, crashed_at)
+    status = cluster.status(via=survivors[0])
+    assert status.dc in survivors
+    assert all(set(status.where(v)) <= set(survivors) for v in VIPS)
     for vip in VIPS:
         assert cluster.probe(vip_address_of(cluster, vip)) in survivors
     wait_rejoined(cluster, STACK, dc, crashed_at)
