@@ -18,7 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable
 
-from bench.core import Bench, alternate, ms, ratio, time_once
+from bench.core import BARE_INTERPRETER, Bench, alternate, ms, ratio, time_once
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -30,6 +30,10 @@ PORT = 33076
 MONITOR_TARGET = 0.5
 START_STOP_OVERHEAD_TARGET_S = 0.2
 MAX_START_STOP_ROUNDS = 5
+# What the agent's depth-10 check cannot go below: the interpreter plus PyMySQL, imported as the agent does.
+PYMYSQL_IMPORT = ["/usr/bin/python3", "-I", "-S", "-c",
+                  "import sys; sys.path.append('/usr/lib/python3/dist-packages'); "
+                  "sys.modules['ssl'] = sys.modules['cryptography'] = None; import pymysql"]
 
 
 def environment(params: dict[str, str], rsctmp: str, **extra: str) -> dict[str, str]:
@@ -128,10 +132,10 @@ def measure(bench: Bench, site: Site) -> None:
 
     timed_detached([AGENT, "start"], ours)
     try:
-        depth0 = alternate({"ours": monitor(AGENT, ours, 0), "shell": monitor(SHELL_AGENT, shell, 0)},
-                           rounds * 2)
-        depth10 = alternate({"ours": monitor(AGENT, ours, 10), "shell": monitor(SHELL_AGENT, shell, 10)},
-                            rounds * 2)
+        depth0 = alternate({"ours": monitor(AGENT, ours, 0), "shell": monitor(SHELL_AGENT, shell, 0),
+                            "floor": lambda: time_once(BARE_INTERPRETER)}, rounds * 2)
+        depth10 = alternate({"ours": monitor(AGENT, ours, 10), "shell": monitor(SHELL_AGENT, shell, 10),
+                             "floor": lambda: time_once(PYMYSQL_IMPORT)}, rounds * 2)
         depth20 = alternate({"ours": monitor(AGENT, ours, 20)}, rounds * 2)
     finally:
         timed_detached([AGENT, "stop"], ours)
@@ -142,7 +146,11 @@ def measure(bench: Bench, site: Site) -> None:
                  ["depth 10 (SELECT 1 / shell: SELECT COUNT(*) FROM mysql.user)", ms(depth10["ours"]),
                   ms(depth10["shell"]), ratio(depth10["ours"], depth10["shell"]),
                   f"≤ {MONITOR_TARGET:.2f} ×"],
-                 ["depth 20 (heartbeat row write + read)", ms(depth20["ours"]), "n/a", "", ""]])
+                 ["depth 20 (heartbeat row write + read)", ms(depth20["ours"]), "n/a", "", ""],
+                 ["floor: bare interpreter", ms(depth0["floor"]), "", ratio(depth0["floor"], depth0["shell"]),
+                  "vs depth 0"],
+                 ["floor: interpreter + import pymysql (no ssl/cryptography)", ms(depth10["floor"]), "",
+                  ratio(depth10["floor"], depth10["shell"]), "vs depth 10"]])
 
     alone = ServerAlone(site.db.config, site.db.socket)
     samples: dict[str, tuple[list[float], list[float]]] = {
