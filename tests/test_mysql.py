@@ -403,3 +403,25 @@ def test_invalid_configuration_never_hides_a_running_server(resource, site):
     ok(resource("stop", **broken))  # stop succeeds and really stops it
     assert mariadbd_pids_on(site.db.datadir) == []
     assert resource("monitor", interval_ms=0, **broken).rc == 7
+
+
+def test_a_full_server_is_alive_at_depth_0(resource, site):
+    import socket
+
+    ok(resource("start"))
+    held = []
+    try:
+        for _ in range(60):  # max_connections is 50 (+1 kept for an administrator)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(10)
+            sock.connect(site.db.socket)
+            held.append(sock)
+            sock.recv(4096)  # each one holds a connection slot until it logs in or times out
+        result = resource("monitor")
+        assert result.rc == 0, result.stderr
+        with open(resource.logfile, encoding="utf-8") as handle:
+            assert "is alive but full" in handle.read()
+    finally:
+        for sock in held:
+            sock.close()
+    ok(resource("monitor"))
