@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 # Pacemaker's CRM_EX_OLD: the patch's source version is not the CIB's any more.
 CIB_UPDATE_OLDER = 103
+STATUS_RETRIES = 5
 VERSION_ATTRS = ("admin_epoch", "epoch", "num_updates")
 META = "meta_attributes"
 
@@ -60,17 +61,14 @@ def plan(configuration: etree._Element, cib_file: str | None) -> Plan:
 
 
 def commit(plan: Plan) -> str:
-    """Apply the patch; return the new version; ConcurrentChange if the CIB moved meanwhile."""
+    """Apply the plan's patch; return the new version; ConcurrentChange if the configuration moved."""
     if plan.patch is None:
         return plan.epoch_text()
-    with tempfile.TemporaryDirectory(prefix="crmtool-apply-") as tmp:
-        path = os.path.join(tmp, "patch.xml")
-        pacemaker.write(path, plan.patch)
-        return _patch(path, plan.cib_file, plan.epoch_text())
+    return _patch(plan.patch, plan.cib_file)
 
 
 def commit_file(path: str, cib_file: str | None) -> str:
-    """Apply a patch saved earlier by ``diff``: refused if the CIB is not at its source version."""
+    """Apply a patch saved earlier by ``diff``: refused if the configuration changed since."""
     from crmtool.findings import NoInput
 
     try:
@@ -80,22 +78,47 @@ def commit_file(path: str, cib_file: str | None) -> str:
         raise NoInput(f"{path}: {exc.strerror}") from None
     except SyntaxError as exc:
         raise CrmtoolError(f"{path}: not a patch written by crmtool diff ({exc})", 65) from None
-    source = patch.find("version/source")
-    if patch.tag != "diff" or source is None:
+    if patch.tag != "diff" or patch.find("version/source") is None:
         raise CrmtoolError(f"{path}: not a versioned patch (no <version><source>)", 65)
-    return _patch(path, cib_file, version_text(source))
+    return _patch(patch, cib_file)
 
 
-def _patch(path: str, cib_file: str | None, source_version: str) -> str:
-    done = pacemaker.run(["cibadmin", "--patch", "--xml-file", path], cib_file=cib_file, ok=tuple(range(256)))
-    if done.returncode == CIB_UPDATE_OLDER:
+def _patch(patch: etree._Element, cib_file: str | None) -> str:
+    """``cibadmin --patch`` as a compare-and-swap on the configuration version.
+
+    The patch applies only to the exact CIB version it names.  The status
+    section moves on its own (``num_updates``: monitor results, node
+    attributes), so while ``admin_epoch`` and ``epoch`` still match, the patch
+    is re-based on the current ``num_updates`` and tried again; a changed
+    epoch means someone changed the configuration: refused, nothing applied.
+    """
+    source = patch.find("version/source")
+    if source is None:
+        raise CrmtoolError("the patch has no <version><source>")
+    expected = version_text(source)
+    for _attempt in range(STATUS_RETRIES):
         now = pacemaker.query(cib_file)
-        raise ConcurrentChange(f"the CIB changed after the patch was prepared (version {source_version} "
-                               f"became {version_text(now)}); nothing was applied: run diff/apply again")
-    if done.returncode != 0:
-        message = done.stderr.decode(errors="replace").strip()
-        raise CrmtoolError(f"cibadmin --patch failed with exit code {done.returncode}: {message}")
-    return version_text(pacemaker.query(cib_file))
+        if _configuration_version(now) != _configuration_version(source):
+            raise ConcurrentChange(f"the CIB configuration changed after the patch was prepared (version "
+                                   f"{expected} became {version_text(now)}); nothing was applied: "
+                                   "run diff/apply again")
+        source.set("num_updates", now.get("num_updates", "0"))
+        with tempfile.TemporaryDirectory(prefix="crmtool-apply-") as tmp:
+            path = os.path.join(tmp, "patch.xml")
+            pacemaker.write(path, patch)
+            done = pacemaker.run(["cibadmin", "--patch", "--xml-file", path], cib_file=cib_file,
+                                 ok=tuple(range(256)))
+        if done.returncode == 0:
+            return version_text(pacemaker.query(cib_file))
+        if done.returncode != CIB_UPDATE_OLDER:
+            message = done.stderr.decode(errors="replace").strip()
+            raise CrmtoolError(f"cibadmin --patch failed with exit code {done.returncode}: {message}")
+    raise ConcurrentChange(f"the CIB kept changing while the patch was applied ({STATUS_RETRIES} attempts); "
+                           "nothing was applied: run apply again")
+
+
+def _configuration_version(element: etree._Element) -> tuple[str, str]:
+    return element.get("admin_epoch", "0"), element.get("epoch", "0")
 
 
 def diff(live: etree._Element, target: etree._Element) -> etree._Element:

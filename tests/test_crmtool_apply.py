@@ -103,7 +103,7 @@ def test_a_change_between_diff_and_patch_is_detected_not_overwritten(tmp_path) -
     between = (tmp_path / "cib.xml").read_bytes()
     with pytest.raises(ConcurrentChange) as caught:
         apply.commit(plan)
-    assert "changed after the patch was prepared" in caught.value.message
+    assert "configuration changed after the patch was prepared" in caught.value.message
     assert caught.value.exit_code == 75
     assert (tmp_path / "cib.xml").read_bytes() == between  # the other change stays, ours is not applied
     # a fresh plan includes the other change and applies
@@ -119,7 +119,7 @@ def test_saved_patch_is_refused_after_a_concurrent_change(tmp_path, capsys) -> N
     tool("pcs", "-f", cib, "resource", "create", "other", "ocf:heartbeat:Dummy", "--no-default-ops", cib=cib)
     code, out, err = run_cli(["apply", EXAMPLE, "--cib", cib, "--patch", patch], capsys)
     assert code == 75, out + err
-    assert "changed after the patch was prepared" in err and "Traceback" not in err
+    assert "configuration changed after the patch was prepared" in err and "Traceback" not in err
     assert not read(cib).xpath("//primitive[@id='public-vip']")
     assert run_cli(["diff", EXAMPLE, "--cib", cib, "-o", patch], capsys)[0] == 0
     code, out, err = run_cli(["apply", EXAMPLE, "--cib", cib, "--patch", patch], capsys)
@@ -134,3 +134,37 @@ def test_dry_run_shows_patch_and_transition_without_changing(tmp_path, capsys) -
     assert code == 0, err
     assert out.startswith("<diff") and "transition:" in out
     assert (tmp_path / "cib.xml").read_bytes() == before
+
+
+def test_status_updates_between_diff_and_patch_do_not_block(tmp_path, capsys) -> None:
+    """Only the configuration version is compared: the status section moves on its own."""
+    cib = cib_file(tmp_path / "cib.xml")
+    tool("crm_simulate", "-x", cib, "-X", "-q", "1", "-u", "ctl1", "-u", "ctl2", "-u", "ctl3", cib=cib)
+    configuration = pipeline.from_file(EXAMPLE, TEMPLATES, "openstack").configuration
+    plan = apply.plan(configuration, cib)
+    patch = str(tmp_path / "patch.xml")
+    assert run_cli(["diff", EXAMPLE, "--cib", cib, "-o", patch], capsys)[0] == 0
+    tool("crm_attribute", "--node", "ctl1", "--name", "master-drbd", "--update", "3", "--lifetime", "reboot",
+         cib=cib)
+    before = version(cib)
+    assert before[2] != plan.live.get("num_updates")
+    apply.commit(plan)
+    assert version(cib)[1] > before[1]
+    assert read(cib).xpath("//primitive[@id='public-vip']")
+    assert read(cib).xpath("status//nvpair[@name='master-drbd']/@value") == ["3"]
+    # the saved patch was made for the same configuration version: it is now refused (already applied)
+    code, _out, err = run_cli(["apply", EXAMPLE, "--cib", cib, "--patch", patch], capsys)
+    assert code == 75 and "configuration changed" in err
+
+
+def test_saved_patch_applies_after_a_status_update(tmp_path, capsys) -> None:
+    cib = cib_file(tmp_path / "cib.xml")
+    tool("crm_simulate", "-x", cib, "-X", "-q", "1", "-u", "ctl1", "-u", "ctl2", "-u", "ctl3", cib=cib)
+    patch = str(tmp_path / "patch.xml")
+    assert run_cli(["diff", EXAMPLE, "--cib", cib, "-o", patch], capsys)[0] == 0
+    tool("crm_attribute", "--node", "ctl2", "--name", "master-drbd", "--update", "7", "--lifetime", "reboot",
+         cib=cib)
+    code, _out, err = run_cli(["apply", EXAMPLE, "--cib", cib, "--patch", patch], capsys)
+    assert code == 0, err
+    assert read(cib).xpath("//primitive[@id='public-vip']")
+    assert run_cli(["diff", EXAMPLE, "--cib", cib], capsys)[1] == "no changes\n"
