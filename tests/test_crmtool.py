@@ -10,7 +10,7 @@ import pytest
 from lxml import etree
 
 from crmtool import pipeline, render, validate
-from tests.crmtool_cases.support import EXAMPLE, GOLDEN, ROOT, SITES, TEMPLATES, run_cli
+from tests.crmtool_cases.support import EXAMPLE, GOLDEN, ROOT, SITES, TEMPLATES, example_text, run_cli
 
 SITE_FILES = sorted(glob.glob(os.path.join(SITES, "*.toml")))
 SITE_IDS = [os.path.basename(s)[:-5] for s in SITE_FILES]
@@ -191,9 +191,7 @@ def test_docs_list_every_report_code() -> None:
 
 def test_crm_verify_rejection_exits_78(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     site = tmp_path / "site.toml"
-    site.write_text('profile = "openstack-3ctl"\n' + "".join(
-        f'[nodes.ctl{i}]\n' for i in (1, 2, 3)) + '[primitive.db-vip.params]\nip = "192.0.2.10"\n'
-        '[primitive.public-vip.params]\nip = "192.0.2.20"\n[cluster.properties]\nno-quorum-policy = "bogus"\n')
+    site.write_text(example_text() + '\n[cluster.properties]\nno-quorum-policy = "bogus"\n')
     code, out, err = run_cli(["verify", str(site)], capsys)
     assert code == 78, out + err
     assert "no-quorum-policy" in err
@@ -203,8 +201,9 @@ def test_profiles_merge_inherit_and_disable(tmp_path) -> None:
     from crmtool import load
     from crmtool.findings import DescriptionError
 
-    (tmp_path / "base.toml").write_text('profile = "none"\n[primitive.a]\nagent = "ocf:heartbeat:Dummy"\n'
-                                        'params = { x = 1, y = 2 }\n[primitive.b]\nagent = "ocf:heartbeat:Dummy"\n')
+    (tmp_path / "base.toml").write_text(
+        'profile = "none"\n[primitive.a]\nagent = "ocf:heartbeat:Dummy"\nparams = { x = 1, y = 2 }\n'
+        '[primitive.b]\nagent = "ocf:heartbeat:Dummy"\n')
     (tmp_path / "mid.toml").write_text('profile = "base"\n[primitive.a.params]\ny = 3\n')
     desc = load.load_text('profile = "mid"\n[primitive.b]\nenabled = false\n', str(tmp_path))
     assert [(p.id, p.params) for p in desc.primitives] == [("a", {"x": "1", "y": "3"})]
