@@ -12,7 +12,6 @@ from __future__ import annotations
 import glob
 import os
 import re
-from dataclasses import dataclass, field
 
 TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{};]|[^\s{};"]+')
 
@@ -21,23 +20,23 @@ class ConfigError(Exception):
     pass
 
 
-@dataclass
 class Host:
-    name: str
-    node_id: int
-    minor: int
-    device: str
-    disk: str
-    address: str
+    def __init__(self, name: str, node_id: int, minor: int, device: str, disk: str, address: str) -> None:
+        self.name = name
+        self.node_id = node_id
+        self.minor = minor
+        self.device = device
+        self.disk = disk
+        self.address = address
 
 
-@dataclass
 class Resource:
-    name: str
-    hosts: dict[str, Host] = field(default_factory=dict)
-    options: dict[str, str] = field(default_factory=dict)
-    net: dict[str, str] = field(default_factory=dict)
-    handlers: dict[str, str] = field(default_factory=dict)
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.hosts: dict[str, Host] = {}
+        self.options: dict[str, str] = {}
+        self.net: dict[str, str] = {}
+        self.handlers: dict[str, str] = {}
 
     @property
     def quorum_majority(self) -> bool:

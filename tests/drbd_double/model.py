@@ -28,16 +28,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
-import secrets
-import shutil
 import stat
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from tests.drbd_double.config import ConfigError, Resource
 
@@ -64,7 +60,7 @@ def this_node() -> str:
 
 
 def _new_uuid() -> str:
-    return secrets.token_hex(8).upper()
+    return os.urandom(8).hex().upper()
 
 
 def _fresh_node() -> dict:
@@ -74,14 +70,17 @@ def _fresh_node() -> dict:
     }
 
 
-@dataclass
 class PeerView:
-    name: str
-    node_id: int
-    connection: str  # Connected, Connecting, StandAlone
-    role: str  # Primary, Secondary, Unknown
-    disk: str  # peer disk state, DUnknown when not connected
-    out_of_sync_kib: int
+    """One connection as this node sees it: state Connected/Connecting/StandAlone, peer role and disk."""
+
+    def __init__(self, name: str, node_id: int, connection: str, role: str, disk: str,
+                 out_of_sync_kib: int) -> None:
+        self.name = name
+        self.node_id = node_id
+        self.connection = connection
+        self.role = role
+        self.disk = disk
+        self.out_of_sync_kib = out_of_sync_kib
 
 
 class Cluster:
@@ -392,7 +391,12 @@ class Cluster:
         data = os.path.realpath(disk)
         if not os.path.islink(disk):
             adopted = os.path.join(self._data_dir(), f"{name}-{_new_uuid()}.img")
-            shutil.move(disk, adopted)
+            try:
+                os.rename(disk, adopted)
+            except OSError:
+                import shutil
+
+                shutil.move(disk, adopted)
             data = adopted
         node["md"] = {"disk": "Inconsistent", "uuid": "0" * 16, "history": []}
         node["data"] = data
@@ -570,6 +574,8 @@ def initialise(res: Resource, image: str) -> None:
 
 
 def sha256_file(path: str) -> str:
+    import hashlib
+
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
