@@ -240,4 +240,9 @@ def main(argv: list[str] | None = None, templates_dir: str | None = None,
         code = 130
     except BrokenPipeError:
         code = 0
+    except Exception as exc:  # last line of defence: a bug is exit 70, not a traceback
+        if os.environ.get("CRMTOOL_DEBUG"):
+            raise
+        err(f"crmtool: internal error (a crmtool bug; CRMTOOL_DEBUG=1 shows the traceback): {exc!r}")
+        code = 70
     raise SystemExit(code)

@@ -214,3 +214,16 @@ def test_profiles_merge_inherit_and_disable(tmp_path) -> None:
     assert [(f.code.code, f.path) for f in caught.value.findings] == [("CRM002", "profile")]
     with pytest.raises(DescriptionError):
         load.load_text('profile = "../etc/passwd"\n', str(tmp_path))
+
+
+def test_an_unexpected_error_is_exit_70_not_a_traceback(monkeypatch, capsys) -> None:
+    from crmtool import check
+
+    def explode(desc, provider):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(check, "check", explode)
+    monkeypatch.delenv("CRMTOOL_DEBUG", raising=False)
+    code, out, err = run_cli(["check", EXAMPLE], capsys)
+    assert code == 70 and out == ""
+    assert "internal error" in err and "Traceback" not in err
