@@ -2,8 +2,8 @@
 
 The only module that prints and exits.  Exit codes are Pacemaker's: 0 ok,
 1 generic, 64 usage, 65 data error in the description, 66 no input, 69 a
-tool is unavailable, 70 a crmtool bug, 75 the CIB changed meanwhile (retry),
-78 Pacemaker rejects the configuration.
+tool is unavailable, 70 a crmtool bug, 73 an output file cannot be written,
+75 the CIB changed meanwhile (retry), 78 Pacemaker rejects the configuration.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from crmtool.pipeline import Result
 
 EXIT_USAGE = 64
+EXIT_CANTCREAT = 73
 EXIT_CONFIG = 78
 SOURCE_TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cib-templates")
 
@@ -43,8 +44,7 @@ class Context:
     def output(self, data: bytes) -> None:
         path = getattr(self.args, "output", None)
         if path:
-            with open(path, "wb") as handle:
-                handle.write(data)
+            write_file(path, data)
         else:
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
@@ -52,6 +52,14 @@ class Context:
 
 def err(line: str) -> None:
     sys.stderr.write(line + "\n")
+
+
+def write_file(path: str, data: bytes) -> None:
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+    except OSError as exc:
+        raise CrmtoolError(f"cannot write {path}: {exc.strerror}", EXIT_CANTCREAT) from None
 
 
 # Commands ------------------------------------------------------------------
@@ -149,7 +157,7 @@ def cmd_graph(ctx: Context) -> int:
 
     dot = graph.dot(ctx.result().description)
     if ctx.args.svg:
-        graph.svg(dot, ctx.args.svg)
+        write_file(ctx.args.svg, graph.svg(dot))
     ctx.output(dot.encode())
     return 0
 

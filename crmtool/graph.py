@@ -40,8 +40,6 @@ def dot(desc: Description) -> str:
     return "\n".join(lines) + "\n"
 
 
-def svg(text: str, path: str) -> None:
+def svg(text: str) -> bytes:
     """Render with Graphviz's ``dot`` (Unavailable when it is not installed)."""
-    done = pacemaker.run(["dot", "-Tsvg"], input_bytes=text.encode())
-    with open(path, "wb") as handle:
-        handle.write(done.stdout)
+    return pacemaker.run(["dot", "-Tsvg"], input_bytes=text.encode()).stdout

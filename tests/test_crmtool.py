@@ -125,6 +125,8 @@ def test_exit_codes_and_no_traceback(tmp_path, capsys: pytest.CaptureFixture[str
     assert code == 65 and "CRM001" in err
     for output in (out, err):
         assert "Traceback" not in output
+    code, out, err = run_cli(["render", EXAMPLE, "-o", str(tmp_path / "no-dir" / "x.xml")], capsys)
+    assert code == 73 and "cannot write" in err
 
 
 def test_schema_failure_is_a_crmtool_bug(monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
