@@ -403,11 +403,19 @@ class Drbd(Agent):
             self.publish({**mine, "victim": victim})
             self.drbdadm("adjust", self.resource)  # be ready to accept the victim's reconnect
             return f"{prefix}: {victim}'s changes lose (policy {policy}) once preserved there"
-        if status.primary:
-            self.publish({**mine, "victim": victim})
-            return f"{prefix}: this node loses (policy {policy}) but is Primary; demote it to proceed"
+        return self.discard_mine(status, peer, mine, theirs, prefix)
+
+    def discard_mine(self, status: Status, peer: str, mine: dict[str, str], theirs: dict[str, str],
+                     prefix: str) -> str:
+        """This node lost: save its data, then reconnect discarding it (never while Primary)."""
+        policy = str(self.config.split_brain_policy)
+        if status.primary or self.env.is_probe:
+            self.publish({**mine, "victim": self.me})
+            if status.primary:
+                return f"{prefix}: this node loses (policy {policy}) but is Primary; demote it to proceed"
+            return f"{prefix}: this node loses (policy {policy}); the next monitor preserves and discards"
         preserved = self.state.read(f"preserved-{peer}") or self.preserve(peer, mine, theirs)
-        self.publish({**mine, "victim": victim, "preserved": preserved})
+        self.publish({**mine, "victim": self.me, "preserved": preserved})
         self.drbdadm("disconnect", f"{self.resource}:{peer}")
         self.must("connect", "--discard-my-data", f"{self.resource}:{peer}")
         self.log.warning(f"{prefix}: discarding this node's changes (policy {policy}), kept in {preserved}")
@@ -429,7 +437,6 @@ class Drbd(Agent):
 
     def preserve(self, peer: str, mine: dict[str, str], theirs: dict[str, str]) -> str:
         """Copy the backing device, checksum it, verify the copy, write a manifest; return the folder."""
-        import hashlib
         import json
 
         source = self.drbdadm("sh-ll-dev", self.resource).stdout.strip()
@@ -437,18 +444,15 @@ class Drbd(Agent):
         folder = os.path.join(str(self.config.preserve_dir), f"{self.resource}-{self.me}-{stamp}")
         os.makedirs(folder, mode=0o700)
         image = os.path.join(folder, "data.img")
-        digest, size = hashlib.sha256(), 0
-        with open(source, "rb") as src, open(image, "wb") as dst:
-            for chunk in iter(lambda: src.read(COPY_CHUNK), b""):
-                self.deadline.check("preserving the losing node's data")
-                digest.update(chunk)
-                dst.write(chunk)
-                size += len(chunk)
-            dst.flush()
-            os.fsync(dst.fileno())
-        checksum = digest.hexdigest()
-        if _sha256(image, self) != checksum:
-            raise OCFError(OCF.ERR_GENERIC, f"the preserved copy in {folder} does not match its source")
+        try:
+            size, checksum = _copy(source, image, self)
+            if _sha256(image, self) != checksum:
+                raise OCFError(OCF.ERR_GENERIC, f"the preserved copy in {folder} does not match its source")
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)  # never leave a partial copy that looks complete
+            raise
         manifest = {
             "resource": self.resource, "node": self.me, "peer": peer, "source": source,
             "policy": str(self.config.split_brain_policy), "created": stamp,
@@ -462,6 +466,21 @@ class Drbd(Agent):
         self.state.write(f"preserved-{peer}", folder)
         self.log.warning(f"preserved {size} bytes of {source} in {folder} (sha256 {checksum})")
         return folder
+
+
+def _copy(source: str, target: str, agent: Agent) -> tuple[int, str]:
+    import hashlib
+
+    digest, size = hashlib.sha256(), 0
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        for chunk in iter(lambda: src.read(COPY_CHUNK), b""):
+            agent.deadline.check("preserving the losing node's data")
+            digest.update(chunk)
+            dst.write(chunk)
+            size += len(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
+    return size, digest.hexdigest()
 
 
 def _sha256(path: str, agent: Agent) -> str:

@@ -306,6 +306,8 @@ def drbdadm(argv: list[str]) -> int:
         if command == "sh-resources":
             print(" ".join(sorted(n for n, r in resources.items() if node in r.hosts)))
         return 0
+    if not targets and command in ("status", "role", "cstate", "dstate"):
+        targets = ["all"]
     if not targets:
         raise Usage(f"USAGE: drbdadm {command} [OPTION...] {{all|RESOURCE...}}")
     names = sorted(n for n, r in resources.items() if node in r.hosts) if targets == ["all"] else targets
