@@ -317,21 +317,30 @@ class MySQL(Agent):
         return binary
 
     def validate(self) -> Iterable[OCFError]:
-        from agents.ocf.proc import User
-
         binary = self.server_binary()
         if not os.access(binary, os.X_OK):
             yield OCFError(OCF.ERR_INSTALLED, f"server binary {binary} is not installed")
         config = self._str("config")
         if not os.path.isfile(config):
             yield OCFError(OCF.ERR_INSTALLED, f"option file {config} does not exist")
-        try:
-            User.lookup(self._str("user"), self._str("group"))
-        except OCFError as err:
-            yield err
+        yield from self._check_accounts()
         credentials = self._str("credentials")
         if credentials:
             yield from self._check_credentials_file(credentials)
+
+    def _check_accounts(self) -> Iterator[OCFError]:
+        # Existence only: the supplementary groups (a walk over every group) are looked up at start.
+        import grp
+        import pwd
+
+        try:
+            pwd.getpwnam(self._str("user"))
+        except KeyError:
+            yield OCFError(OCF.ERR_INSTALLED, f"user {self._str('user')} does not exist")
+        try:
+            grp.getgrnam(self._str("group"))
+        except KeyError:
+            yield OCFError(OCF.ERR_INSTALLED, f"group {self._str('group')} does not exist")
 
     def _check_credentials_file(self, path: str) -> Iterator[OCFError]:
         try:
