@@ -425,3 +425,24 @@ def test_a_full_server_is_alive_at_depth_0(resource, site):
         for sock in held:
             sock.close()
     ok(resource("monitor"))
+
+
+@pytest.mark.parametrize(("overrides", "words"), [
+    ({"heartbeat_table": "ocf_monitor.beat; DROP TABLE x"}, "heartbeat_table"),
+    ({"heartbeat_table": "nodatabase"}, "database.table"),
+    ({"test_table": "a.b.c"}, "test_table"),
+    ({"datadir": "relative/data"}, "absolute path"),
+    ({"port": "70000"}, "at most 65535"),
+])
+def test_bad_parameters_are_configuration_errors(resource, overrides, words):
+    result = resource("validate-all", **overrides)
+    assert result.rc == 6, result.stderr
+    assert words in result.exit_reasons[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_additional_parameters_with_an_open_quote_is_a_configuration_error(resource, site):
+    result = resource("start", additional_parameters="--general-log-file='unterminated")
+    assert result.rc == 6, result.stderr
+    assert "additional_parameters" in result.exit_reasons[0]
+    assert mariadbd_pids_on(site.db.datadir) == []
