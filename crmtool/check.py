@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     Rule = Callable[[Description, str], Iterator[Finding]]
 
 XML_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
-SECRET_NAME = re.compile(r"(pass|passwd|password|secret|token|api_key|private_key)\Z", re.IGNORECASE)
+SECRET_NAME = re.compile(r"(^|[_-])(pass|passwd|password|secret|token|api_key|private_key)\Z", re.IGNORECASE)
 SECRET_REFERENCE = re.compile(r"_(script|file|path|cmd)\Z", re.IGNORECASE)
 FALSE_WORDS = ("false", "no", "0", "off", "n")
 MIN_NODES = 3

@@ -79,3 +79,13 @@ def test_unregistered_agent_of_another_provider_is_not_ours(lint_agent: str) -> 
     text = 'profile = "lint-base"\n[primitive.extra]\nagent = "ocf:site:crmtool-lint"\n'
     found = [(f.code.code, f.path) for f in check.check(load.load_text(text, PROFILES), "site")]
     assert ("CRM110", "primitive.extra.params") in found
+
+
+@pytest.mark.parametrize(("name", "flagged"), [
+    ("password", True), ("passwd", True), ("db_password", True), ("os-token", True), ("api_key", True),
+    ("bypass", False), ("password_script", False), ("secret_file", False), ("tokenizer", False),
+])
+def test_secret_names(name: str, flagged: bool, lint_agent: str) -> None:
+    text = f'profile = "lint-base"\n[primitive.web.params]\n{name} = "x"\n'
+    found = {f.code.code for f in check.check(load.load_text(text, PROFILES), "openstack")}
+    assert ("CRM114" in found) is flagged
