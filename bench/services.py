@@ -1,0 +1,167 @@
+"""OpenStack API agents: monitor cost, and start/stop overhead over the services' own times.
+
+Uses the private control plane of the tests (``tests.services.stack``) and
+our installed agents.  The baseline of start is the service launched by hand
+with exactly the command line and environment the agent used (read back from
+``/proc``), polled every 5 ms until its version document answers; the
+baseline of stop is the time its processes take to exit after SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+
+from bench.core import BARE_INTERPRETER, Bench, alternate, ms, ratio, time_once
+from tests.services.stack import AGENT_DIR, HOST, PORTS, Stack
+
+AGENTS = {"keystone": ("keystone", PORTS["keystone"], "/v3"), "glance-api": ("glance", PORTS["glance"], "/"),
+          "nova-api": ("nova", PORTS["nova"], "/")}
+CYCLES = 3
+Launch = tuple[list[str], dict[str, str], int, int, str]
+
+
+def agent_env(stack: Stack, workdir: str, name: str, depth: int = 0,
+              interval_ms: int = 10000) -> dict[str, str]:
+    _user, port, _path = AGENTS[name]
+    params = {"config": stack.configs[name], "host": HOST, "port": str(port), "workers": "1",
+              "log_file": os.path.join(workdir, f"{name}.log")}
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "OCF_ROOT": "/usr/lib/ocf", "HA_RSCTMP": workdir,
+           "OCF_RESOURCE_INSTANCE": f"bench-{name}", "HA_LOGFACILITY": "none",
+           "HA_LOGFILE": os.path.join(workdir, "agents.log"), "OCF_CHECK_LEVEL": str(depth),
+           "OCF_RESKEY_CRM_meta_interval": str(interval_ms), "OCF_RESKEY_CRM_meta_timeout": "60000"}
+    env.update({f"OCF_RESKEY_{k}": v for k, v in params.items()})
+    return env
+
+
+def agent_action(stack: Stack, workdir: str, name: str, action: str, depth: int = 0) -> float:
+    return time_once([os.path.join(AGENT_DIR, name), action], agent_env(stack, workdir, name, depth),
+                     expect=(0,))
+
+
+def launched_as(workdir: str, name: str) -> Launch:
+    """The command line, environment, user and cwd of the service the agent started."""
+    state = os.path.join(workdir, f"openstack-{name}-bench-{name}", "identity")
+    with open(state, encoding="utf-8") as handle:
+        pid = int(handle.read().split()[0])
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        argv = [part.decode() for part in handle.read().split(b"\0") if part]
+    with open(f"/proc/{pid}/environ", "rb") as handle:
+        env = dict(part.decode().split("=", 1) for part in handle.read().split(b"\0") if b"=" in part)
+    info = os.stat(f"/proc/{pid}")
+    # The agent removes its listen override at stop: the launch by hand gets its own copy.
+    state_dir = os.path.dirname(state)
+    for index, arg in enumerate(argv):
+        if arg.startswith(state_dir + "/"):
+            copy = os.path.join(workdir, "by-hand-" + os.path.basename(arg))
+            shutil.copy(arg, copy)
+            argv[index] = copy
+    return argv, env, info.st_uid, info.st_gid, os.readlink(f"/proc/{pid}/cwd")
+
+
+def answers(port: int, path: str) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=2) as conn:
+            conn.sendall(f"GET {path} HTTP/1.0\r\nHost: {HOST}\r\n\r\n".encode())
+            head = conn.recv(64)
+    except OSError:
+        return False
+    return head[9:12] in (b"200", b"300")
+
+
+def session_alive(sid: int) -> bool:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] not in "ZX":
+                return True
+    return False
+
+
+def by_hand(launch: Launch, name: str, log: str) -> tuple[float, float]:
+    """(seconds until the version document answers, seconds until exit after SIGTERM)."""
+    argv, env, uid, gid, cwd = launch
+    _user, port, path = AGENTS[name]
+    began = time.perf_counter()
+    with open(log, "ab") as out:
+        child = subprocess.Popen(argv, env=env, user=uid, group=gid, extra_groups=[], cwd=cwd,
+                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    while not answers(port, path):
+        if child.poll() is not None:
+            raise RuntimeError(f"{name} exited when launched by hand")
+        time.sleep(0.005)
+    ready = time.perf_counter() - began
+    began = time.perf_counter()
+    os.killpg(child.pid, signal.SIGTERM)
+    while session_alive(child.pid):
+        child.poll()
+        time.sleep(0.005)
+    child.wait()
+    return ready, time.perf_counter() - began
+
+
+def start_stop(stack: Stack, workdir: str, name: str) -> dict[str, float]:
+    agent_start, agent_stop, hand_start, hand_stop = [], [], [], []
+    for _ in range(CYCLES):
+        agent_start.append(agent_action(stack, workdir, name, "start"))
+        launch = launched_as(workdir, name)
+        agent_stop.append(agent_action(stack, workdir, name, "stop"))
+        ready, gone = by_hand(launch, name, os.path.join(workdir, f"{name}-by-hand.log"))
+        hand_start.append(ready)
+        hand_stop.append(gone)
+    median = statistics.median
+    return {"agent_start": median(agent_start), "hand_start": median(hand_start),
+            "agent_stop": median(agent_stop), "hand_stop": median(hand_stop)}
+
+
+def run(bench: Bench) -> None:
+    if os.geteuid() != 0:
+        print("services: skipped (needs root to run the services as their users)\n")
+        return
+    stack = Stack()
+    workdir = tempfile.mkdtemp(prefix="osha-bench-")
+    os.chmod(workdir, 0o755)  # noqa: S103 - like /run/resource-agents
+    try:
+        stack.prepare_mysql()
+        stack.prepare_rabbit()
+        stack.prepare_keystone()
+        stack.prepare_glance()
+        stack.prepare_nova()
+        rows = [measure(bench, stack, workdir, name) for name in AGENTS]
+    finally:
+        for name in AGENTS:
+            subprocess.run([os.path.join(AGENT_DIR, name), "stop"], env=agent_env(stack, workdir, name),
+                           capture_output=True, check=False, timeout=60)
+        stack.close()
+    bench.table("OpenStack API agents: monitor cost (ratio to the bare interpreter) and start/stop overhead",
+                ["agent", "monitor depth 0 ms", "depth 10 ms", "start s (by hand)", "start overhead s",
+                 "stop s (SIGTERM by hand)", "stop overhead s"], rows)
+
+
+def measure(bench: Bench, stack: Stack, workdir: str, name: str) -> list[str]:
+    times = start_stop(stack, workdir, name)
+    agent_action(stack, workdir, name, "start")
+    monitors = alternate({
+        "bare": lambda: time_once(BARE_INTERPRETER),
+        "depth0": lambda: agent_action(stack, workdir, name, "monitor", 0),
+        "depth10": lambda: agent_action(stack, workdir, name, "monitor", 10),
+    }, bench.rounds)
+    agent_action(stack, workdir, name, "stop")
+    bare = monitors["bare"]
+    return [name,
+            f"{ms(monitors['depth0'])} ({ratio(monitors['depth0'], bare)})",
+            f"{ms(monitors['depth10'])} ({ratio(monitors['depth10'], bare)})",
+            f"{times['agent_start']:.2f} ({times['hand_start']:.2f})",
+            f"{times['agent_start'] - times['hand_start']:+.3f}",
+            f"{times['agent_stop']:.2f} ({times['hand_stop']:.2f})",
+            f"{times['agent_stop'] - times['hand_stop']:+.3f}"]
