@@ -119,6 +119,16 @@ def check_preserved(drbd, agent, victim, survivor, sums):
     assert "state=resolved" in agent.attribute(survivor, ATTR)
 
 
+def crm_mon_attribute(cib, node, name):
+    from lxml import etree
+
+    xml = subprocess.run(["crm_mon", "-1", "-A", "--output-as=xml"], env=dict(os.environ, CIB_file=cib),
+                         capture_output=True, check=True).stdout
+    found = etree.fromstring(xml).xpath("//node_attributes/node[@name=$n]/attribute[@name=$a]/@value",
+                                        n=node, a=name)
+    return found[0] if found else None
+
+
 def has_file(image, name):
     done = subprocess.run(["debugfs", "-R", f"stat /{name}", image], capture_output=True, text=True,
                           check=True)
@@ -150,6 +160,7 @@ def test_disconnect_changes_nothing_and_tells_the_operator(scenario):
         assert sha256(backing(drbd, node)) == sums[node]  # nothing discarded
         assert drbd.status(node)["connections"][0]["connection-state"] == "StandAlone"
     assert not os.path.exists(os.path.join(drbd.workdir, "preserved"))
+    assert "state=detected" in crm_mon_attribute(agent.cib, "alpha", ATTR)  # what the operator sees
     kernel = drbd.run("alpha", "drbd-double", "dmesg", drbd.resource).stdout
     assert "Split-Brain detected but unresolved, dropping connection!" in kernel
 
