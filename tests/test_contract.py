@@ -15,8 +15,10 @@ from tests.ocfrun import REPO
 OCF_AGENT_DIR = "/usr/lib/ocf/resource.d/openstack"
 RESOURCE_AGENTS_SHARE = "/usr/share/resource-agents"
 RNG = f"{RESOURCE_AGENTS_SHARE}/metadata.rng"
-# What OCF 1.1 adds to the 1.0 vocabulary that both installed schemas describe.
-OCF_1_1_PARAMETER_ATTRIBUTES = ("reloadable", "private", "unique-group")
+# The OCF schemas pcs validates agents with before it accepts them.
+PCS_RNG = {(1, 0): "/usr/share/pcs/data/ocf-1.0.rng", (1, 1): "/usr/share/pcs/data/ocf-1.1.rng"}
+# What OCF 1.1 adds to the 1.0 vocabulary that both resource-agents schemas describe.
+OCF_1_1_PARAMETER_ATTRIBUTES = ("reloadable", "unique-group")
 OCF_1_1_ACTIONS = ("reload-agent",)
 
 AGENTS = registry.names()
@@ -33,8 +35,8 @@ def dtd_valid(xml: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, cwd=RESOURCE_AGENTS_SHARE, check=False)
 
 
-def rng_valid(xml: bytes) -> bool:
-    schema = etree.RelaxNG(etree.parse(RNG))
+def rng_valid(xml: bytes, rng: str = RNG) -> bool:
+    schema = etree.RelaxNG(etree.parse(rng))
     return schema.validate(etree.fromstring(xml))
 
 
@@ -66,6 +68,14 @@ def test_ocf_1_1_meta_data_only_adds_the_1_1_vocabulary(name):
     reloadable = {p.get("name") for p in root.iterfind("parameters/parameter[@reloadable='1']")}
     assert reloadable == {p.name for p in agent.params if p.reloadable}
     assert rng_valid(strip_ocf_1_1(xml))
+    assert rng_valid(xml.encode(), PCS_RNG[(1, 1)])
+
+
+@pytest.mark.parametrize("name", AGENTS)
+def test_meta_data_passes_the_schemas_pcs_checks_agents_with(name):
+    agent = registry.load(name)
+    for version, rng in PCS_RNG.items():
+        assert rng_valid(render(agent, version).encode(), rng), version
 
 
 @pytest.mark.parametrize("name", AGENTS)

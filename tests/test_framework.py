@@ -138,7 +138,7 @@ def test_ocf_1_1_callers_learn_what_is_reloadable():
     assert v10.findtext("version") == "1.0" and v11.findtext("version") == "1.1"
     reloadable = {p.get("name") for p in v11.iterfind("parameters/parameter[@reloadable='1']")}
     assert reloadable == {"count", "verbose"}
-    assert v11.find("parameters/parameter[@name='password']").get("private") == "1"
+    assert v11.find("parameters/parameter[@name='password']").get("private") is None  # pcs rejects it
     assert v11.find("actions/action[@name='reload-agent']") is not None
     assert v10.find("actions/action[@name='reload-agent']") is None
     assert not any(p.get("reloadable") for p in v10.iterfind("parameters/parameter"))

@@ -58,10 +58,13 @@ class Installer:
             self.created_dirs.append(directory)
 
     def write(self, path: str, data: bytes, mode: int) -> None:
+        """Replace ``path`` atomically: a running agent sees the old file or the new one."""
         self.mkdir(os.path.dirname(path))
-        with open(self.real(path), "wb") as handle:
+        staging = self.real(f"{path}.installing")
+        with open(staging, "wb") as handle:
             handle.write(data)
-        os.chmod(self.real(path), mode)
+        os.chmod(staging, mode)
+        os.replace(staging, self.real(path))
         self.written.append(path)
 
     def copy_tree(self, source: str, target: str, suffixes: tuple[str, ...]) -> None:
@@ -74,7 +77,8 @@ class Installer:
                         self.write(os.path.join(target, rel), handle.read(), 0o644)
 
     def install(self) -> None:
-        self.uninstall_previous()
+        previous_files, previous_dirs = self.read_manifest()
+        self.created_dirs.extend(d for d in previous_dirs if os.path.isdir(self.real(d)))
         for package in PACKAGES:
             self.copy_tree(os.path.join(SOURCE, package), f"{self.lib}/{package}", (".py",))
         self.copy_tree(os.path.join(SOURCE, "cib-templates"), self.templates, (".toml",))
@@ -82,7 +86,8 @@ class Installer:
         self.write(f"{self.bindir}/crmtool", CRMTOOL_LAUNCHER.format(
             lib=self.lib, templates=self.templates, provider=self.provider).encode(), 0o755)
         self.compile()
-        manifest = [*self.written, *(f"{d}/" for d in self.created_dirs)]
+        self.remove_files(sorted(set(previous_files) - set(self.written)))
+        manifest = [*self.written, *(f"{d}/" for d in dict.fromkeys(self.created_dirs))]
         self.write(f"{self.lib}/{MANIFEST}", ("\n".join(manifest) + "\n").encode(), 0o644)
 
     def install_agents(self) -> None:
@@ -114,29 +119,32 @@ class Installer:
                 if root.endswith("__pycache__"):
                     self.created_dirs.append(root[len(self.destdir):])
 
-    def uninstall_previous(self) -> None:
-        if os.path.exists(self.real(f"{self.lib}/{MANIFEST}")):
-            self.uninstall()
-
-    def uninstall(self) -> None:
-        path = self.real(f"{self.lib}/{MANIFEST}")
+    def read_manifest(self) -> tuple[list[str], list[str]]:
         try:
-            with open(path, encoding="utf-8") as handle:
+            with open(self.real(f"{self.lib}/{MANIFEST}"), encoding="utf-8") as handle:
                 entries = [line for line in handle.read().splitlines() if line]
         except FileNotFoundError:
-            print(f"nothing to uninstall: {path} not found", file=sys.stderr)
-            return
-        files = [e for e in entries if not e.endswith("/")]
-        dirs = [e.rstrip("/") for e in entries if e.endswith("/")]
-        for entry in [*files, f"{self.lib}/{MANIFEST}"]:
+            return [], []
+        return ([e for e in entries if not e.endswith("/")],
+                [e.rstrip("/") for e in entries if e.endswith("/")])
+
+    def remove_files(self, paths: list[str]) -> None:
+        for path in paths:
             try:
-                os.unlink(self.real(entry))
+                os.unlink(self.real(path))
             except FileNotFoundError:
                 pass
+
+    def uninstall(self) -> None:
+        files, dirs = self.read_manifest()
+        if not files:
+            print(f"nothing to uninstall: no manifest in {self.real(self.lib)}", file=sys.stderr)
+            return
+        self.remove_files([*files, f"{self.lib}/{MANIFEST}"])
         for directory in sorted(set(dirs), key=len, reverse=True):
             try:
                 os.rmdir(self.real(directory))
-            except (FileNotFoundError, OSError):
+            except OSError:
                 pass
 
 

@@ -2,10 +2,13 @@
 
 OCF 1.1 adds what Pacemaker needs to reload instead of restart (the
 ``reloadable`` parameter attribute and the ``reload-agent`` action), plus
-``private`` parameters, ``unique-group`` and ``select`` types.  The schemas
-installed here do not know them: ocf-tester validates against the OCF 1.0
-DTD (``ra-api-1.dtd``) and resource-agents' ``metadata.rng`` describes the
-same 1.0 vocabulary.  So the meta-data is negotiated the way the OCF spec
+``unique-group`` and ``select`` types.  ocf-tester validates against the OCF
+1.0 DTD (``ra-api-1.dtd``) and resource-agents' ``metadata.rng`` describes
+the same 1.0 vocabulary; neither knows them.  pcs carries the OCF 1.1
+schema (``/usr/share/pcs/data/ocf-1.1.rng``) and validates agents with it,
+so the 1.1 document must stay within it: Pacemaker's own ``private``
+extension is left out (pcs 0.11 rejects the whole agent for it; secrets are
+kept out of the CIB by design instead).  So the meta-data is negotiated the way the OCF spec
 intends: Pacemaker's executor announces the OCF version it speaks in
 ``OCF_RA_VERSION_MAJOR``/``OCF_RA_VERSION_MINOR``.  A caller that speaks 1.1
 gets the 1.1 document (``<version>1.1</version>``, which is what makes
@@ -85,8 +88,6 @@ def _parameter(param: Param, v11: bool):  # type: ignore[no-untyped-def]
     if v11:
         if param.reloadable:
             attrs["reloadable"] = "1"
-        if param.secret:
-            attrs["private"] = "1"
         if param.unique_group:
             attrs["unique-group"] = param.unique_group
     element = etree.Element("parameter", attrs)
