@@ -33,6 +33,8 @@ def test_install_puts_agents_under_the_provider_and_uninstall_removes_exactly_th
         assert os.stat(agent_dir / name).st_mode & 0o777 == 0o755
     assert (stage / "usr/local/bin/crmtool").exists()
     assert (stage / "usr/share/openstack-ha/cib-templates").is_dir()
+    profile = (stage / "usr/share/openstack-ha/cib-templates/openstack-3ctl.toml").read_text()
+    assert "ocf:acme:drbd" in profile and "ocf:openstack:" not in profile
     launcher = (agent_dir / registry.names()[0]).read_text()
     assert "/usr/local/lib/openstack-ha" in launcher and str(stage) not in launcher
     make("uninstall", str(stage), "acme")

@@ -10,15 +10,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("agents", "crmtool")
 MANIFEST = "installed-files"
 SYSTEM_SITE = "/usr/lib/python3/dist-packages"
+DEFAULT_PROVIDER = "openstack"
 
 AGENT_LAUNCHER = """#!/usr/bin/python3 -IS
 # {name}: OCF resource agent, provider {provider}; code in {lib}
 import sys
+from collections.abc import Callable
 sys.path.insert(0, {lib!r})
 sys.path.append({site!r})
 from agents.ocf.launch import run
@@ -27,6 +30,7 @@ run({name!r}, {module!r}, {cache!r})
 
 CRMTOOL_LAUNCHER = """#!/usr/bin/python3 -I
 import sys
+from collections.abc import Callable
 sys.path.insert(0, {lib!r})
 from crmtool.cli import main
 main(templates_dir={templates!r}, provider={provider!r})
@@ -67,21 +71,26 @@ class Installer:
         os.replace(staging, self.real(path))
         self.written.append(path)
 
-    def copy_tree(self, source: str, target: str, suffixes: tuple[str, ...]) -> None:
+    def copy_tree(self, source: str, target: str, suffixes: tuple[str, ...],
+                  transform: Callable[[bytes], bytes] = bytes) -> None:
         for root, dirs, files in os.walk(source):
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
             for name in sorted(files):
                 if name.endswith(suffixes):
                     rel = os.path.relpath(os.path.join(root, name), source)
                     with open(os.path.join(root, name), "rb") as handle:
-                        self.write(os.path.join(target, rel), handle.read(), 0o644)
+                        self.write(os.path.join(target, rel), transform(handle.read()), 0o644)
+
+    def with_provider(self, profile: bytes) -> bytes:
+        """Profiles name our agents ``ocf:openstack:*``; an install under another provider follows."""
+        return profile.replace(f"ocf:{DEFAULT_PROVIDER}:".encode(), f"ocf:{self.provider}:".encode())
 
     def install(self) -> None:
         previous_files, previous_dirs = self.read_manifest()
         self.created_dirs.extend(d for d in previous_dirs if os.path.isdir(self.real(d)))
         for package in PACKAGES:
             self.copy_tree(os.path.join(SOURCE, package), f"{self.lib}/{package}", (".py",))
-        self.copy_tree(os.path.join(SOURCE, "cib-templates"), self.templates, (".toml",))
+        self.copy_tree(os.path.join(SOURCE, "cib-templates"), self.templates, (".toml",), self.with_provider)
         self.install_agents()
         self.write(f"{self.bindir}/crmtool", CRMTOOL_LAUNCHER.format(
             lib=self.lib, templates=self.templates, provider=self.provider).encode(), 0o755)
@@ -153,7 +162,7 @@ def main() -> None:
     parser.add_argument("command", choices=("install", "uninstall"))
     parser.add_argument("--destdir", default="")
     parser.add_argument("--ocf-root", default="/usr/lib/ocf")
-    parser.add_argument("--provider", default="openstack")
+    parser.add_argument("--provider", default=DEFAULT_PROVIDER)
     parser.add_argument("--libdir", default="/usr/local/lib/openstack-ha")
     parser.add_argument("--bindir", default="/usr/local/bin")
     parser.add_argument("--datadir", default="/usr/share/openstack-ha")
