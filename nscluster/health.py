@@ -10,13 +10,24 @@ from nscluster.cluster import Cluster, ClusterStatus
 VIPS = (config.PUBLIC_VIP, config.DATABASE_VIP)
 
 
+def cloned_everywhere(stack: config.Stack) -> list[str]:
+    """Primitives cloned on every node: the Dummy clone and the clones the site adds."""
+    clones = [config.DUMMY] if stack.dummy_clone else []
+    for name, table in stack.site_overrides.items():
+        resource = table.get("resource")
+        if name.startswith("clone.") and isinstance(resource, str) and table.get("enabled", True):
+            clones.append(resource)
+    return clones
+
+
 def fully_running(cluster: Cluster, stack: config.Stack) -> Callable[[ClusterStatus], bool]:
     everyone = tuple(sorted(cluster.nodes))
+    clones = cloned_everywhere(stack)
 
     def check(status: ClusterStatus) -> bool:
         return (status.has_quorum and status.online == frozenset(everyone)
                 and all(len(status.where(vip)) == 1 for vip in VIPS)
-                and (not stack.dummy_clone or status.where(config.DUMMY) == everyone)
+                and all(status.where(clone) == everyone for clone in clones)
                 and all(r.role == "Started" for r in status.resources if r.id.startswith("fence-")))
 
     return check

@@ -23,7 +23,18 @@ from tests.cluster_conftest import (
 )
 
 pytestmark = pytest.mark.cluster
-STACK = config.Stack()
+SERVICE = "web"
+SERVICE_PORT = 8088
+# A real daemon per node, cloned, to kill -9: Python's HTTP server under resource-agents' `anything`.
+STACK = config.Stack(site_overrides={
+    f"primitive.{SERVICE}": {"agent": "ocf:heartbeat:anything",
+                             "ops": [{"name": "monitor", "interval": "5s", "timeout": "20s"}]},
+    f"primitive.{SERVICE}.params": {
+        "binfile": "/usr/bin/python3",
+        "cmdline_options": f"-m http.server {SERVICE_PORT} --bind 0.0.0.0 "
+                           "--directory /usr/share/doc/corosync"},
+    f"clone.{SERVICE}-clone": {"resource": SERVICE, "meta": {"interleave": True}},
+})
 
 
 def monitor_failed(status, resource, node):
@@ -127,4 +138,24 @@ def test_a_failed_clone_instance_is_restarted_in_place(cluster):
         lambda s: monitor_failed(s, config.DUMMY, victim)
         and s.where(config.DUMMY) == tuple(sorted(cluster.nodes)),
         "the Dummy failure recorded and the instance running again on every node", 60)
+    assert not cluster.fenced(victim, since=since)
+
+
+def service_pid(cluster, node):
+    found = cluster.run(node, ["find", "/run", "-maxdepth", "1", "-name", f"anything_{SERVICE}*.pid"])
+    return int(cluster.run(node, ["cat", found.stdout.strip()]).stdout)
+
+
+def test_a_service_killed_with_sigkill_is_restarted_in_place(cluster):
+    victim = sorted(cluster.nodes)[0]
+    address = cluster.nodes[victim].address
+    assert cluster.probe(address, SERVICE_PORT) is not None
+    old_pid = service_pid(cluster, victim)
+    since = time.monotonic()
+    cluster.run(victim, ["kill", "-9", str(old_pid)])
+    cluster.wait_status(
+        lambda s: monitor_failed(s, SERVICE, victim) and victim in s.where(SERVICE),
+        "the failure recorded and the service running again on the same node", 60)
+    assert service_pid(cluster, victim) != old_pid
+    assert cluster.probe(address, SERVICE_PORT, timeout_s=5) is not None
     assert not cluster.fenced(victim, since=since)
