@@ -116,3 +116,40 @@ def test_parameter_and_configuration_errors(three):
     agent.params.update(split_brain_policy="disconnect", drbdconf="/nonexistent/drbd.conf")
     assert agent("alpha", "monitor", interval="0").rc == 7  # probe: not here
     assert agent("alpha", "stop").rc == 0
+
+
+def test_post_start_notification_reconnects_peers(three):
+    drbd, agent = three
+    for node in drbd.nodes:
+        assert agent(node, "start").rc == 0
+    drbd.run("alpha", "drbdadm", "disconnect", drbd.resource)
+    assert agent("alpha", "notify", notify_type="pre", notify_operation="start").rc == 0
+    assert drbd.status("alpha")["connections"][0]["connection-state"] == "StandAlone"
+    assert agent("alpha", "notify", notify_type="post", notify_operation="start",
+                 notify_start_uname="beta").rc == 0
+    states = [c["connection-state"] for c in drbd.status("alpha")["connections"]]
+    assert states == ["Connected", "Connected"]
+
+
+def test_a_hung_drbd_command_is_cut_off_by_the_time_budget(three):
+    import fcntl
+    import time
+
+    drbd, agent = three
+    assert agent("alpha", "start").rc == 0
+    # Holding the double's state lock makes every drbdsetup call block, like a stuck kernel.
+    with open(os.path.join(drbd.state, drbd.resource, "lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        began = time.monotonic()
+        hung = agent("alpha", "monitor", timeout="3000")
+        took = time.monotonic() - began
+    assert hung.rc == 1
+    assert hung.exit_reasons == ["timed out waiting for drbdsetup"]
+    assert took < 10
+    assert agent("alpha", "monitor").rc == 190
+
+
+def test_probe_of_a_resource_that_is_down(three):
+    _drbd, agent = three
+    assert agent("alpha", "monitor", interval="0").rc == 7
+    assert agent.attribute("alpha", SCORE) is None

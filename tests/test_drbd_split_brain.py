@@ -165,10 +165,20 @@ def test_disconnect_changes_nothing_and_tells_the_operator(scenario):
     assert "Split-Brain detected but unresolved, dropping connection!" in kernel
 
 
-def test_discard_secondary(scenario):
+def test_discard_secondary_while_the_primary_keeps_serving(scenario):
     drbd, agent, sums = scenario("discard-secondary", demote_alpha=False)  # alpha stays Primary
-    check_preserved(drbd, agent, victim="beta", survivor="alpha", sums=sums)
+    mnt = os.path.join(drbd.workdir, "mnt-alpha")
+    subprocess.run(["mount", drbd.device("alpha"), mnt], check=True)  # in use during the resolution
+    try:
+        check_preserved(drbd, agent, victim="beta", survivor="alpha", sums=sums)
+        with open(os.path.join(mnt, "after"), "wb") as handle:
+            handle.write(b"written after the resolution")
+            handle.flush()
+            os.fsync(handle.fileno())
+    finally:
+        subprocess.run(["umount", mnt], check=True)
     assert agent("alpha", "monitor").rc == 8
+    assert fs_file(backing(drbd, "beta"), "after") == b"written after the resolution"  # replicated
 
 
 def test_discard_named_node(scenario):
