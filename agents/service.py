@@ -89,7 +89,7 @@ class ApiService(Agent):
     @action("start", timeout=60)
     def start(self) -> OCF:
         identity = self.recorded()
-        if identity is None:
+        if identity is None or not identity.alive():  # never started, or died since: start anew
             self.check_port_free()
             identity = self.launch()
         self.wait_until_answering(identity)

@@ -75,6 +75,15 @@ def test_kill9_is_not_running(agent_for):
     assert eventually(lambda: agent("monitor").rc == 7, 10)
     assert agent("stop").rc == 0
     assert not [pid for pid in pids if _alive(pid)], "stop also ends what the dead leader left behind"
+    # A start right after a crash (state of the dead process still recorded) starts anew.
+    assert agent("start").rc == 0
+    pids = agent.session()
+    os.kill(agent.leader(), signal.SIGKILL)
+    # uwsgi's workers (no-orphans) follow their master; they hold the listening socket until then.
+    assert eventually(lambda: not [pid for pid in pids if _alive(pid)], 20)
+    restarted = agent("start")
+    assert restarted.rc == 0, restarted
+    assert agent("monitor", depth=10).rc == 0
 
 
 def test_frozen_service_fails_within_budget(agent_for):
