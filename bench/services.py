@@ -143,6 +143,7 @@ def run(bench: Bench) -> None:
             subprocess.run([os.path.join(AGENT_DIR, name), "stop"], env=agent_env(stack, workdir, name),
                            capture_output=True, check=False, timeout=60)
         stack.close()
+        shutil.rmtree(workdir, ignore_errors=True)
     bench.table("OpenStack API agents: monitor cost (ratio to the bare interpreter) and start/stop overhead",
                 ["agent", "monitor depth 0 ms", "depth 10 ms", "start s (by hand)", "start overhead s",
                  "stop s (SIGTERM by hand)", "stop overhead s"], rows)
