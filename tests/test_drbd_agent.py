@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tests.drbd_double.agent import OUR_AGENT, Cluster
-from tests.drbd_double.fixture import replicas
+from tests.drbd_double.fixture import mounted, replicas
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mknod)")
 SCORE = "master-drbd_r0"
@@ -88,15 +88,10 @@ def test_demote_refused_while_the_device_is_mounted(three):
         assert agent(node, "start").rc == 0
     assert agent("beta", "promote").rc == 0
     assert agent("alpha", "promote").rc == 1  # beta is Primary already
-    mnt = os.path.join(drbd.workdir, "mnt")
-    os.makedirs(mnt)
-    subprocess.run(["mount", drbd.device("beta"), mnt], check=True)
-    try:
+    with mounted(drbd.device("beta"), os.path.join(drbd.workdir, "mnt")):
         refused = agent("beta", "demote")
         assert refused.rc == 1
         assert "Device is held open by someone" in refused.exit_reasons[0]
-    finally:
-        subprocess.run(["umount", mnt], check=True)
     assert agent("beta", "demote").rc == 0
     assert agent("beta", "monitor").rc == 0
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.drbd_double.fixture import replicas
+from tests.drbd_double.fixture import MountError, mounted, replicas
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mknod, mounts)")
 
@@ -27,15 +27,15 @@ def two():
         yield drbd
 
 
-def mount(drbd, node, name="mnt"):
-    path = os.path.join(drbd.workdir, f"{name}-{node}")
-    os.makedirs(path, exist_ok=True)
-    subprocess.run(["mount", drbd.device(node), path], check=True, capture_output=True)
-    return path
+def mount(drbd, node):
+    return mounted(drbd.device(node), os.path.join(drbd.workdir, f"mnt-{node}"))
 
 
-def umount(path):
-    subprocess.run(["umount", path], check=True)
+def write(path, text):
+    with open(path, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def conn(drbd, node, peer):
@@ -87,37 +87,27 @@ def test_secondary_device_refuses_and_primary_device_serves(three):
     with pytest.raises(OSError) as refused:
         open(three.device("alpha"), "rb").close()
     assert refused.value.errno == errno.ENXIO
-    mounted = subprocess.run(["mount", three.device("alpha"), three.workdir], capture_output=True,
-                             check=False)
-    assert mounted.returncode != 0
+    with pytest.raises(MountError, match="not a valid block device"), mount(three, "alpha"):
+        pass
     three.run("alpha", "drbdadm", "primary", three.resource)
     second = three.run("beta", "drbdadm", "primary", three.resource, check=False)
     assert second.returncode == 11
     assert "(-1) Multiple primaries not allowed by config" in second.stderr
-    path = mount(three, "alpha")
-    held = three.run("alpha", "drbdadm", "secondary", three.resource, check=False)
-    assert held.returncode == 11 and "(-12) Device is held open by someone" in held.stderr
-    umount(path)
+    with mount(three, "alpha"):
+        held = three.run("alpha", "drbdadm", "secondary", three.resource, check=False)
+        assert held.returncode == 11 and "(-12) Device is held open by someone" in held.stderr
     three.run("alpha", "drbdadm", "secondary", three.resource)
 
 
 def test_acknowledged_writes_survive_the_primary_crash(three):
     three.up_all()
     three.run("alpha", "drbdadm", "primary", three.resource)
-    path = mount(three, "alpha")
-    with open(os.path.join(path, "committed"), "w") as handle:
-        handle.write("acknowledged")
-        handle.flush()
-        os.fsync(handle.fileno())
-    subprocess.run(["umount", "-l", path], check=True)  # the node dies with its mount
-    three.crash("alpha")
+    with mount(three, "alpha") as path:  # the node "dies" with its mount namespace
+        write(os.path.join(path, "committed"), "acknowledged")
+        three.crash("alpha")
     three.run("beta", "drbdadm", "primary", three.resource)  # beta + gamma: quorum
-    path = mount(three, "beta")
-    try:
-        with open(os.path.join(path, "committed")) as handle:
-            assert handle.read() == "acknowledged"
-    finally:
-        umount(path)
+    with mount(three, "beta") as path, open(os.path.join(path, "committed")) as handle:
+        assert handle.read() == "acknowledged"
     # alpha comes back and resyncs: it was not Primary while apart, so it takes beta's data.
     three.run("alpha", "drbdadm", "up", three.resource)
     assert conn(three, "alpha", "beta")["connection-state"] == "Connected"
@@ -145,10 +135,8 @@ def test_copy_on_disconnect_and_split_brain(two):
     assert conn(two, "beta", "alpha")["connection-state"] == "Connecting"
     for node in two.nodes:
         two.run(node, "drbdadm", "primary", two.resource)
-        path = mount(two, node)
-        with open(os.path.join(path, node), "w") as handle:
-            handle.write(node)
-        umount(path)
+        with mount(two, node) as path:
+            write(os.path.join(path, node), node)
         two.run(node, "drbdadm", "secondary", two.resource)
     assert two.status("alpha")["connections"][0]["peer_devices"][0]["out-of-sync"] > 0
     two.run("alpha", "drbdadm", "connect", two.resource)
@@ -212,7 +200,8 @@ def test_fixture_cleans_up_even_when_the_test_fails():
     with pytest.raises(RuntimeError), replicas(("alpha", "beta"), quorum=False) as drbd:
         drbd.up_all()
         drbd.run("alpha", "drbdadm", "primary", drbd.resource)
-        mount(drbd, "alpha")
+        held = mount(drbd, "alpha")
+        held.__enter__()  # left mounted on purpose: the fixture must still clean up
         workdir, device = drbd.workdir, drbd.device("alpha")
         raise RuntimeError("boom")
     assert not os.path.exists(workdir)

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from tests.drbd_double.agent import Cluster
-from tests.drbd_double.fixture import replicas
+from tests.drbd_double.fixture import mounted, replicas
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mknod, mounts)")
 ATTR = "drbd-split-brain-r0"
@@ -40,19 +40,18 @@ def fs_file(image, name):
     return done.stdout
 
 
+def write(path, data):
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def write_as_primary(drbd, agent, node, name, size, demote):
     """Promote (if needed), mount, write a file, unmount, optionally demote."""
     assert agent(node, "promote").rc == 0
-    mnt = os.path.join(drbd.workdir, f"mnt-{node}")
-    os.makedirs(mnt, exist_ok=True)
-    subprocess.run(["mount", drbd.device(node), mnt], check=True)
-    try:
-        with open(os.path.join(mnt, name), "wb") as handle:
-            handle.write(os.urandom(size))
-            handle.flush()
-            os.fsync(handle.fileno())
-    finally:
-        subprocess.run(["umount", mnt], check=True)
+    with mounted(drbd.device(node), os.path.join(drbd.workdir, f"mnt-{node}")) as mnt:
+        write(os.path.join(mnt, name), os.urandom(size))
     if demote:
         assert agent(node, "demote").rc == 0
 
@@ -167,16 +166,10 @@ def test_disconnect_changes_nothing_and_tells_the_operator(scenario):
 
 def test_discard_secondary_while_the_primary_keeps_serving(scenario):
     drbd, agent, sums = scenario("discard-secondary", demote_alpha=False)  # alpha stays Primary
-    mnt = os.path.join(drbd.workdir, "mnt-alpha")
-    subprocess.run(["mount", drbd.device("alpha"), mnt], check=True)  # in use during the resolution
-    try:
+    # alpha's file system stays mounted and in use during the resolution
+    with mounted(drbd.device("alpha"), os.path.join(drbd.workdir, "mnt-alpha")) as mnt:
         check_preserved(drbd, agent, victim="beta", survivor="alpha", sums=sums)
-        with open(os.path.join(mnt, "after"), "wb") as handle:
-            handle.write(b"written after the resolution")
-            handle.flush()
-            os.fsync(handle.fileno())
-    finally:
-        subprocess.run(["umount", mnt], check=True)
+        write(os.path.join(mnt, "after"), b"written after the resolution")
     assert agent("alpha", "monitor").rc == 8
     assert fs_file(backing(drbd, "beta"), "after") == b"written after the resolution"  # replicated
 

@@ -7,6 +7,8 @@
         env = drbd.env("alpha")          # PATH, DRBD_DOUBLE_* for agents run as alpha
         drbd.device("alpha")             # /dev/drbdN of alpha
         drbd.up_all(); drbd.run("alpha", "drbdadm", "primary", drbd.resource)
+        with mounted(drbd.device("alpha"), "/tmp/x") as path:   # private mount namespace
+            open(f"{path}/file", "w").write("...")
 
 Every node's resource is taken down, loop devices detached, device nodes and the
 state directory removed when the block ends, even on failure.
@@ -103,6 +105,7 @@ class Replicas:
         self.run(self.nodes[0], "drbd-double", "unblock", self.resource)
 
     def cleanup(self) -> None:
+        _end_helpers([self.device(node) for node in self.nodes])
         for node in self.nodes:
             device = self.device(node)
             _unmount_everything_on(device)
@@ -112,6 +115,53 @@ class Replicas:
                 os.unlink(device)
         _detach_loops_under(self.workdir)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class MountError(Exception):
+    pass
+
+
+# Helpers holding a mount, by pid: the fixture ends those of its devices even if a test left one.
+_HELPERS: dict[int, tuple[str, subprocess.Popen]] = {}
+
+
+def _end_helpers(devices: Sequence[str]) -> None:
+    for pid, (device, helper) in list(_HELPERS.items()):
+        if device in devices:
+            helper.kill()
+            helper.wait()
+            _HELPERS.pop(pid, None)
+
+
+@contextlib.contextmanager
+def mounted(device: str, mountpoint: str) -> Iterator[str]:
+    """Mount ``device`` in a private mount namespace held by a helper process; yield a path to its files.
+
+    A mount made in the shared root namespace gets copied into every namespace other tests create
+    meanwhile (``unshare --mount``), and such a copy keeps the device busy after our ``umount``: DRBD
+    (and the double) then rightly refuse to demote.  The yielded path is
+    ``/proc/<helper>/root<mountpoint>``; leaving the block unmounts and ends the namespace.
+    """
+    os.makedirs(mountpoint, exist_ok=True)
+    helper = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+         'mount "$1" "$2" || exit 1; echo mounted; read -r _; umount "$2"', "sh", device, mountpoint],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert helper.stdin is not None and helper.stdout is not None and helper.stderr is not None
+    if helper.stdout.readline().strip() != "mounted":
+        helper.wait(timeout=30)
+        raise MountError(helper.stderr.read().strip())
+    _HELPERS[helper.pid] = (device, helper)
+    try:
+        yield f"/proc/{helper.pid}/root{mountpoint}"
+    finally:
+        _HELPERS.pop(helper.pid, None)
+        helper.stdin.close()
+        try:
+            helper.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            helper.kill()
+            helper.wait()
 
 
 def _unmount_everything_on(device: str) -> None:
