@@ -71,7 +71,9 @@ class ClusterSpec:
     probe_port: int = DEFAULT_PROBE_PORT
     # Directories that each node gets privately (e.g. "/etc/keystone", "/var/lib/mysql"): a per-node
     # directory under the state directory is bind-mounted over each. They must exist on the machine.
-    private_dirs: tuple[str, ...] = ()
+    # A node's /root is its own: agents that `su - root` (resource-agents' `anything`) must not run
+    # this machine's login scripts.
+    private_dirs: tuple[str, ...] = ("/root",)
     # Extra environment of pacemakerd, inherited by every resource agent (e.g. PATH with a test
     # double's bin directory first, or variables a double reads). "{node}" expands to the node name.
     agent_env: tuple[tuple[str, str], ...] = ()

@@ -153,7 +153,8 @@ def service_pid(cluster, node):
 def test_a_service_killed_with_sigkill_is_restarted_in_place(cluster):
     victim = sorted(cluster.nodes)[0]
     address = cluster.nodes[victim].address
-    assert cluster.probe(address, SERVICE_PORT) is not None
+    # `anything` reports started once the process exists; the server listens a moment later.
+    cluster.finish_waiting_probe(cluster.start_waiting_probe(address, SERVICE_PORT, timeout_s=20))
     old_pid = service_pid(cluster, victim)
     since = time.monotonic()
     cluster.run(victim, ["kill", "-9", str(old_pid)])
