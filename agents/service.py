@@ -134,8 +134,8 @@ class ApiService(Agent):
         config = str(self.config.config)
         if not os.path.isfile(config):
             problems.append(OCFError(OCF.ERR_CONFIGURED, f"configuration file {config} does not exist"))
-        problems += self.credentials_problems()
         if self.env.action in ("start", "validate-all"):
+            problems += self.credentials_problems()
             # Not on the monitor path: a monitor only looks at the process recorded at start.
             try:
                 self.user()
@@ -433,6 +433,9 @@ class ApiService(Agent):
 
     def credentials(self) -> dict[str, str]:
         path = str(self.config.credentials or "")
+        for problem in self.credentials_problems():
+            # The service may be fine; only our deep check cannot run: never stop it for that.
+            raise Degraded(problem.reason)
         if path:
             found = read_credentials(path, str(self.config.credentials_section))
         elif self.config.get("os_username") and self.config.get("os_password"):

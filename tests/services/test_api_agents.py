@@ -192,6 +192,14 @@ def test_bad_credentials_file_mode(agent_for, stack):
     agent = agent_for("keystone", credentials=loose)
     result = agent("validate-all")
     assert result.rc == 6 and "0600" in result.reason, result
+    assert agent("start").rc == 6
+    # A running service is not stopped for it: depth 0 is fine, the deep check reports degraded.
+    agent.params["credentials"] = stack.credentials
+    assert agent("start").rc == 0
+    agent.params["credentials"] = loose
+    assert agent("monitor").rc == 0
+    deep = agent("monitor", depth=20)
+    assert deep.rc == 190 and "0600" in deep.reason, deep
 
 
 def test_retired_agent_parameters(agent_for, stack):
