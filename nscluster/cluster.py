@@ -371,6 +371,8 @@ class Cluster:
             node = self.nodes[name]
             if node.powered:
                 return
+            if self._closed.is_set():
+                raise ClusterError(f"{name}: the cluster is being torn down")
             prefix = self.spec.network.prefixlen
             self._ip(node.netns, "addr", "flush", "dev", NODE_NIC)
             self._ip(node.netns, "addr", "add", f"{node.address}/{prefix}", "dev", NODE_NIC)
@@ -466,7 +468,10 @@ class Cluster:
                     path.unlink()
                 except (OSError, ValueError):
                     continue
-                answer = self._fence(request)
+                try:
+                    answer = self._fence(request)
+                except (ClusterError, OSError, subprocess.SubprocessError) as error:
+                    answer = {"rc": 1, "error": f"broker: {error}"}
                 ident = path.name.removesuffix(protocol.REQUEST_SUFFIX)
                 temporary = requests / f".{ident}.anstmp"
                 temporary.write_text(json.dumps(answer))
