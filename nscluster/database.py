@@ -21,13 +21,12 @@ import time
 from pathlib import Path
 
 from nscluster.cluster import Cluster, ClusterError, run_cmd
+from nscluster.dbclient import DATABASE, TABLE
 
 PORT = 13306
 MOUNTPOINT = "/var/lib/mysql"
 DATADIR = f"{MOUNTPOINT}/data"
 RUNDIR = "/run/mysqld-nsc"
-DATABASE = "nsc"
-TABLE = f"{DATABASE}.writes"
 IMAGE_MB = 256
 
 
@@ -115,4 +114,4 @@ class SharedDatabase:
         inode = netns_inode(self.cluster.spec.bridge_netns)
         return self.cluster.client_argv([
             SYSTEM_PYTHON, "-I", str(PACKAGE_DIR / "dbclient.py"), str(inode), mode, address, str(PORT),
-            str(self.client_options), TABLE, str(timeout_s), str(first_id)])
+            str(self.client_options), str(timeout_s), str(first_id)])

@@ -1,6 +1,6 @@
 """Database client of the harness, run only inside one of the cluster's network namespaces.
 
-``dbclient.py EXPECTED_NETNS_INODE MODE HOST PORT OPTION_FILE TABLE TIMEOUT_S FIRST_ID``
+``dbclient.py EXPECTED_NETNS_INODE MODE HOST PORT OPTION_FILE TIMEOUT_S FIRST_ID``
 (on ``/usr/bin/python3 -I``, for Debian's PyMySQL); the account comes from the
 0600 option file, never from the command line.
 
@@ -18,6 +18,10 @@ import sys
 import time
 
 RETRY_PAUSE_S = 0.05
+DATABASE = "nsc"
+TABLE = f"{DATABASE}.writes"
+INSERT = f"INSERT INTO {TABLE} (id, at) VALUES (%s, %s)"  # noqa: S608 (a constant table name)
+SELECT_IDS = f"SELECT id FROM {TABLE} ORDER BY id"  # noqa: S608 (a constant table name)
 
 
 def connect(host: str, port: int, options: str, timeout_s: float):  # type: ignore[no-untyped-def]
@@ -27,14 +31,14 @@ def connect(host: str, port: int, options: str, timeout_s: float):  # type: igno
                            read_timeout=timeout_s, write_timeout=timeout_s, autocommit=False)
 
 
-def write_once(host: str, port: int, options: str, table: str, row_id: int) -> bool:
+def write_once(host: str, port: int, options: str, row_id: int) -> bool:
     import pymysql
 
     try:
         connection = connect(host, port, options, 1.0)
         try:
             with connection.cursor() as cursor:
-                cursor.execute(f"INSERT INTO {table} (id, at) VALUES (%s, %s)", (row_id, time.time()))
+                cursor.execute(INSERT, (row_id, time.time()))
             connection.commit()
         finally:
             connection.close()
@@ -46,20 +50,20 @@ def write_once(host: str, port: int, options: str, table: str, row_id: int) -> b
 
 
 def main(argv: list[str]) -> int:
-    inode, mode, host, port, options, table, timeout_s, first_id = argv
+    inode, mode, host, port, options, timeout_s, first_id = argv
     if os.stat("/proc/self/ns/net").st_ino != int(inode):
         sys.stderr.write("client refused: not inside the cluster's network namespace\n")
         return 3
     if mode == "count":
         connection = connect(host, int(port), options, float(timeout_s))
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT id FROM {table} ORDER BY id")
+            cursor.execute(SELECT_IDS)
             print(json.dumps({"ids": [row[0] for row in cursor.fetchall()]}))
         connection.close()
         return 0
     end = time.monotonic() + float(timeout_s)
     while time.monotonic() < end:
-        if write_once(host, int(port), options, table, int(first_id)):
+        if write_once(host, int(port), options, int(first_id)):
             print(json.dumps({"t": time.monotonic()}), flush=True)
             return 0
         time.sleep(RETRY_PAUSE_S)
