@@ -115,3 +115,18 @@ class SharedDatabase:
         return self.cluster.client_argv([
             SYSTEM_PYTHON, "-I", str(PACKAGE_DIR / "dbclient.py"), str(inode), mode, address, str(PORT),
             str(self.client_options), str(timeout_s), str(first_id)])
+
+    def write(self, address: str, row_id: int, timeout_s: float = 120) -> float:
+        """Retry one INSERT through ``address`` until it commits; the monotonic time of the commit."""
+        import json
+
+        done = run_cmd(self.writer_argv("write", address, timeout_s, row_id), timeout=timeout_s + 30,
+                       check=False)
+        if done.returncode != 0:
+            raise ClusterError(f"no write through {address} committed: {done.stderr.strip()[-300:]}")
+        return float(json.loads(done.stdout)["t"])
+
+    def ids(self, address: str) -> list[int]:
+        import json
+
+        return list(json.loads(run_cmd(self.writer_argv("count", address, 10), timeout=60).stdout)["ids"])
