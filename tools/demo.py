@@ -1,15 +1,16 @@
 """``make demo``: a three-controller cluster on this machine, a crash, and the failover, measured.
 
-Brings up three Pacemaker/Corosync nodes in namespaces, pushes the
+Brings up three Pacemaker/Corosync nodes in namespaces, prepares the database
+on shared storage (an ext4 loop device standing in for DRBD), pushes the
 configuration as an operator does (``crmtool render site.toml | cibadmin
---replace --scope configuration --xml-pipe``), shows ``crm_mon -1``, crashes the
-node that holds the public VIP, shows how long the VIP took to answer again
-from a survivor and that the crashed node was fenced, lets it reboot and
-rejoin, then removes everything. Every client runs inside the cluster's
-namespaces.
+--replace --scope configuration --xml-pipe``), shows ``crm_mon -1``, writes a row
+through the database VIP, crashes the node that holds the database, shows how
+long until a write through the database VIP commits again, that the row is still
+there and that the crashed node was fenced, lets it reboot and rejoin, then
+removes everything. Every client runs inside the cluster's namespaces.
 
-The database (DRBD, MariaDB) and the API services are not in the demo yet:
-it shows the virtual IPs (our ``vip`` agent), fencing and a Dummy clone.
+Not in the demo yet: DRBD replication (its test double is not wired into the
+cluster) and the API services (no keystone token through the public VIP).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 
 from nscluster import config, health
 from nscluster.cluster import Cluster, ClusterError, ClusterSpec
+from nscluster.database import SharedDatabase
 
 STARTED = time.monotonic()
 
@@ -47,9 +49,13 @@ def preflight() -> list[str]:
     return problems
 
 
-def demo(cluster: Cluster, stack: config.Stack) -> None:
+def demo(cluster: Cluster) -> None:
     step("1. Three controllers, each its own network/mount/uts/ipc/pid namespaces")
     cluster.create()
+    database = SharedDatabase(cluster)
+    database.prepare(via=cluster.any_running_node())
+    say(f"database prepared on {database.device} (shared storage standing in for DRBD)")
+    stack = config.Stack(site_overrides=database.overrides())
 
     step("2. The configuration: crmtool render of the default profile + a site file, pushed with cibadmin")
     say(f"site file: {config.write_site(cluster, stack)}")
@@ -58,29 +64,35 @@ def demo(cluster: Cluster, stack: config.Stack) -> None:
     say("every resource is running")
     show(cluster, status.dc or cluster.any_running_node(), ["crm_mon", "-1", "-r"])
 
-    step("3. A client (in the bridge namespace) reaches the public VIP")
-    address = cluster.spec.vip_address(0)
-    (holder,) = status.where(config.PUBLIC_VIP)
-    say(f"public VIP {address} answers from {cluster.probe(address)} (Pacemaker placed it on {holder})")
+    step("3. Clients (in the bridge namespace) use the VIPs")
+    public, db_vip = cluster.spec.vip_address(0), cluster.spec.vip_address(1)
+    say(f"public VIP {public} answers from {cluster.probe(public)}")
+    database.write(db_vip, row_id=1, timeout_s=30)
+    say(f"row 1 committed through the database VIP {db_vip}")
 
-    step(f"4. Crash {holder}, the node holding the public VIP (power cut: PID 1 killed, link down)")
-    victim, new_holder, crashed_at, seconds = health.crash_and_time(cluster)
-    say(f"public VIP answers again from {new_holder}: {seconds:.1f} s after the crash")
-    health.wait_fenced(cluster, victim, crashed_at)
-    fence = cluster.fenced(victim, since=crashed_at)[0]
-    say(f"{victim} was fenced ({fence.action}) {fence.at - crashed_at:.1f} s after the crash")
+    (holder,) = status.where("mysql")
+    step(f"4. Crash {holder}, the node holding the database (power cut: PID 1 killed, link down)")
+    crashed_at = cluster.crash(holder)
+    committed_at = database.write(db_vip, row_id=2)
+    (new_holder,) = cluster.status().where("mysql")
+    say(f"a write through the database VIP commits again on {new_holder}: "
+        f"{committed_at - crashed_at:.1f} s after the crash")
+    health.wait_fenced(cluster, holder, crashed_at)
+    fence = cluster.fenced(holder, since=crashed_at)[0]
+    say(f"{holder} was fenced ({fence.action}) {fence.at - crashed_at:.1f} s after the crash")
+    say(f"rows in the table: {database.ids(db_vip)} (row 1 survived the crash)")
     show(cluster, new_holder, ["crm_mon", "-1", "-r"])
 
-    step(f"5. {victim} reboots after {cluster.spec.fence_reboot_delay_s:.0f} s and rejoins")
+    step(f"5. {holder} reboots after {cluster.spec.fence_reboot_delay_s:.0f} s and rejoins")
     status = health.wait_healthy(cluster, stack)
-    say(f"all three nodes online again; public VIP stays on {status.where(config.PUBLIC_VIP)[0]} "
+    say(f"all three nodes online again; the database stays on {status.where('mysql')[0]} "
         "(resource-stickiness)")
     show(cluster, new_holder, ["stonith_admin", "--history", "*"])
 
     step("Summary")
-    say(f"failover of the public VIP after a crash of its holder: {seconds:.1f} s "
-        f"(corosync token {cluster.spec.token_ms} ms)")
-    say("not shown yet: the database (DRBD + MariaDB) and the API services under the cluster")
+    say(f"crash of the database holder -> first committed write through the database VIP: "
+        f"{committed_at - crashed_at:.1f} s (corosync token {cluster.spec.token_ms} ms)")
+    say("not shown yet: DRBD replication under the database, the API services (keystone token)")
 
 
 def main() -> int:
@@ -91,7 +103,7 @@ def main() -> int:
         return 1
     cluster = Cluster(ClusterSpec(fence_reboot_delay_s=5.0), progress=say)
     try:
-        demo(cluster, config.Stack())
+        demo(cluster)
     except (ClusterError, OSError) as error:
         print(f"demo failed: {error}", file=sys.stderr)
         return 1
