@@ -7,6 +7,8 @@
 Modes:
   ``write``: retry every 50 ms until one INSERT (id FIRST_ID) commits; print
   ``{"t": <CLOCK_MONOTONIC of the acknowledged commit>}``.
+  ``stream``: for TIMEOUT_S seconds insert ids FIRST_ID, FIRST_ID+1, ... one after
+  the other (each retried until it commits); print each acknowledged id on its line.
   ``count``: print ``{"ids": [...]}``, every id in the table.
 """
 
@@ -62,6 +64,15 @@ def main(argv: list[str]) -> int:
         connection.close()
         return 0
     end = time.monotonic() + float(timeout_s)
+    if mode == "stream":
+        row_id = int(first_id)
+        while time.monotonic() < end:
+            if write_once(host, int(port), options, row_id):
+                print(row_id, flush=True)
+                row_id += 1
+            else:
+                time.sleep(RETRY_PAUSE_S)
+        return 0
     while time.monotonic() < end:
         if write_once(host, int(port), options, int(first_id)):
             print(json.dumps({"t": time.monotonic()}), flush=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,10 @@ VIPS = health.VIPS
 INSTALLED = ("/usr/lib/ocf/resource.d/openstack/vip", config.CRMTOOL)
 
 
-def start_cluster(request: pytest.FixtureRequest, stack: config.Stack, **spec: object) -> Cluster:
+def start_cluster(request: pytest.FixtureRequest, stack: config.Stack | Callable[[Cluster], config.Stack],
+                  **spec: object) -> Cluster:
+    """A running cluster with ``stack`` pushed; ``stack`` may be a function of the created cluster
+    (to prepare storage or files first)."""
     if os.geteuid() != 0:
         pytest.skip("a namespace cluster needs root (network, mount and PID namespaces)")
     missing = [path for path in INSTALLED if not Path(path).exists()]
@@ -39,6 +43,8 @@ def start_cluster(request: pytest.FixtureRequest, stack: config.Stack, **spec: o
     keep = os.environ.get("NSCLUSTER_KEEP_LOGS")
     request.addfinalizer(lambda: cluster.teardown(keep_logs_in=Path(keep) if keep else None))
     cluster.create()
+    if callable(stack):
+        stack = stack(cluster)
     config.push(cluster, stack)
     health.wait_healthy(cluster, stack)
     return cluster
