@@ -71,7 +71,7 @@ bench: deps install
 demo: deps install
 	$(VPY) -m tools.demo
 
-# Failover after crashes of the VIP holder on a real namespace cluster (about 15 minutes).
+# Failover after crashes of the database and VIP holders on a real namespace cluster (~30 minutes).
 bench-cluster: deps install
 	$(VPY) -m nscluster.bench
 
