@@ -118,6 +118,12 @@ class ApiService(Agent):
             self.deep_check()
         return OCF.SUCCESS
 
+    @action("reload-agent", timeout=20)
+    def reload_agent(self) -> OCF:
+        # The reloadable parameters (the deep check's credentials) are read by each monitor anew;
+        # the running service is left alone.
+        return OCF.SUCCESS
+
     # Hooks -----------------------------------------------------------------
 
     def validate(self) -> Iterable[OCFError]:
@@ -670,8 +676,10 @@ def build_params(cls: type[ApiService]) -> tuple[Param, ...]:
               longdesc="An ini-style file, mode 0600, owned by root, with a section (credentials_section) "
                        "holding auth_url, username, password, project_name, user_domain_name and "
                        "project_domain_name. Used by the depth-20 monitor only; it keeps the password "
-                       "out of the CIB and off every command line.", default=""),
-        Param("credentials_section", shortdesc="Section of the credentials file", default="credentials"),
+                       "out of the CIB and off every command line. Reloadable: it shapes only the "
+                       "monitor.", default="", reloadable=True),
+        Param("credentials_section", shortdesc="Section of the credentials file", default="credentials",
+              reloadable=True),
     ]
     params += legacy_params(cls)
     return tuple(params)
