@@ -264,6 +264,9 @@ class Cluster:
         self._closed = threading.Event()
         self._timers: list[threading.Timer] = []
         self._broker: threading.Thread | None = None
+        # Called as listener(event, node) after "power-off" (crash, fence, teardown), "isolate" and
+        # "reconnect": parts with no network of their own (the DRBD double) follow the faults here.
+        self.fault_listeners: list[Callable[[str, str], None]] = []
 
     # lifecycle
 
@@ -424,6 +427,11 @@ class Cluster:
             run_cmd(["ip", "-n", self.spec.bridge_netns, "link", "set", node.bridge_port, "down"],
                     check=False)
         node.pid1 = None
+        self._tell_listeners("power-off", node.name)
+
+    def _tell_listeners(self, event: str, name: str) -> None:
+        for listener in self.fault_listeners:
+            listener(event, name)
 
     def crash(self, name: str) -> float:
         """Power a node off without warning; returns the crash's time.monotonic()."""
@@ -436,10 +444,12 @@ class Cluster:
     def isolate(self, name: str) -> None:
         """Cut a running node off the network (its processes keep running)."""
         self._ip(self.spec.bridge_netns, "link", "set", self.nodes[name].bridge_port, "down")
+        self._tell_listeners("isolate", name)
         self.progress(f"{name} isolated from the network")
 
     def reconnect(self, name: str) -> None:
         self._ip(self.spec.bridge_netns, "link", "set", self.nodes[name].bridge_port, "up")
+        self._tell_listeners("reconnect", name)
         self.progress(f"{name} reconnected")
 
     def stop_node(self, name: str, timeout_s: float = 120) -> None:
