@@ -50,14 +50,28 @@ def version_text(cib: etree._Element) -> str:
 def plan(configuration: etree._Element, cib_file: str | None) -> Plan:
     """Read the live CIB and compute the patch that makes it match ``configuration``."""
     live = pacemaker.query(cib_file)
-    target = merged(live, configuration)
-    validate.validate(target)
+    target = validated_merge(live, configuration)
     patch = None
     if not same_configuration(live, target):
         target.set("epoch", str(int(live.get("epoch", "0")) + 1))
         target.set("num_updates", "0")
         patch = diff(live, target)
     return Plan(cib_file, live, target, patch)
+
+
+def onto(configuration: etree._Element, cib_file: str | None) -> etree._Element:
+    """The live CIB's configuration as ``apply`` would leave it, for ``cibadmin --replace``.
+
+    A replace of the configuration section drops whatever its input lacks, so
+    the input must carry what crmtool does not own: the properties the DC
+    maintains (``dc-version``, ``cluster-infrastructure``, ``cluster-name``,
+    ``last-lrm-refresh``), node entries, operators' constraints and meta.
+    """
+    target = validated_merge(pacemaker.query(cib_file), configuration)
+    section = target.find("configuration")
+    if section is None:
+        raise CrmtoolError("the CIB has no <configuration> section")
+    return section
 
 
 def commit(plan: Plan) -> str:
@@ -154,6 +168,12 @@ def simulated_transition(plan: Plan) -> list[str]:
 
 
 # Merging the description into the live CIB ----------------------------------
+
+
+def validated_merge(live: etree._Element, ours: etree._Element) -> etree._Element:
+    target = merged(live, ours)
+    validate.validate(target)
+    return target
 
 
 def merged(live: etree._Element, ours: etree._Element) -> etree._Element:

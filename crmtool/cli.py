@@ -69,7 +69,14 @@ def cmd_render(ctx: Context) -> int:
     from crmtool import pacemaker, render, validate
 
     configuration = ctx.result().configuration
-    if ctx.args.full:
+    if ctx.args.live or ctx.args.cib:
+        if ctx.args.full:
+            raise CrmtoolError("--full renders a new CIB; --live/--cib render onto the current one",
+                               EXIT_USAGE)
+        from crmtool import apply
+
+        ctx.output(render.to_bytes(apply.onto(configuration, ctx.args.cib)))
+    elif ctx.args.full:
         cib = pacemaker.full_cib(configuration)
         validate.validate(cib)
         ctx.output(render.to_bytes(cib))
@@ -212,10 +219,15 @@ def parser() -> argparse.ArgumentParser:
             cmd.add_argument("site", help="the site description (TOML)")
         if name in ("render", "diff", "pcs", "graph"):
             cmd.add_argument("-o", "--output", help="write to this file instead of stdout")
-        if name in ("diff", "apply"):
+        if name in ("diff", "apply", "render"):
             cmd.add_argument("--cib", help="a CIB file to work on (default: $CIB_file or the live cluster)")
         extra = {
-            "render": [("--full", {"action": "store_true", "help": "a whole CIB from cibadmin --empty"})],
+            "render": [
+                ("--full", {"action": "store_true", "help": "a whole CIB from cibadmin --empty"}),
+                ("--live", {"action": "store_true",
+                            "help": "merged onto the current CIB ($CIB_file, the live cluster or --cib) as "
+                                    "apply would: safe for cibadmin --replace --scope configuration"}),
+            ],
             "simulate": [("--scenario", {"action": "append", "help": "run only this scenario (repeatable)"})],
             "apply": [
                 ("--dry-run", {"action": "store_true", "help": "show the patch and the transition only"}),

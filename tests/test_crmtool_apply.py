@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 from lxml import etree
 
-from crmtool import apply, pipeline
+from crmtool import apply, pipeline, verify
 from crmtool.findings import ConcurrentChange
-from tests.crmtool_cases.support import EXAMPLE, TEMPLATES, example_text, run_cli
+from tests.crmtool_cases.support import EXAMPLE, ROOT, TEMPLATES, example_text, run_cli
 
 
 def cib_file(path) -> str:
@@ -168,3 +169,49 @@ def test_saved_patch_applies_after_a_status_update(tmp_path, capsys) -> None:
     assert code == 0, err
     assert read(cib).xpath("//primitive[@id='public-vip']")
     assert run_cli(["diff", EXAMPLE, "--cib", cib], capsys)[1] == "no changes\n"
+
+
+# Properties the DC writes when it takes over; a replace that drops them leaves crm_mon at
+# "Stack: unknown" until the next election.
+DC_OWNED = {"dc-version": "2.1.5-2.1.5", "cluster-infrastructure": "corosync",
+            "cluster-name": "openstack", "last-lrm-refresh": "1763700000"}
+
+
+def property_value(name: str, cib: str) -> str:
+    done = subprocess.run(["crm_attribute", "--type", "crm_config", "--name", name, "--query", "--quiet"],
+                          env={"CIB_file": cib, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                          capture_output=True, check=False, timeout=60)
+    assert done.returncode == 0, (name, done.stderr)
+    return done.stdout.decode().strip()
+
+
+def test_render_live_piped_into_cibadmin_replace_keeps_what_the_cluster_maintains(tmp_path) -> None:
+    cib = cib_file(tmp_path / "cib.xml")
+    for name, value in DC_OWNED.items():
+        tool("crm_attribute", "--type", "crm_config", "--name", name, "--update", value, cib=cib)
+    # an operator's pcs properties: one crmtool owns (its value wins), one it does not (it stays)
+    tool("pcs", "-f", cib, "property", "set", "stonith-enabled=false", "cluster-recheck-interval=5min",
+         cib=cib)
+    env = {"CIB_file": cib, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    render = subprocess.Popen([sys.executable, "-m", "crmtool", "--templates", TEMPLATES, "render", EXAMPLE,
+                               "--live"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    replace = subprocess.run(["cibadmin", "--replace", "--scope", "configuration", "--xml-pipe"],
+                             stdin=render.stdout, env=env, capture_output=True, check=False, timeout=120)
+    assert render.stdout is not None and render.stderr is not None
+    render.stdout.close()
+    rendered_err = render.stderr.read().decode()
+    render.stderr.close()
+    assert render.wait(timeout=120) == 0, rendered_err
+    assert replace.returncode == 0, replace.stderr
+    for name, value in DC_OWNED.items():
+        assert property_value(name, cib) == value, name
+    assert property_value("stonith-enabled", cib) == "true"
+    assert property_value("no-quorum-policy", cib) == "stop"
+    assert property_value("cluster-recheck-interval", cib) == "5min"
+    assert len(read(cib).findall("configuration/resources/*")) >= 5
+    assert verify.verify(read(cib).find("configuration")) == []
+
+
+def test_render_live_refuses_full(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run_cli(["render", EXAMPLE, "--live", "--full"], capsys)
+    assert code == 64, err
