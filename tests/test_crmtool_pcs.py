@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 
@@ -9,7 +10,7 @@ import pytest
 from lxml import etree
 
 from crmtool import pipeline
-from tests.crmtool_cases.support import EXAMPLE, TEMPLATES, example_text, run_cli
+from tests.crmtool_cases.support import EXAMPLE, SITES, TEMPLATES, example_text, run_cli
 
 UNITS = {"ms": 1, "s": 1000, "m": 60000, "min": 60000, "h": 3600000, "": 1000}
 
@@ -51,11 +52,18 @@ def semantic(conf) -> dict[str, object]:
     }
 
 
-def test_pcs_script_replays_to_the_rendered_configuration(tmp_path, capsys) -> None:
+SITES_REPLAYED = [EXAMPLE, os.path.join(SITES, "3ctl-haproxy.toml")]
+PCS_SCHEMAS = "/usr/share/pcs/data"
+
+
+@pytest.mark.parametrize("site", SITES_REPLAYED, ids=["default", "haproxy"])
+def test_pcs_script_replays_to_the_rendered_configuration(site: str, tmp_path, capsys) -> None:
+    """Without --force: pcs validates every agent's meta-data and parameters, ours included."""
     script = tmp_path / "pcs.sh"
-    code, _out, err = run_cli(["pcs", EXAMPLE, "--force", "-o", str(script)], capsys)
+    code, _out, err = run_cli(["pcs", site, "-o", str(script)], capsys)
     assert code == 0, err
     text = script.read_text()
+    assert "--force" not in text
     assert text.count("pcs -f \"$CIB\" ") >= 20
     cib = tmp_path / "cib.xml"
     cib.write_bytes(subprocess.run(["cibadmin", "--empty"], capture_output=True, check=True).stdout)
@@ -63,7 +71,7 @@ def test_pcs_script_replays_to_the_rendered_configuration(tmp_path, capsys) -> N
                           capture_output=True, check=False, timeout=240)
     assert done.returncode == 0, done.stderr.decode()
     replayed = etree.parse(str(cib)).getroot().find("configuration")
-    rendered = pipeline.from_file(EXAMPLE, TEMPLATES, "openstack").configuration
+    rendered = pipeline.from_file(site, TEMPLATES, "openstack").configuration
     ours, theirs = semantic(rendered), semantic(replayed)
     for key in ours:
         assert theirs[key] == ours[key], key
@@ -79,3 +87,23 @@ def test_pcs_script_quotes_values(tmp_path, capsys: pytest.CaptureFixture[str]) 
     code, out, err = run_cli(["pcs", str(site)], capsys)
     assert code == 0, err
     assert "'cmdline_options=-f /etc/h.cfg; rm -rf /'" in out
+
+
+def our_rendered_agents() -> list[str]:
+    types = {prim.get("type") for site in SITES_REPLAYED
+             for prim in pipeline.from_file(site, TEMPLATES, "openstack").configuration.iter("primitive")
+             if prim.get("class") == "ocf" and prim.get("provider") == "openstack"}
+    return sorted(types)
+
+
+@pytest.mark.parametrize("agent", our_rendered_agents())
+def test_installed_meta_data_passes_pcs_schema(agent: str) -> None:
+    """What pcs checks before it accepts a resource without --force (installed agents: make install)."""
+    done = subprocess.run(["crm_resource", "--show-metadata", f"ocf:openstack:{agent}"],
+                          capture_output=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    meta = etree.fromstring(done.stdout)
+    version = meta.findtext("version")
+    assert version in ("1.0", "1.1"), version
+    schema = etree.RelaxNG(etree.parse(os.path.join(PCS_SCHEMAS, f"ocf-{version}.rng")))
+    assert schema.validate(meta), schema.error_log
