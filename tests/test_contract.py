@@ -111,6 +111,25 @@ def test_launcher_runs_debians_interpreter_without_site(name):
         assert handle.readline().strip() == "#!/usr/bin/python3 -IS"
 
 
+HEAVY_MODULES = ("lxml", "typing", "collections", "enum", "subprocess", "logging", "dataclasses", "psutil",
+                 "pymysql", "pika", "json", "socket")
+
+
+def imported_modules(argv: list[str]) -> set[str]:
+    done = subprocess.run(["/usr/bin/python3", "-IS", "-X", "importtime", *argv], env={},
+                          capture_output=True, text=True, check=False)
+    lines = [line.split("|")[-1].strip() for line in done.stderr.splitlines()
+             if line.startswith("import time:")]
+    return set(lines[1:])  # the first line is the header
+
+
+@pytest.mark.parametrize("name", AGENTS)
+def test_installed_meta_data_imports_nothing_heavy(name):
+    modules = imported_modules([installed(name), "meta-data"])
+    assert "agents.ocf.launch" in modules
+    assert not {m for m in modules if m.split(".")[0] in HEAVY_MODULES}
+
+
 def test_readme_parameter_tables_are_current():
     done = subprocess.run(["/usr/bin/python3", "-m", "tools.docs", "--check", "README.md"], cwd=REPO,
                           capture_output=True, text=True, check=False)

@@ -21,7 +21,6 @@ DEFAULT_PROVIDER = "openstack"
 AGENT_LAUNCHER = """#!/usr/bin/python3 -IS
 # {name}: OCF resource agent, provider {provider}; code in {lib}
 import sys
-from collections.abc import Callable
 sys.path.insert(0, {lib!r})
 sys.path.append({site!r})
 from agents.ocf.launch import run
@@ -30,7 +29,6 @@ run({name!r}, {module!r}, {cache!r})
 
 CRMTOOL_LAUNCHER = """#!/usr/bin/python3 -I
 import sys
-from collections.abc import Callable
 sys.path.insert(0, {lib!r})
 from crmtool.cli import main
 main(templates_dir={templates!r}, provider={provider!r})
