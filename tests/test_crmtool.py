@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import subprocess
+import sys
 
 import pytest
 from lxml import etree
@@ -180,6 +181,45 @@ def test_main_honours_templates_dir_and_provider(tmp_path, capsys: pytest.Captur
     err = capsys.readouterr().err
     assert stopped.value.code == 65
     assert "CRM110 missing-required-parameter primitive.v.params" in err
+
+
+def test_profiles_installed_under_another_provider_keep_parameter_checks(
+        tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """tools/install.py --provider acme rewrites the profiles to ocf:acme:*; crmtool follows."""
+    from crmtool import cli
+
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    installer = [sys.executable, os.path.join(ROOT, "tools", "install.py"), "install"]
+    subprocess.run([*installer, "--destdir", str(dest), "--provider", "acme"], check=True,
+                   capture_output=True, timeout=300)
+    templates = str(dest / "usr/share/openstack-ha/cib-templates")
+    with open(os.path.join(templates, "openstack-3ctl.toml"), encoding="utf-8") as handle:
+        assert "ocf:acme:mysql" in handle.read()
+
+    def run(*argv: str) -> tuple[object, str, str]:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(list(argv), templates_dir=templates, provider="acme")
+        out, err = capsys.readouterr()
+        return stopped.value.code, out, err
+
+    site = tmp_path / "site.toml"
+    site.write_text(example_text())
+    code, out, err = run("render", str(site))
+    assert code == 0, err
+    conf = etree.fromstring(out.encode())
+    assert conf.xpath("resources//primitive[@id='mysql']/@provider") == ["acme"]
+    assert not conf.xpath("resources//primitive[@provider='openstack']")
+    site.write_text(example_text() + '\n[primitive.mysql.params]\ncredentails = "/etc/x"\n'
+                    + '[primitive.keystone.params]\nport = "not-a-port"\n')
+    code, _out, err = run("check", str(site))
+    assert code == 65, err
+    assert "CRM109 unknown-parameter primitive.mysql.params.credentails: ocf:acme:mysql" in err
+    assert "CRM111 invalid-parameter-value primitive.keystone.params.port" in err
+    assert "CRM113" not in err
+    code, out, _err = run("agents")
+    assert "ocf:acme:mysql" in out and "ocf:openstack:" not in out
 
 
 def test_docs_list_every_report_code() -> None:
