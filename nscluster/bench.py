@@ -1,15 +1,26 @@
-"""``make bench-cluster``: failover time after crashing the VIP holder, on a real namespace cluster.
+"""``make bench-cluster``: failover after crashing the database or VIP holder, on a real namespace cluster.
 
 For each corosync timing (``token: 1000`` with the default coefficient, the
 project's "default timing"; ``token: 500``, ``token_coefficient: 0``; optionally
-corosync 3.1's built-in ``token: 3000``) and
-each VIP agent (ours, resource-agents' IPaddr2), one cluster: crash the node
-holding ``public-vip`` N times and measure from the crash until a TCP connect
-to the VIP (from the bridge namespace) is answered by a survivor. Fencing is
-on; a fenced node boots again only after a delay, so that its return does not
-disturb the failover being measured.
+corosync 3.1's built-in ``token: 3000``) and each series, one cluster, crashed
+N times:
 
-    python -m nscluster.bench [--crashes 10] [--agents vip,IPaddr2] [--timings default,fast,builtin]
+- ``db``: the profile's database (three DRBD replicas on the test double,
+  ``ocf:openstack:drbd`` promotable clone, ``ocf:heartbeat:Filesystem``, our
+  ``mysql``, our ``vip``); crash the database holder and measure until an
+  INSERT through the database VIP commits;
+- ``db-shell``: the reference, the same DRBD clone and Filesystem with
+  resource-agents' shell agents for the rest (``ocf:heartbeat:mysql``,
+  ``ocf:heartbeat:IPaddr2``), measured the same way;
+- ``vip`` / ``IPaddr2``: crash the node holding ``public-vip`` and measure until
+  a TCP connect to it is answered by a survivor.
+
+Clients run in the bridge namespace only. Fencing is on; a fenced node boots
+again only after a delay, so that its return does not disturb the failover
+being measured.
+
+    python -m nscluster.bench [--crashes 10] [--agents db,db-shell,vip,IPaddr2]
+                              [--timings default,fast,builtin]
 """
 
 from __future__ import annotations
@@ -22,13 +33,12 @@ import time
 from collections.abc import Sequence
 
 from nscluster import config, health
-from nscluster.cluster import Cluster, ClusterSpec
-from nscluster.database import SharedDatabase
+from nscluster import database as db_stack
+from nscluster.cluster import Cluster, ClusterError, ClusterSpec
 
-AGENTS = {"vip": config.OUR_VIP, "IPaddr2": config.IPADDR2}
-# "db": the database group (Filesystem on shared storage, our mysql, db-vip); the time measured is
-# from the crash of the database holder until an INSERT through the database VIP commits.
-DATABASE_SERIES = "db"
+# Series: the VIP agent of both VIPs, and for the database series the mysql agent of the db group.
+AGENTS = {"vip": config.OUR_VIP, "IPaddr2": config.IPADDR2, "db": config.OUR_VIP, "db-shell": config.IPADDR2}
+DATABASE_SERIES = {"db": db_stack.OUR_MYSQL, "db-shell": db_stack.SHELL_MYSQL}
 TIMINGS: dict[str, tuple[int | None, int | None]] = {
     "builtin": (None, None),
     "default": (1000, None),
@@ -37,6 +47,12 @@ TIMINGS: dict[str, tuple[int | None, int | None]] = {
 TIMING_LABELS = {"builtin": "corosync 3.1 built-in (token 3000 + 650)",
                  "default": "token 1000 (+ coefficient 650)",
                  "fast": "token 500, token_coefficient 0"}
+SERIES_LABELS = {
+    "db": "`db`, ours: drbd → Filesystem → openstack:mysql → openstack:vip, first committed write",
+    "db-shell": "`db-shell`, reference: drbd → Filesystem → heartbeat:mysql → IPaddr2, first committed write",
+    "vip": "`ocf:openstack:vip` answers",
+    "IPaddr2": "`ocf:heartbeat:IPaddr2` answers",
+}
 REBOOT_DELAY_S = 10.0
 
 
@@ -48,7 +64,7 @@ class Series:
     fences: list[float] = dataclasses.field(default_factory=list)
 
     def row(self) -> list[str]:
-        return [self.agent, TIMING_LABELS[self.timing], str(len(self.failovers)),
+        return [SERIES_LABELS[self.agent], TIMING_LABELS[self.timing], str(len(self.failovers)),
                 f"{statistics.median(self.failovers):.2f}", f"{max(self.failovers):.2f}",
                 f"{min(self.failovers):.2f}", f"{statistics.median(self.fences):.2f}"]
 
@@ -67,34 +83,46 @@ def progress_printer(prefix: str) -> tuple[float, object]:
 
 def measure(agent: str, timing: str, crashes: int, verbose: bool) -> Series:
     token, coefficient = TIMINGS[timing]
-    spec = ClusterSpec(token_ms=token, token_coefficient_ms=coefficient, fence_reboot_delay_s=REBOOT_DELAY_S)
+    mysql_agent = DATABASE_SERIES.get(agent)
+    extra = db_stack.spec_fields() if mysql_agent else {}
+    spec = ClusterSpec(token_ms=token, token_coefficient_ms=coefficient, fence_reboot_delay_s=REBOOT_DELAY_S,
+                       **extra)  # type: ignore[arg-type]
     series = Series(agent, timing)
     _started, progress = progress_printer(f"{agent}/{timing}")
     with Cluster(spec, progress=progress if verbose else None) as cluster:  # type: ignore[arg-type]
-        database = SharedDatabase(cluster) if agent == DATABASE_SERIES else None
+        database = db_stack.Database(cluster) if mysql_agent else None
         if database is not None:
             database.prepare(via=cluster.any_running_node())
-        stack = config.Stack(vip_agent=AGENTS.get(agent, config.OUR_VIP), dummy_clone=False,
-                             site_overrides=database.overrides() if database else {})
+        overrides = database.overrides(mysql_agent) if database and mysql_agent else {}
+        stack = config.Stack(vip_agent=AGENTS[agent], dummy_clone=False, site_overrides=overrides)
         config.push(cluster, stack)
         health.wait_healthy(cluster, stack)
         for number in range(1, crashes + 1):
-            time.sleep(2.0)  # let the cluster settle after the previous round
-            if database is None:
-                victim, new_holder, crashed_at, seconds = health.crash_and_time(cluster)
-            else:
-                victim, new_holder, crashed_at, seconds = crash_database_holder(cluster, database, number)
-            health.wait_fenced(cluster, victim, crashed_at)
-            fenced_after = cluster.fenced(victim, since=crashed_at)[0].at - crashed_at
-            series.failovers.append(seconds)
-            series.fences.append(fenced_after)
-            print(f"  {agent}/{timing} crash {number}/{crashes}: {victim} -> {new_holder}: answered after "
-                  f"{seconds:.2f} s (fenced after {fenced_after:.2f} s)", flush=True)
-            health.wait_healthy(cluster, stack)
+            try:
+                crash_once(cluster, database, series, number, crashes)
+                health.wait_healthy(cluster, stack)
+            except ClusterError as error:  # keep what was measured; the report says how many
+                print(f"  {agent}/{timing} crash {number}/{crashes} failed, series ends: {error}", flush=True)
+                break
     return series
 
 
-def crash_database_holder(cluster: Cluster, database: SharedDatabase,
+def crash_once(cluster: Cluster, database: db_stack.Database | None, series: Series, number: int,
+               crashes: int) -> None:
+    time.sleep(2.0)  # let the cluster settle after the previous round
+    if database is None:
+        victim, new_holder, crashed_at, seconds = health.crash_and_time(cluster)
+    else:
+        victim, new_holder, crashed_at, seconds = crash_database_holder(cluster, database, number)
+    health.wait_fenced(cluster, victim, crashed_at)
+    fenced_after = cluster.fenced(victim, since=crashed_at)[0].at - crashed_at
+    series.failovers.append(seconds)
+    series.fences.append(fenced_after)
+    print(f"  {series.agent}/{series.timing} crash {number}/{crashes}: {victim} -> {new_holder}: "
+          f"answered after {seconds:.2f} s (fenced after {fenced_after:.2f} s)", flush=True)
+
+
+def crash_database_holder(cluster: Cluster, database: db_stack.Database,
                           number: int) -> tuple[str, str, float, float]:
     (holder,) = cluster.status().where("mysql")
     crashed_at = cluster.crash(holder)
@@ -112,17 +140,24 @@ def table(rows: Sequence[Series]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nscluster.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--crashes", type=int, default=10)
-    parser.add_argument("--agents", default="db,vip,IPaddr2",
-                        help="db: first write through the database VIP; vip/IPaddr2: the public VIP answers")
+    parser.add_argument("--agents", default="db,db-shell,vip,IPaddr2",
+                        help="db (ours) / db-shell (resource-agents' mysql + IPaddr2): first write through "
+                             "the database VIP after a crash of its holder; vip/IPaddr2: the public VIP "
+                             "answers")
     parser.add_argument("--timings", default="default,fast")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     results = []
     for timing in args.timings.split(","):
         for agent in args.agents.split(","):
-            print(f"== {agent}, {TIMING_LABELS[timing]}: {args.crashes} crashes of the VIP holder",
-                  flush=True)
-            results.append(measure(agent, timing, args.crashes, args.verbose))
+            print(f"== {SERIES_LABELS[agent]}, {TIMING_LABELS[timing]}: {args.crashes} crashes", flush=True)
+            try:
+                series = measure(agent, timing, args.crashes, args.verbose)
+            except ClusterError as error:
+                print(f"  {agent}/{timing} failed: {error}", flush=True)
+                continue
+            if series.failovers:
+                results.append(series)
     print("\n### Failover after a crash (db: of the database holder, until an INSERT through db-vip "
           "commits; vip/IPaddr2: of the public VIP holder, until a TCP connect to it is accepted)\n")
     print(table(results))

@@ -97,7 +97,8 @@ class Database:
         done = subprocess.run([str(DRBD_BIN / "drbd-double"), "-c", str(self.drbd_conf), *args], env=env,
                               capture_output=True, text=True, timeout=60, check=False)
         if check and done.returncode != 0:
-            raise ClusterError(f"drbd-double {' '.join(args)} exited {done.returncode}: {done.stderr.strip()}")
+            raise ClusterError(f"drbd-double {' '.join(args)} exited {done.returncode}: "
+                               f"{done.stderr.strip()}")
         return done
 
     def follow_fault(self, event: str, node: str) -> None:
@@ -117,20 +118,24 @@ class Database:
     def _check_spec(self) -> None:
         spec = self.cluster.spec
         if DRBD_CONF_DIR not in spec.private_dirs or dict(spec.agent_env).get("PATH") != AGENT_PATH:
-            raise ClusterError("a cluster running the database needs ClusterSpec(**database.spec_fields(...))")
+            raise ClusterError("a cluster running the database needs "
+                               "ClusterSpec(**database.spec_fields(...))")
 
     def prepare(self, via: str) -> None:
-        from tests.drbd_double.fixture import _free_minor_base, write_config
+        import importlib
 
+        # Test code (not type-checked with the harness): the double's own configuration writer.
+        fixture = importlib.import_module("tests.drbd_double.fixture")
         self._check_spec()
         names = self.cluster.spec.node_names
         directory = drbd_dir(self.cluster.spec.state_dir)
         directory.mkdir()
         image = directory / "initial.img"
         self._build_image(image, via)
-        self.minor_base = _free_minor_base(len(names))
-        write_config(str(self.drbd_conf), DRBD_RESOURCE, names, {n: str(directory / f"{n}.disk") for n in names},
-                     self.minor_base, DRBD_PORT_BASE, quorum=len(names) >= 3)
+        self.minor_base = fixture._free_minor_base(len(names))
+        disks = {name: str(directory / f"{name}.disk") for name in names}
+        fixture.write_config(str(self.drbd_conf), DRBD_RESOURCE, names, disks, self.minor_base,
+                             DRBD_PORT_BASE, quorum=len(names) >= 3)
         self.cluster.fault_listeners.append(self.follow_fault)
         self.drbd_double("init", DRBD_RESOURCE, str(image))
         image.unlink()
@@ -196,8 +201,9 @@ class Database:
     def overrides(self, mysql_agent: str = OUR_MYSQL) -> dict[str, dict[str, object]]:
         """Site tables enabling the profile's DRBD clone and ``db`` group; ``mysql_agent``:
         ours or resource-agents' ``ocf:heartbeat:mysql`` (the reference stack)."""
-        server = {"config": str(self.config), "datadir": DATADIR, "socket": f"{RUNDIR}/mysqld.sock",
-                  "pid": f"{RUNDIR}/mysqld.pid", "log": f"{RUNDIR}/error.log", "user": "mysql"}
+        server: dict[str, object] = {
+            "config": str(self.config), "datadir": DATADIR, "socket": f"{RUNDIR}/mysqld.sock",
+            "pid": f"{RUNDIR}/mysqld.pid", "log": f"{RUNDIR}/error.log", "user": "mysql"}
         if mysql_agent == OUR_MYSQL:
             server |= {"port": PORT, "device": NODE_DEVICE}
         else:

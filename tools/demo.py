@@ -1,16 +1,18 @@
 """``make demo``: a three-controller cluster on this machine, a crash, and the failover, measured.
 
 Brings up three Pacemaker/Corosync nodes in namespaces, prepares the database
-on shared storage (an ext4 loop device standing in for DRBD), pushes the
-configuration as an operator does (``crmtool render site.toml | cibadmin
---replace --scope configuration --xml-pipe``), shows ``crm_mon -1``, writes a row
-through the database VIP, crashes the node that holds the database, shows how
-long until a write through the database VIP commits again, that the row is still
-there and that the crashed node was fenced, lets it reboot and rejoin, then
-removes everything. Every client runs inside the cluster's namespaces.
+on three DRBD replicas (the DRBD 9 test double: the kernel module cannot load
+here), pushes the configuration as an operator does (``crmtool render site.toml
+| cibadmin --replace --scope configuration --xml-pipe``: the profile's promotable
+``drbd`` clone, Filesystem on the Primary, ``mysql``, the VIPs), shows
+``crm_mon -1``, writes a row through the database VIP, crashes the node that
+holds the DRBD Primary and the database, shows how long until a write through
+the database VIP commits again on the newly promoted replica, that the row is
+still there and that the crashed node was fenced, lets it reboot, rejoin and
+resync as a Secondary, then removes everything. Every client runs inside the
+cluster's namespaces.
 
-Not in the demo yet: DRBD replication (its test double is not wired into the
-cluster) and the API services (no keystone token through the public VIP).
+Not in the demo yet: the API services (no keystone token through the public VIP).
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ import os
 import sys
 import time
 
-from nscluster import config, health
+from nscluster import config, database, health
 from nscluster.cluster import Cluster, ClusterError, ClusterSpec
-from nscluster.database import SharedDatabase
 
 STARTED = time.monotonic()
 
@@ -43,7 +44,8 @@ def preflight() -> list[str]:
     problems = []
     if os.geteuid() != 0:
         problems.append("run as root (network, mount and PID namespaces)")
-    for path in ("/usr/lib/ocf/resource.d/openstack/vip", config.CRMTOOL):
+    agents = [f"/usr/lib/ocf/resource.d/openstack/{name}" for name in ("vip", "drbd", "mysql")]
+    for path in (*agents, config.CRMTOOL):
         if not os.path.exists(path):
             problems.append(f"{path} is missing: run `make install`")
     return problems
@@ -52,47 +54,51 @@ def preflight() -> list[str]:
 def demo(cluster: Cluster) -> None:
     step("1. Three controllers, each its own network/mount/uts/ipc/pid namespaces")
     cluster.create()
-    database = SharedDatabase(cluster)
-    database.prepare(via=cluster.any_running_node())
-    say(f"database prepared on {database.device} (shared storage standing in for DRBD)")
-    stack = config.Stack(site_overrides=database.overrides())
+    db = database.Database(cluster)
+    db.prepare(via=cluster.any_running_node())
+    say(f"DRBD resource {database.DRBD_RESOURCE}: three UpToDate replicas (DRBD 9 test double, "
+        f"{db.drbd_conf}) holding a MariaDB datadir")
+    stack = config.Stack(site_overrides=db.overrides())
 
     step("2. The configuration: crmtool render of the default profile + a site file, pushed with cibadmin")
     say(f"site file: {config.write_site(cluster, stack)}")
     config.push(cluster, stack)
     status = health.wait_healthy(cluster, stack)
     say("every resource is running")
+    say(f"DRBD roles: {db.drbd_roles()}")
     show(cluster, status.dc or cluster.any_running_node(), ["crm_mon", "-1", "-r"])
 
     step("3. Clients (in the bridge namespace) use the VIPs")
     public, db_vip = cluster.spec.vip_address(0), cluster.spec.vip_address(1)
     say(f"public VIP {public} answers from {cluster.probe(public)}")
-    database.write(db_vip, row_id=1, timeout_s=30)
+    db.write(db_vip, row_id=1, timeout_s=30)
     say(f"row 1 committed through the database VIP {db_vip}")
 
     (holder,) = status.where("mysql")
-    step(f"4. Crash {holder}, the node holding the database (power cut: PID 1 killed, link down)")
+    step(f"4. Crash {holder}, the DRBD Primary holding the database (power cut: PID 1 killed, link down)")
     crashed_at = cluster.crash(holder)
-    committed_at = database.write(db_vip, row_id=2)
+    committed_at = db.write(db_vip, row_id=2)
     (new_holder,) = cluster.status().where("mysql")
     say(f"a write through the database VIP commits again on {new_holder}: "
         f"{committed_at - crashed_at:.1f} s after the crash")
+    say(f"DRBD roles: {db.drbd_roles()}")
     health.wait_fenced(cluster, holder, crashed_at)
     fence = cluster.fenced(holder, since=crashed_at)[0]
     say(f"{holder} was fenced ({fence.action}) {fence.at - crashed_at:.1f} s after the crash")
-    say(f"rows in the table: {database.ids(db_vip)} (row 1 survived the crash)")
+    say(f"rows in the table: {db.ids(db_vip)} (row 1 survived the crash)")
     show(cluster, new_holder, ["crm_mon", "-1", "-r"])
 
     step(f"5. {holder} reboots after {cluster.spec.fence_reboot_delay_s:.0f} s and rejoins")
     status = health.wait_healthy(cluster, stack)
     say(f"all three nodes online again; the database stays on {status.where('mysql')[0]} "
         "(resource-stickiness)")
+    say(f"DRBD roles: {db.drbd_roles()} ({holder} resynced from the new Primary)")
     show(cluster, new_holder, ["stonith_admin", "--history", "*"])
 
     step("Summary")
     say(f"crash of the database holder -> first committed write through the database VIP: "
         f"{committed_at - crashed_at:.1f} s (corosync token {cluster.spec.token_ms} ms)")
-    say("not shown yet: DRBD replication under the database, the API services (keystone token)")
+    say("not shown yet: the API services (keystone token through the public VIP)")
 
 
 def main() -> int:
@@ -101,7 +107,8 @@ def main() -> int:
         for problem in problems:
             print(f"demo: {problem}", file=sys.stderr)
         return 1
-    cluster = Cluster(ClusterSpec(fence_reboot_delay_s=5.0), progress=say)
+    cluster = Cluster(ClusterSpec(fence_reboot_delay_s=5.0, **database.spec_fields()),  # type: ignore[arg-type]
+                      progress=say)
     try:
         demo(cluster)
     except (ClusterError, OSError) as error:
