@@ -23,6 +23,8 @@ SECRET_NAME = re.compile(r"(^|[_-])(pass|passwd|password|secret|token|api_key|pr
 SECRET_REFERENCE = re.compile(r"_(script|file|path|cmd)\Z", re.IGNORECASE)
 FALSE_WORDS = ("false", "no", "0", "off", "n")
 MIN_NODES = 3
+# Written by the DC (cluster-name: copied from corosync.conf); apply and render --live keep the live values.
+CLUSTER_OWNED = ("dc-version", "cluster-infrastructure", "cluster-name", "last-lrm-refresh")
 
 
 def check(desc: Description, provider: str) -> list[Finding]:
@@ -243,6 +245,14 @@ def _too_few_nodes(desc: Description, provider: str) -> Iterator[Finding]:
                       f"{len(desc.nodes)} node(s): quorum needs at least {MIN_NODES}")
 
 
+def _cluster_owned(desc: Description, provider: str) -> Iterator[Finding]:
+    for name in CLUSTER_OWNED:
+        if name in desc.properties:
+            path = desc.paths.get(f"properties.{name}", "cluster.properties")
+            yield Finding("cluster-owned-property", path,
+                          f"{name} is maintained by the cluster itself: remove it from the description")
+
+
 def _secrets(desc: Description, provider: str) -> Iterator[Finding]:
     for primitive in desc.primitives:
         for name, value in primitive.params.items():
@@ -309,5 +319,5 @@ def _check_params(primitive: Primitive, params: tuple[object, ...]) -> Iterator[
 RULES: tuple[Rule, ...] = (
     _dangling, _invalid_ids, _collisions, _colocation_direction, _promote_without_role_colocation,
     _order_cycles, _non_interleaved, _role_monitor_intervals, _reused, _roles, _mandatory_into_clone,
-    _fencing, _too_few_nodes, _secrets, _agent_params,
+    _fencing, _too_few_nodes, _cluster_owned, _secrets, _agent_params,
 )

@@ -55,6 +55,8 @@ _DECLARED = (
     Code("CRM118", "fencing-disabled", WARNING, "stonith-enabled is false: a lost node's resources "
          "cannot be recovered safely"),
     Code("CRM119", "too-few-nodes", ERROR, "fewer than three nodes: no quorum survives a failure"),
+    Code("CRM120", "cluster-owned-property", ERROR, "a property the cluster maintains itself (dc-version, "
+         "cluster-infrastructure, cluster-name, last-lrm-refresh): crmtool would overwrite the DC's value"),
 )
 
 CODES: dict[str, Code] = {c.code: c for c in _DECLARED}
