@@ -649,6 +649,11 @@ class Cluster:
         yield from sorted(self.nodes[node].directory.glob("**/*.log"))
 
 
+# OCF 1.1's degraded results (190, 191): the resource runs, with a warning. crm_mon lists them among
+# failed actions, but they are no failure to clear (clearing re-probes, which reports them again).
+DEGRADED_EXIT_CODES = ("190", "191")
+
+
 def parse_crm_mon(xml_text: str) -> ClusterStatus:
     root = ET.fromstring(xml_text)  # noqa: S314 (crm_mon's own output)
     dc_element = root.find("summary/current_dc")
@@ -666,7 +671,7 @@ def parse_crm_mon(xml_text: str) -> ClusterStatus:
     failures = tuple(
         Failure(resource=(f.get("op_key") or "").rsplit("_", 2)[0], task=f.get("task", ""),
                 node=f.get("node", ""), reason=f.get("exitreason") or f.get("exitstatus") or "")
-        for f in root.iterfind("failures/failure"))
+        for f in root.iterfind("failures/failure") if f.get("exitcode") not in DEGRADED_EXIT_CODES)
     return ClusterStatus(dc=dc, online=online, has_quorum=has_quorum, resources=resources,
                          failures=failures)
 
