@@ -84,6 +84,8 @@ class Installer:
         return profile.replace(f"ocf:{DEFAULT_PROVIDER}:".encode(), f"ocf:{self.provider}:".encode())
 
     def install(self) -> None:
+        if self.destdir:
+            os.makedirs(self.destdir, exist_ok=True)
         previous_files, previous_dirs = self.read_manifest()
         self.created_dirs.extend(d for d in previous_dirs if os.path.isdir(self.real(d)))
         for package in PACKAGES:
