@@ -1,0 +1,254 @@
+"""keystone in the namespace cluster: the profile's interleaved clone on every node, for real.
+
+Each node has its own ``/etc/keystone`` and ``/var/log/keystone`` (``PRIVATE_DIRS``, to pass to
+``ClusterSpec``); keystone reaches its database through the database VIP, the profile's
+``public-vip`` runs only where keystone runs. ``KeystoneInCluster.prepare`` (once per cluster,
+with the database group running) creates the keystone database and account through the MariaDB
+socket of the node that runs ``mysql``, writes every node's configuration, runs ``db_sync``,
+``fernet_setup``, ``credential_setup`` and ``bootstrap`` once, then copies the same key
+repositories to every node. Passwords reach SQL on stdin and keystone in
+``OS_BOOTSTRAP_PASSWORD``, never a command line; the admin's credentials live in a 0600 file
+under the state directory, read by the deep check and by the clients.
+
+Clients (``nscluster/tokenclient.py``) run only in the bridge namespace. For benchmarks:
+``start_waiting_token``/``finish_waiting_token`` and ``seconds_to_token_after_crash``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from nscluster import config, health
+from nscluster.cluster import PACKAGE_DIR, SYSTEM_PYTHON, Cluster, ClusterError, netns_inode
+
+CONFIG_DIR = "/etc/keystone"
+LOG_DIR = "/var/log/keystone"
+PRIVATE_DIRS = ("/root", CONFIG_DIR, LOG_DIR)
+CONFIG = f"{CONFIG_DIR}/keystone.conf"
+KEY_REPOSITORIES = ("fernet-keys", "credential-keys")
+PORT = 15000
+USER = "keystone"
+DATABASE = "keystone"
+RESOURCE = "keystone"
+CLONE = "keystone-clone"
+# Fast enough to see faults within seconds: depth 0 every 5 s, the version document every 6 s
+# with a tight budget (a hung keystone fails by this monitor's timeout), a token every 60 s.
+# pacemaker-execd runs one operation of a resource at a time: a monitor waiting on a hung service
+# holds back the others, so no monitor gets a long budget (the token check needs under 1 s).
+MONITORS = (
+    {"name": "monitor", "interval": "5s", "timeout": "10s"},
+    {"name": "monitor", "interval": "6s", "timeout": "8s", "depth": 10},
+    {"name": "monitor", "interval": "60s", "timeout": "10s", "depth": 20},
+)
+# The profile entries that tie keystone to the database and the public VIP to keystone.
+PROFILE_LINKS = ("order.keystone-after-db", "colocation.public-vip-with-api", "order.public-vip-after-api")
+
+
+@dataclasses.dataclass
+class KeystoneInCluster:
+    """keystone for one cluster; ``database`` is the cluster database (``nscluster.database``)."""
+
+    cluster: Cluster
+    db_port: int
+    workers: int = 2
+    admin_password: str = dataclasses.field(default_factory=lambda: "adm-" + secrets.token_hex(12))
+    db_password: str = dataclasses.field(default_factory=lambda: "ks-" + secrets.token_hex(12))
+
+    @property
+    def public_address(self) -> str:
+        return self.cluster.spec.vip_address(health.VIPS.index(config.PUBLIC_VIP))
+
+    @property
+    def database_address(self) -> str:
+        return self.cluster.spec.vip_address(health.VIPS.index(config.DATABASE_VIP))
+
+    @property
+    def credentials(self) -> Path:
+        """The admin's credentials (root-only): the deep check's and the clients'."""
+        return self.cluster.spec.state_dir / "keystone-admin.conf"
+
+    @property
+    def passwords(self) -> tuple[str, str]:
+        return self.admin_password, self.db_password
+
+    # preparation ----------------------------------------------------------
+
+    def prepare(self, mysql_socket: str) -> None:
+        """Database, configs, schema, keys and the admin, with the ``db`` group running."""
+        began = time.monotonic()
+        (holder,) = self.cluster.status().where("mysql")
+        self._create_database(holder, mysql_socket)
+        for node in self.cluster.nodes:
+            self._write_config(node)
+        first = next(iter(self.cluster.nodes))
+        self._manage(first, ["db_sync"], timeout=300)
+        for repository in ("fernet_setup", "credential_setup"):
+            self._manage(first, [repository, "--keystone-user", USER, "--keystone-group", USER])
+        self._manage(first, ["bootstrap"], env={
+            "OS_BOOTSTRAP_PASSWORD": self.admin_password, "OS_BOOTSTRAP_USERNAME": "admin",
+            "OS_BOOTSTRAP_PROJECT_NAME": "admin", "OS_BOOTSTRAP_ROLE_NAME": "admin",
+            "OS_BOOTSTRAP_SERVICE_NAME": "keystone", "OS_BOOTSTRAP_REGION_ID": "RegionOne",
+            "OS_BOOTSTRAP_PUBLIC_URL": f"http://{self.public_address}:{PORT}/v3"})
+        self._share_keys(first)
+        self._write_credentials(self.credentials)
+        self.cluster.progress(f"keystone prepared in {time.monotonic() - began:.1f} s "
+                              f"(database via {self.database_address}, keys shared by every node)")
+
+    def _create_database(self, node: str, mysql_socket: str) -> None:
+        sql = (f"CREATE DATABASE IF NOT EXISTS {DATABASE};\n"
+               f"CREATE USER IF NOT EXISTS '{USER}'@'%' IDENTIFIED BY '{self.db_password}';\n"
+               f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'%';\n")
+        self.cluster.run(node, ["mariadb", f"--socket={mysql_socket}", "-uroot"], input_text=sql)
+
+    def _write_config(self, node: str) -> None:
+        url = f"mysql+pymysql://{USER}:{self.db_password}@{self.database_address}:{self.db_port}/{DATABASE}"
+        text = (f"[DEFAULT]\nlog_file = {LOG_DIR}/keystone.log\n"
+                f"[database]\nconnection = {url}\n"
+                f"[fernet_tokens]\nkey_repository = {CONFIG_DIR}/fernet-keys\n"
+                f"[credential]\nkey_repository = {CONFIG_DIR}/credential-keys\n"
+                "[token]\nprovider = fernet\n[cache]\nenabled = false\n")
+        for directory in (CONFIG_DIR, LOG_DIR):
+            path = self.cluster.node_path(node, directory)
+            shutil.chown(path, USER, USER)
+            path.chmod(0o750)
+        target = self.cluster.node_path(node, CONFIG)
+        target.touch(mode=0o640)
+        shutil.chown(target, USER, USER)
+        target.write_text(text)
+
+    def _manage(self, node: str, args: list[str], env: Mapping[str, str] | None = None,
+                timeout: float = 120) -> None:
+        """``keystone-manage`` as user keystone inside ``node``; secrets only in ``env``."""
+        pid1 = self.cluster.nodes[node].pid1
+        if pid1 is None:
+            raise ClusterError(f"{node} is powered off")
+        argv = ["nsenter", "-t", str(pid1), "-m", "-u", "-i", "-n", "-p", "--",
+                "setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups",
+                "keystone-manage", "--config-file", CONFIG, *args]
+        base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
+        done = subprocess.run(argv, env={**base, **(env or {})}, capture_output=True, text=True,
+                              timeout=timeout, check=False, cwd="/")
+        if done.returncode != 0:
+            raise ClusterError(f"keystone-manage {args[0]} on {node} exited {done.returncode}: "
+                               f"{done.stderr.strip()[-800:]}")
+
+    def _share_keys(self, source_node: str) -> None:
+        for repository in KEY_REPOSITORIES:
+            source = self.cluster.node_path(source_node, f"{CONFIG_DIR}/{repository}")
+            for node in self.cluster.nodes:
+                if node == source_node:
+                    continue
+                target = self.cluster.node_path(node, f"{CONFIG_DIR}/{repository}")
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(source, target)
+                for path in (target, *target.rglob("*")):
+                    shutil.chown(path, USER, USER)
+
+    def _write_credentials(self, path: Path, username: str = "admin") -> None:
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(f"[credentials]\nusername = {username}\npassword = {self.admin_password}\n"
+                        "project_name = admin\nuser_domain_name = Default\nproject_domain_name = Default\n")
+
+    def credentials_copy(self, name: str) -> Path:
+        """Another root-only credentials file of the same admin (to change a reloadable parameter)."""
+        path = self.cluster.spec.state_dir / name
+        self._write_credentials(path)
+        return path
+
+    # configuration --------------------------------------------------------
+
+    def overrides(self) -> dict[str, dict[str, object]]:
+        """Site tables that enable the profile's keystone clone and its constraints."""
+        tables: dict[str, dict[str, object]] = {
+            f"primitive.{RESOURCE}": {"enabled": True, "ops": [
+                {"name": "start", "timeout": "60s"}, {"name": "stop", "timeout": "60s"}, *MONITORS]},
+            f"primitive.{RESOURCE}.params": {"config": CONFIG, "port": PORT, "user": USER,
+                                             "workers": self.workers, "credentials": str(self.credentials)},
+            f"clone.{CLONE}": {"enabled": True, "resource": RESOURCE},
+        }
+        for link in PROFILE_LINKS:
+            tables[link] = {"enabled": True}
+        return tables
+
+    # clients (bridge namespace only) ---------------------------------------
+
+    def client_argv(self, mode: str, seconds: float, interval_s: float = 0.5) -> list[str]:
+        inode = netns_inode(self.cluster.spec.bridge_netns)
+        return self.cluster.client_argv([
+            SYSTEM_PYTHON, "-I", "-S", str(PACKAGE_DIR / "tokenclient.py"), str(inode), mode,
+            self.public_address, str(PORT), str(self.credentials), str(seconds), str(interval_s)])
+
+    def token(self, timeout_s: float = 60) -> float:
+        """Retry until keystone issues a token through the public VIP; the monotonic time it did."""
+        return finish_waiting_token(self.start_waiting_token(timeout_s), timeout_s + 30)
+
+    def start_waiting_token(self, timeout_s: float = 120) -> subprocess.Popen[str]:
+        """A client asking for a token through the public VIP every 50 ms until one is issued."""
+        return subprocess.Popen(self.client_argv("wait", timeout_s), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def start_token_stream(self, seconds: float, interval_s: float = 0.5) -> subprocess.Popen[str]:
+        """A client asking for a token through the public VIP every ``interval_s`` for ``seconds``."""
+        return subprocess.Popen(self.client_argv("stream", seconds, interval_s), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    # the service on the nodes ---------------------------------------------
+
+    def identity(self, node: str) -> tuple[int, int] | None:
+        """(pid inside the node, start time) of keystone's leader as our agent recorded it."""
+        pid1 = self.cluster.nodes[node].pid1
+        if pid1 is None:
+            return None
+        for path in Path(f"/proc/{pid1}/root/run/resource-agents").glob(f"openstack-{RESOURCE}-*/identity"):
+            try:
+                pid, start = path.read_text().split()
+            except (OSError, ValueError):
+                continue
+            return int(pid), int(start)
+        return None
+
+    def workers_of(self, node: str, leader: int) -> list[int]:
+        done = self.cluster.run(node, ["pgrep", "-P", str(leader)], check=False)
+        return [int(pid) for pid in done.stdout.split()]
+
+    def signal(self, node: str, pids: list[int], name: str) -> None:
+        self.cluster.run(node, ["kill", f"-{name}", *map(str, pids)])
+
+
+def finish_waiting_token(client: subprocess.Popen[str], timeout_s: float = 180) -> float:
+    """The monotonic time at which the waiting client got its token."""
+    out, err = client.communicate(timeout=timeout_s)
+    if client.returncode != 0:
+        raise ClusterError(f"no keystone token: {err.strip()[-300:]}")
+    return float(json.loads(out)["t"])
+
+
+def seconds_to_token_after_crash(cluster: Cluster, keystone: KeystoneInCluster, victim: str,
+                                 timeout_s: float = 120) -> float:
+    """Crash ``victim`` (PID 1 killed, link down); seconds until keystone issues a token through
+    the public VIP, asked every 50 ms from the bridge namespace (a new connection per attempt)."""
+    crashed_at = cluster.crash(victim)
+    client = keystone.start_waiting_token(timeout_s)
+    return finish_waiting_token(client, timeout_s + 30) - crashed_at
+
+
+def stack_with_keystone(cluster: Cluster, database_overrides: Mapping[str, Mapping[str, object]],
+                        keystone: KeystoneInCluster, mysql_socket: str) -> config.Stack:
+    """Push the database, prepare keystone on it, and return the stack with keystone added.
+
+    The caller pushes the returned stack (``tests.cluster_conftest.start_cluster`` does).
+    """
+    database_stack = config.Stack(site_overrides=dict(database_overrides))
+    config.push(cluster, database_stack)
+    health.wait_healthy(cluster, database_stack)
+    keystone.prepare(mysql_socket)
+    return config.Stack(site_overrides={**database_overrides, **keystone.overrides()})
+

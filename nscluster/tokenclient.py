@@ -1,0 +1,107 @@
+"""A keystone client run only inside one of the cluster's network namespaces.
+
+Started by the harness as ``nsenter --net=/run/netns/<ns> /usr/bin/python3 -I -S tokenclient.py
+EXPECTED_NETNS_INODE MODE HOST PORT CREDENTIALS_FILE SECONDS [INTERVAL_S]``; like the probes, it
+refuses to send anything unless it really runs in the expected namespace. The password comes from
+CREDENTIALS_FILE (root-only ini, section ``[credentials]``), never from the command line.
+
+Modes:
+  ``wait``: ask for a token every 50 ms until one is issued (or SECONDS pass, rc 1);
+  print ``{"t": <CLOCK_MONOTONIC when the token arrived>}``.
+  ``stream``: ask for a token every INTERVAL_S for SECONDS; one JSON line per request:
+  ``{"t": <start>, "ok": bool, "status": <HTTP status or 0>, "error": "...", "s": <duration>}``.
+"""
+
+from __future__ import annotations
+
+import configparser
+import http.client
+import json
+import os
+import sys
+import time
+
+ATTEMPT_TIMEOUT_S = 2.0
+WAIT_PAUSE_S = 0.05
+
+
+def in_expected_namespace(expected_inode: int) -> bool:
+    return os.stat("/proc/self/ns/net").st_ino == expected_inode
+
+
+def auth_body(credentials_file: str) -> bytes:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(credentials_file, encoding="utf-8")
+    entry = parser["credentials"]
+    user = {"name": entry["username"], "password": entry["password"],
+            "domain": {"name": entry.get("user_domain_name", "Default")}}
+    project = {"name": entry.get("project_name", "admin"),
+               "domain": {"name": entry.get("project_domain_name", "Default")}}
+    return json.dumps({"auth": {"identity": {"methods": ["password"], "password": {"user": user}},
+                                "scope": {"project": project}}}).encode()
+
+
+def ask_token(host: str, port: int, body: bytes, timeout_s: float) -> tuple[int, str]:
+    """One POST /v3/auth/tokens on a new connection: (status, error); status 201 is a token."""
+    connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        connection.request("POST", "/v3/auth/tokens", body=body,
+                           headers={"Content-Type": "application/json", "Connection": "close"})
+        response = connection.getresponse()
+        response.read()
+        has_token = bool(response.getheader("X-Subject-Token"))
+        return response.status, "" if has_token or response.status != 201 else "no X-Subject-Token"
+    except (OSError, http.client.HTTPException) as exc:
+        return 0, f"{type(exc).__name__}: {exc}"
+    finally:
+        connection.close()
+
+
+def wait(host: str, port: int, body: bytes, seconds: float) -> int:
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        budget = min(ATTEMPT_TIMEOUT_S, max(0.1, until - time.monotonic()))
+        status, error = ask_token(host, port, body, budget)
+        if status == 201 and not error:
+            print(json.dumps({"t": time.monotonic()}), flush=True)
+            return 0
+        time.sleep(WAIT_PAUSE_S)
+    print(f"no token from {host}:{port} within {seconds} s", file=sys.stderr)
+    return 1
+
+
+def stream(host: str, port: int, body: bytes, seconds: float, interval_s: float) -> int:
+    began = time.monotonic()
+    number = 0
+    while True:
+        slot = began + number * interval_s
+        if slot > began + seconds:
+            return 0
+        time.sleep(max(0.0, slot - time.monotonic()))
+        started = time.monotonic()
+        status, error = ask_token(host, port, body, min(ATTEMPT_TIMEOUT_S, interval_s * 4))
+        print(json.dumps({"t": started, "ok": status == 201 and not error, "status": status, "error": error,
+                          "s": round(time.monotonic() - started, 4)}), flush=True)
+        # A slow answer does not make the client ask faster afterwards: skip the missed slots.
+        number = max(number + 1, int((time.monotonic() - began) / interval_s) + 1)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 6:
+        print(__doc__, file=sys.stderr)
+        return 2
+    inode, mode, host, port, credentials_file, seconds = argv[:6]
+    if not in_expected_namespace(int(inode)):
+        print("refusing to run outside the cluster's network namespace", file=sys.stderr)
+        return 3
+    body = auth_body(credentials_file)
+    if mode == "wait":
+        return wait(host, int(port), body, float(seconds))
+    if mode == "stream":
+        return stream(host, int(port), body, float(seconds), float(argv[6]) if len(argv) > 6 else 0.5)
+    print(f"unknown mode {mode}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
