@@ -304,7 +304,7 @@ class Cluster:
             self._broker.join(timeout=5)
         if keep_logs_in is not None and self.spec.state_dir.exists():
             shutil.copytree(self.spec.state_dir, keep_logs_in / self.spec.run_id, dirs_exist_ok=True,
-                            ignore=shutil.ignore_patterns(protocol.REQUEST_DIR))
+                            symlinks=True, ignore=shutil.ignore_patterns(protocol.REQUEST_DIR, "*.img"))
         cleanup_run(self.spec.run_id, self.spec.state_root)
 
     # setup
