@@ -8,7 +8,8 @@ CREDENTIALS_FILE (root-only ini, section ``[credentials]``), never from the comm
 Modes:
   ``wait``: ask for a token every 50 ms until one is issued (or SECONDS pass, rc 1);
   print ``{"t": <CLOCK_MONOTONIC when the token arrived>}``.
-  ``stream``: ask for a token every INTERVAL_S for SECONDS; one JSON line per request:
+  ``stream``: ask for a token every INTERVAL_S for SECONDS (or until SIGTERM), each request on its
+  own connection and thread, failed after 5 s without an answer; one JSON line per request:
   ``{"t": <start>, "ok": bool, "status": <HTTP status or 0>, "error": "...", "s": <duration>}``.
 """
 
@@ -22,6 +23,8 @@ import sys
 import time
 
 ATTEMPT_TIMEOUT_S = 2.0
+# A token request that takes longer than this counts as failed (a user would have given up).
+STREAM_TIMEOUT_S = 5.0
 WAIT_PAUSE_S = 0.05
 
 
@@ -71,19 +74,33 @@ def wait(host: str, port: int, body: bytes, seconds: float) -> int:
 
 
 def stream(host: str, port: int, body: bytes, seconds: float, interval_s: float) -> int:
-    began = time.monotonic()
-    number = 0
-    while True:
-        slot = began + number * interval_s
-        if slot > began + seconds:
-            return 0
-        time.sleep(max(0.0, slot - time.monotonic()))
+    """A request every ``interval_s`` whatever the previous ones do (each in its own thread, with
+    its own timeout), until SECONDS pass or SIGTERM: then it waits for the requests under way."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    printing = threading.Lock()
+
+    def one() -> None:
         started = time.monotonic()
-        status, error = ask_token(host, port, body, min(ATTEMPT_TIMEOUT_S, interval_s * 4))
-        print(json.dumps({"t": started, "ok": status == 201 and not error, "status": status, "error": error,
-                          "s": round(time.monotonic() - started, 4)}), flush=True)
-        # A slow answer does not make the client ask faster afterwards: skip the missed slots.
-        number = max(number + 1, int((time.monotonic() - began) / interval_s) + 1)
+        status, error = ask_token(host, port, body, STREAM_TIMEOUT_S)
+        line = json.dumps({"t": started, "ok": status == 201 and not error, "status": status, "error": error,
+                           "s": round(time.monotonic() - started, 4)})
+        with printing:
+            print(line, flush=True)
+
+    began = time.monotonic()
+    requests: list[threading.Thread] = []
+    while not stop.is_set() and time.monotonic() - began < seconds:
+        request = threading.Thread(target=one)
+        request.start()
+        requests.append(request)
+        stop.wait(began + len(requests) * interval_s - time.monotonic())
+    for request in requests:
+        request.join()
+    return 0
 
 
 def main(argv: list[str]) -> int:
