@@ -127,7 +127,8 @@ def crash_database_holder(cluster: Cluster, database: db_stack.Database,
     (holder,) = cluster.status().where("mysql")
     crashed_at = cluster.crash(holder)
     committed_at = database.write(cluster.spec.vip_address(1), row_id=number)
-    (new_holder,) = cluster.status().where("mysql")
+    placed = cluster.wait_status(lambda status: len(status.where("mysql")) == 1, "mysql placed")
+    (new_holder,) = placed.where("mysql")
     return holder, new_holder, crashed_at, committed_at - crashed_at
 
 
