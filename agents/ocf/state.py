@@ -29,6 +29,7 @@ class StateDir:
         tmp = self.file(f".{name}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
+            os.fchmod(fd, mode)  # exactly ``mode``: Pacemaker runs agents with umask 0026
             os.write(fd, text.encode("utf-8"))
         finally:
             os.close(fd)
