@@ -30,7 +30,8 @@ from nscluster.cluster import PACKAGE_DIR, SYSTEM_PYTHON, Cluster, ClusterError,
 
 CONFIG_DIR = "/etc/keystone"
 LOG_DIR = "/var/log/keystone"
-PRIVATE_DIRS = ("/root", CONFIG_DIR, LOG_DIR)
+GLANCE_DIRS = ("/etc/glance", "/var/log/glance", "/var/lib/glance")
+PRIVATE_DIRS = ("/root", CONFIG_DIR, LOG_DIR, *GLANCE_DIRS)
 CONFIG = f"{CONFIG_DIR}/keystone.conf"
 KEY_REPOSITORIES = ("fernet-keys", "credential-keys")
 PORT = 15000
@@ -85,7 +86,7 @@ class KeystoneInCluster:
         """Database, configs, schema, keys and the admin, with the ``db`` group running."""
         began = time.monotonic()
         (holder,) = self.cluster.status().where("mysql")
-        self._create_database(holder, mysql_socket)
+        create_database(self.cluster, holder, mysql_socket, DATABASE, USER, self.db_password)
         for node in self.cluster.nodes:
             self._write_config(node)
         first = next(iter(self.cluster.nodes))
@@ -102,12 +103,6 @@ class KeystoneInCluster:
         self.cluster.progress(f"keystone prepared in {time.monotonic() - began:.1f} s "
                               f"(database via {self.database_address}, keys shared by every node)")
 
-    def _create_database(self, node: str, mysql_socket: str) -> None:
-        sql = (f"CREATE DATABASE IF NOT EXISTS {DATABASE};\n"
-               f"CREATE USER IF NOT EXISTS '{USER}'@'%' IDENTIFIED BY '{self.db_password}';\n"
-               f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'%';\n")
-        self.cluster.run(node, ["mariadb", f"--socket={mysql_socket}", "-uroot"], input_text=sql)
-
     def _write_config(self, node: str) -> None:
         url = f"mysql+pymysql://{USER}:{self.db_password}@{self.database_address}:{self.db_port}/{DATABASE}"
         text = (f"[DEFAULT]\nlog_file = {LOG_DIR}/keystone.log\n"
@@ -118,30 +113,11 @@ class KeystoneInCluster:
                 # bcrypt's default 12 rounds cost ~0.3 s of CPU per token on an idle core; the
                 # clients ask twice a second on a 2-core machine running three nodes.
                 f"[identity]\npassword_hash_rounds = {PASSWORD_HASH_ROUNDS}\n")
-        for directory in (CONFIG_DIR, LOG_DIR):
-            path = self.cluster.node_path(node, directory)
-            shutil.chown(path, USER, USER)
-            path.chmod(0o750)
-        target = self.cluster.node_path(node, CONFIG)
-        target.touch(mode=0o640)
-        shutil.chown(target, USER, USER)
-        target.write_text(text)
+        write_private(self.cluster, node, USER, (CONFIG_DIR, LOG_DIR), CONFIG, text)
 
     def _manage(self, node: str, args: list[str], env: Mapping[str, str] | None = None,
                 timeout: float = 120) -> None:
-        """``keystone-manage`` as user keystone inside ``node``; secrets only in ``env``."""
-        pid1 = self.cluster.nodes[node].pid1
-        if pid1 is None:
-            raise ClusterError(f"{node} is powered off")
-        argv = ["nsenter", "-t", str(pid1), "-m", "-u", "-i", "-n", "-p", "--",
-                "setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups",
-                "keystone-manage", "--config-file", CONFIG, *args]
-        base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
-        done = subprocess.run(argv, env={**base, **(env or {})}, capture_output=True, text=True,
-                              timeout=timeout, check=False, cwd="/")
-        if done.returncode != 0:
-            raise ClusterError(f"keystone-manage {args[0]} on {node} exited {done.returncode}: "
-                               f"{done.stderr.strip()[-800:]}")
+        run_as(self.cluster, node, USER, ["keystone-manage", "--config-file", CONFIG, *args], env, timeout)
 
     def _share_keys(self, source_node: str) -> None:
         for repository in KEY_REPOSITORIES:
@@ -184,11 +160,23 @@ class KeystoneInCluster:
 
     # clients (bridge namespace only) ---------------------------------------
 
-    def client_argv(self, mode: str, seconds: float, interval_s: float = 0.5) -> list[str]:
+    def client_argv(self, mode: str, *args: str) -> list[str]:
+        """``tokenclient.py MODE PUBLIC_VIP ARGS...`` in the bridge namespace."""
         inode = netns_inode(self.cluster.spec.bridge_netns)
-        return self.cluster.client_argv([
-            SYSTEM_PYTHON, "-I", "-S", str(PACKAGE_DIR / "tokenclient.py"), str(inode), mode,
-            self.public_address, str(PORT), str(self.credentials), str(seconds), str(interval_s)])
+        return self.cluster.client_argv([SYSTEM_PYTHON, "-I", "-S", str(PACKAGE_DIR / "tokenclient.py"),
+                                         str(inode), mode, self.public_address, *args])
+
+    def token_client_argv(self, mode: str, seconds: float, interval_s: float = 0.5) -> list[str]:
+        return self.client_argv(mode, str(PORT), str(self.credentials), str(seconds), str(interval_s))
+
+    def get(self, port: int, path: str, timeout_s: float = 60) -> dict[str, object]:
+        """Retry ``GET path`` on the public VIP until it answers 200; its JSON document."""
+        argv = self.client_argv("get", str(port), path, str(timeout_s))
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s + 30, check=False)
+        if done.returncode != 0:
+            raise ClusterError(f"GET {path} on port {port}: {done.stderr.strip()[-300:]}")
+        answer: dict[str, object] = json.loads(done.stdout)
+        return answer
 
     def token(self, timeout_s: float = 60) -> float:
         """Retry until keystone issues a token through the public VIP; the monotonic time it did."""
@@ -196,12 +184,12 @@ class KeystoneInCluster:
 
     def start_waiting_token(self, timeout_s: float = 120) -> subprocess.Popen[str]:
         """A client asking for a token through the public VIP every 50 ms until one is issued."""
-        return subprocess.Popen(self.client_argv("wait", timeout_s), stdout=subprocess.PIPE,
+        return subprocess.Popen(self.token_client_argv("wait", timeout_s), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
     def start_token_stream(self, seconds: float, interval_s: float = 0.5) -> subprocess.Popen[str]:
         """A client asking for a token through the public VIP every ``interval_s`` for ``seconds``."""
-        return subprocess.Popen(self.client_argv("stream", seconds, interval_s), stdout=subprocess.PIPE,
+        return subprocess.Popen(self.token_client_argv("stream", seconds, interval_s), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
     # the service on the nodes ---------------------------------------------
@@ -227,6 +215,97 @@ class KeystoneInCluster:
         self.cluster.run(node, ["kill", f"-{name}", *map(str, pids)])
 
 
+GLANCE = "glance-api"
+GLANCE_PORT = 19292
+GLANCE_CONFIG = "/etc/glance/glance-api.conf"
+GLANCE_MONITORS = MONITORS[:2]  # depth 20 would need a keystone auth_url in the credentials
+
+
+@dataclasses.dataclass
+class GlanceInCluster:
+    """glance-api as the profile's clone on every node, its database through the database VIP.
+
+    Images are listed through the public VIP. Authentication is off (``[paste_deploy] flavor``
+    empty): wiring glance to keystone (service user, keystone_authtoken) is not done yet.
+    """
+
+    cluster: Cluster
+    db_port: int
+    db_password: str = dataclasses.field(default_factory=lambda: "gl-" + secrets.token_hex(12))
+
+    def prepare(self, mysql_socket: str) -> None:
+        began = time.monotonic()
+        (holder,) = self.cluster.status().where("mysql")
+        create_database(self.cluster, holder, mysql_socket, "glance", "glance", self.db_password)
+        database = self.cluster.spec.vip_address(health.VIPS.index(config.DATABASE_VIP))
+        url = f"mysql+pymysql://glance:{self.db_password}@{database}:{self.db_port}/glance"
+        etc, log, lib = GLANCE_DIRS
+        text = (f"[DEFAULT]\nlog_file = {log}/glance-api.log\nworkers = 1\n"
+                f"[database]\nconnection = {url}\n[paste_deploy]\nflavor =\n"
+                "[glance_store]\nstores = file\ndefault_store = file\n"
+                f"filesystem_store_datadir = {lib}/images\n"
+                f"[oslo_concurrency]\nlock_path = {lib}/lock\n"
+                f"[os_glance_staging_store]\nfilesystem_store_datadir = {lib}/staging\n"
+                f"[os_glance_tasks_store]\nfilesystem_store_datadir = {lib}/tasks\n")
+        paste = Path("/etc/glance/glance-api-paste.ini").read_text()
+        for node in self.cluster.nodes:
+            write_private(self.cluster, node, "glance", GLANCE_DIRS, GLANCE_CONFIG, text)
+            write_private(self.cluster, node, "glance", (), f"{etc}/glance-api-paste.ini", paste)
+        run_as(self.cluster, holder, "glance", ["glance-manage", "--config-file", GLANCE_CONFIG, "db_sync"],
+               timeout=300)
+        self.cluster.progress(f"glance prepared in {time.monotonic() - began:.1f} s")
+
+    def overrides(self) -> dict[str, dict[str, object]]:
+        return {
+            f"primitive.{GLANCE}": {"enabled": True, "ops": [
+                {"name": "start", "timeout": "60s"}, {"name": "stop", "timeout": "60s"}, *GLANCE_MONITORS]},
+            f"primitive.{GLANCE}.params": {"config": GLANCE_CONFIG, "port": GLANCE_PORT, "user": "glance",
+                                           "workers": 1},
+            f"clone.{GLANCE}-clone": {"enabled": True, "resource": GLANCE},
+            "order.glance-api-after-db": {"enabled": True},
+            "order.glance-api-after-keystone": {"enabled": True},
+        }
+
+
+def create_database(cluster: Cluster, node: str, mysql_socket: str, database: str, user: str,
+                    password: str) -> None:
+    """A database and its account (from anywhere), through the local socket of the MariaDB on
+    ``node``; the password travels on stdin."""
+    sql = (f"CREATE DATABASE IF NOT EXISTS {database};\n"
+           f"CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '{password}';\n"
+           f"GRANT ALL ON {database}.* TO '{user}'@'%';\n")
+    cluster.run(node, ["mariadb", f"--socket={mysql_socket}", "-uroot"], input_text=sql)
+
+
+def write_private(cluster: Cluster, node: str, owner: str, directories: tuple[str, ...], path: str,
+                  text: str) -> None:
+    """``text`` into ``path`` (0640) of the node's private ``directories``, all owned by ``owner``."""
+    for directory in directories:
+        private = cluster.node_path(node, directory)
+        shutil.chown(private, owner, owner)
+        private.chmod(0o750)
+    target = cluster.node_path(node, path)
+    target.touch(mode=0o640)
+    shutil.chown(target, owner, owner)
+    target.write_text(text)
+
+
+def run_as(cluster: Cluster, node: str, user: str, argv: list[str], env: Mapping[str, str] | None = None,
+           timeout: float = 120) -> None:
+    """``argv`` as ``user`` inside ``node``; secrets only in ``env``, never in argv."""
+    pid1 = cluster.nodes[node].pid1
+    if pid1 is None:
+        raise ClusterError(f"{node} is powered off")
+    wrapped = ["nsenter", "-t", str(pid1), "-m", "-u", "-i", "-n", "-p", "--",
+               "setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *argv]
+    base = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
+    done = subprocess.run(wrapped, env={**base, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout, check=False, cwd="/")
+    if done.returncode != 0:
+        raise ClusterError(f"{' '.join(argv[:4])} on {node} exited {done.returncode}: "
+                           f"{done.stderr.strip()[-800:]}")
+
+
 def finish_waiting_token(client: subprocess.Popen[str], timeout_s: float = 180) -> float:
     """The monotonic time at which the waiting client got its token."""
     out, err = client.communicate(timeout=timeout_s)
@@ -245,8 +324,9 @@ def seconds_to_token_after_crash(cluster: Cluster, keystone: KeystoneInCluster, 
 
 
 def stack_with_keystone(cluster: Cluster, database_overrides: Mapping[str, Mapping[str, object]],
-                        keystone: KeystoneInCluster, mysql_socket: str) -> config.Stack:
-    """Push the database, prepare keystone on it, and return the stack with keystone added.
+                        keystone: KeystoneInCluster, mysql_socket: str,
+                        glance: GlanceInCluster | None = None) -> config.Stack:
+    """Push the database, prepare keystone (and glance) on it, and return the stack with them added.
 
     The caller pushes the returned stack (``tests.cluster_conftest.start_cluster`` does).
     """
@@ -254,5 +334,9 @@ def stack_with_keystone(cluster: Cluster, database_overrides: Mapping[str, Mappi
     config.push(cluster, database_stack)
     health.wait_healthy(cluster, database_stack)
     keystone.prepare(mysql_socket)
-    return config.Stack(site_overrides={**database_overrides, **keystone.overrides()})
+    tables = {**database_overrides, **keystone.overrides()}
+    if glance is not None:
+        glance.prepare(mysql_socket)
+        tables |= glance.overrides()
+    return config.Stack(site_overrides=tables)
 

@@ -6,6 +6,7 @@ refuses to send anything unless it really runs in the expected namespace. The pa
 CREDENTIALS_FILE (root-only ini, section ``[credentials]``), never from the command line.
 
 Modes:
+  ``get`` (``... get HOST PORT PATH SECONDS``): GET PATH every 50 ms until it answers 200; print it.
   ``wait``: ask for a token every 50 ms until one is issued (or SECONDS pass, rc 1);
   print ``{"t": <CLOCK_MONOTONIC when the token arrived>}``.
   ``stream``: ask for a token every INTERVAL_S for SECONDS (or until SIGTERM), each request on its
@@ -103,6 +104,29 @@ def stream(host: str, port: int, body: bytes, seconds: float, interval_s: float)
     return 0
 
 
+def get(host: str, port: int, path: str, seconds: float) -> int:
+    """GET ``path`` every 50 ms until it answers 200; print the JSON document."""
+    until = time.monotonic() + seconds
+    last = ""
+    while time.monotonic() < until:
+        connection = http.client.HTTPConnection(host, port, timeout=ATTEMPT_TIMEOUT_S)
+        try:
+            connection.request("GET", path, headers={"Connection": "close"})
+            response = connection.getresponse()
+            body = response.read()
+            if response.status == 200:
+                print(body.decode(), flush=True)
+                return 0
+            last = f"status {response.status}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = f"{type(exc).__name__}: {exc}"
+        finally:
+            connection.close()
+        time.sleep(WAIT_PAUSE_S)
+    print(f"GET {path} on {host}:{port}: no 200 within {seconds} s (last: {last})", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 6:
         print(__doc__, file=sys.stderr)
@@ -111,6 +135,8 @@ def main(argv: list[str]) -> int:
     if not in_expected_namespace(int(inode)):
         print("refusing to run outside the cluster's network namespace", file=sys.stderr)
         return 3
+    if mode == "get":  # the fifth argument is a path here
+        return get(host, int(port), credentials_file, float(seconds))
     body = auth_body(credentials_file)
     if mode == "wait":
         return wait(host, int(port), body, float(seconds))
