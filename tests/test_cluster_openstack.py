@@ -7,8 +7,10 @@ reaches it through the database VIP. Clients run only in the bridge namespace.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
+from pathlib import Path
 
 import pytest
 
@@ -21,9 +23,10 @@ from nscluster.openstack import (
     RESOURCE,
     GlanceInCluster,
     KeystoneInCluster,
+    seconds_to_token_after_crash,
     stack_with_keystone,
 )
-from tests.cluster_conftest import start_cluster
+from tests.cluster_conftest import start_cluster, wait_rejoined
 
 pytestmark = pytest.mark.cluster
 STREAM_INTERVAL_S = 0.5
@@ -37,7 +40,7 @@ MAX_FAILED_DURING_ROLLING_STANDBY = 8
 
 
 @pytest.fixture(scope="module")
-def keystone_cluster(request):
+def services(request):
     made = {}
 
     def prepare(cluster):
@@ -46,12 +49,17 @@ def keystone_cluster(request):
         database_tables = db.overrides()
         mysql_socket = str(database_tables["primitive.mysql.params"]["socket"])
         made["keystone"] = keystone = KeystoneInCluster(cluster, db_port=database.PORT)
-        glance = GlanceInCluster(cluster, db_port=database.PORT)
+        made["glance"] = glance = GlanceInCluster(cluster, db_port=database.PORT)
         made["stack"] = stack_with_keystone(cluster, database_tables, keystone, mysql_socket, glance)
         return made["stack"]
 
-    cluster = start_cluster(request, prepare, **database.spec_fields(private_dirs=PRIVATE_DIRS))
-    return cluster, made["stack"], made["keystone"]
+    made["cluster"] = start_cluster(request, prepare, **database.spec_fields(private_dirs=PRIVATE_DIRS))
+    return made
+
+
+@pytest.fixture(scope="module")
+def keystone_cluster(services):
+    return services["cluster"], services["stack"], services["keystone"]
 
 
 @pytest.fixture(autouse=True)
@@ -227,3 +235,34 @@ def test_rolling_standby_keeps_tokens_coming_through_the_public_vip(keystone_clu
     assert len(answers) > 20, err
     assert len(failed) <= MAX_FAILED_DURING_ROLLING_STANDBY
     assert cluster.status().where(CLONE.removesuffix("-clone")) == everyone
+
+
+def test_a_token_comes_back_after_a_crash_of_the_database_holder(keystone_cluster):
+    cluster, stack, keystone = keystone_cluster
+    (victim,) = cluster.status().where("mysql")
+    began = time.monotonic()
+    seconds = seconds_to_token_after_crash(cluster, keystone, victim)
+    status = cluster.status()
+    print(f"crash of the database holder {victim}: first token through the public VIP after {seconds:.2f} s; "
+          f"database now on {status.where('mysql')}, public VIP on {status.where(config.PUBLIC_VIP)}")
+    assert victim not in status.where("mysql")
+    assert 0 < seconds < 60
+    wait_rejoined(cluster, stack, victim, began)
+
+
+def test_no_password_in_any_command_line_the_cib_or_a_log(services):
+    cluster = services["cluster"]
+    passwords = [*services["keystone"].passwords, services["glance"].db_password]
+    cib = cluster.run(cluster.any_running_node(), ["cibadmin", "--query"]).stdout
+    command_lines = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                command_lines.append(Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace"))
+            except OSError:
+                continue
+    logs = [path.read_text(errors="replace") for node in cluster.nodes for path in cluster.logs(node)]
+    for password in passwords:
+        assert password not in cib
+        assert not any(password in line for line in command_lines)
+        assert not any(password in text for text in logs)
