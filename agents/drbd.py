@@ -338,9 +338,12 @@ class Drbd(Agent):
         status = self.status()
         if status is None:
             return OCF.SUCCESS
+        # Reconnect only to peers Pacemaker says are up: adjusting towards a
+        # node that has just crashed costs a connection timeout on the failover path.
+        running = set(note.unames("active")) | set(note.unames("start"))
         if note.operation in ("start", "promote", "demote") and any(
-                p.connection != "Connected" for p in status.peers):
-            done = self.drbdadm("adjust", self.resource)  # reconnect to peers that just started
+                p.connection != "Connected" and p.name in running for p in status.peers):
+            done = self.drbdadm("adjust", self.resource)
             if done.returncode != 0:
                 self.log.warning(f"drbdadm adjust after {note.operation}: {done.stderr.strip()}")
             status = self.status() or status

@@ -126,6 +126,22 @@ def test_post_start_notification_reconnects_peers(three):
     assert states == ["Connected", "Connected"]
 
 
+def test_post_promote_notification_leaves_peers_pacemaker_lost_alone(three):
+    drbd, agent = three
+    for node in drbd.nodes:
+        assert agent(node, "start").rc == 0
+    drbd.run("alpha", "drbdadm", "disconnect", drbd.resource)
+    # beta and gamma are gone as far as Pacemaker knows: no reconnection attempt towards them
+    assert agent("alpha", "notify", notify_type="post", notify_operation="promote",
+                 notify_promote_uname="alpha", notify_active_uname="alpha").rc == 0
+    states = [c["connection-state"] for c in drbd.status("alpha")["connections"]]
+    assert states == ["StandAlone", "StandAlone"]
+    assert agent("alpha", "notify", notify_type="post", notify_operation="promote",
+                 notify_promote_uname="alpha", notify_active_uname="alpha beta gamma").rc == 0
+    states = [c["connection-state"] for c in drbd.status("alpha")["connections"]]
+    assert states == ["Connected", "Connected"]
+
+
 def test_a_hung_drbd_command_is_cut_off_by_the_time_budget(three):
     import fcntl
     import time
