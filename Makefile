@@ -12,6 +12,7 @@ LIBDIR      ?= $(PREFIX)/lib/openstack-ha
 BINDIR      ?= $(PREFIX)/bin
 DATADIR     ?= /usr/share/openstack-ha
 PYTEST_ARGS ?=
+BENCH_ARGS  ?=
 
 APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 -y -q
 # Cluster stack, agent runtime, test tools.
@@ -66,7 +67,7 @@ test: deps install lint
 	$(VPY) -m pytest $(PYTEST_ARGS)
 
 bench: deps install
-	$(VPY) -m bench
+	$(VPY) -m bench $(BENCH_ARGS)
 
 demo: deps install
 	$(VPY) -m tools.demo
