@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 
+from agents.ocf.proc import all_stats
 from bench.core import BARE_INTERPRETER, Bench, alternate, ms, ratio, time_once
 from tests.services.stack import AGENT_DIR, HOST, PORTS, Stack
 
@@ -76,16 +77,7 @@ def answers(port: int, path: str) -> bool:
 
 
 def session_alive(sid: int) -> bool:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] not in "ZX":
-                return True
-    return False
+    return any(stat.alive and stat.session == sid for stat in all_stats())
 
 
 def by_hand(launch: Launch, name: str, log: str) -> tuple[float, float]:

@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from agents.ocf.proc import all_stats
 from tests.services.stack import AGENT_DIR, HOST, PORTS, Stack
 
 AGENTS = ("keystone", "glance-api", "nova-api")
@@ -79,17 +80,7 @@ class ServiceAgent:
     def session(self) -> list[int]:
         """Pids of the service's session (what our agent started)."""
         sid = self.leader()
-        found = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
-                        fields = handle.read().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(fields[3]) == sid and fields[0] not in "ZX":
-                    found.append(int(entry))
-        return found
+        return [stat.pid for stat in all_stats() if stat.alive and stat.session == sid]
 
     def ensure_stopped(self) -> None:
         """Finalizer: whatever a test did, nothing of ours keeps running."""
