@@ -151,6 +151,58 @@ def test_copy_on_disconnect_and_split_brain(two):
     assert os.path.realpath(two.disk("alpha")) == os.path.realpath(two.disk("beta"))
 
 
+def kernel(drbd, node):
+    return drbd.run(node, "drbd-double", "dmesg", drbd.resource, node).stdout
+
+
+@pytest.mark.parametrize("then", ["demoted", "fenced"])
+def test_isolated_primary_without_quorum_resyncs_from_the_new_primary(three, then):
+    """DRBD >= 9.0.28: a Primary that lost quorum starts no new data generation (it cannot
+    write with on-no-quorum io-error), so it rejoins as the sync target of the new Primary."""
+    three.up_all()
+    three.run("alpha", "drbdadm", "primary", three.resource)
+    with mount(three, "alpha") as path:
+        write(os.path.join(path, "before"), "before the split")
+        for peer in ("beta", "gamma"):
+            three.block("alpha", peer)
+        assert not three.status("alpha")["devices"][0]["quorum"]
+        if then == "fenced":
+            three.crash("alpha")  # the node dies with its mount
+    if then == "demoted":
+        three.run("alpha", "drbdadm", "secondary", three.resource)
+    assert "quorum( yes -> no ): no new current UUID" in kernel(three, "alpha")
+    three.run("beta", "drbdadm", "primary", three.resource)  # beta + gamma: quorum
+    with mount(three, "beta") as path:
+        with open(os.path.join(path, "before")) as handle:
+            assert handle.read() == "before the split"
+        write(os.path.join(path, "after"), "written by the new Primary")
+    three.unblock()
+    if then == "fenced":
+        three.run("alpha", "drbdadm", "up", three.resource)  # rebooted
+    for peer in ("beta", "gamma"):
+        assert conn(three, "alpha", peer)["connection-state"] == "Connected"
+    assert three.run("alpha", "drbdadm", "dstate", three.resource).stdout == "UpToDate/UpToDate/UpToDate\n"
+    assert [three.status(node)["role"] for node in three.nodes] == ["Secondary", "Primary", "Secondary"]
+    assert os.path.realpath(three.disk("alpha")) == os.path.realpath(three.disk("beta"))  # the new data
+    log = kernel(three, "alpha")
+    assert "resync from ['beta', 'gamma']: now UpToDate" in log
+    assert "Split-Brain" not in log
+
+
+def test_two_replicas_without_quorum_still_split_after_a_failover(two):
+    """Without quorum the isolated Primary may keep writing: its data diverge at once."""
+    two.up_all()
+    two.run("alpha", "drbdadm", "primary", two.resource)
+    two.block("alpha", "beta")
+    assert two.status("alpha")["devices"][0]["quorum"]
+    two.run("alpha", "drbdadm", "secondary", two.resource)
+    two.run("beta", "drbdadm", "primary", two.resource)
+    two.unblock()
+    assert conn(two, "alpha", "beta")["connection-state"] == "StandAlone"
+    assert conn(two, "beta", "alpha")["connection-state"] == "StandAlone"
+    assert "beta: Split-Brain detected but unresolved, dropping connection!" in kernel(two, "alpha")
+
+
 def test_new_metadata_needs_a_forced_primary_then_syncs():
     with replicas(("alpha", "beta"), quorum=False, mkfs=False) as fresh:
         for node in fresh.nodes:

@@ -311,10 +311,31 @@ class Cluster:
             if md is not None and not md.get("base"):
                 md["base"] = base
         self.set_data(other, copy)
-        if any(self.node(n)["role"] == "Primary" for n in keeper):
-            self._bump(keeper)
-        if any(self.node(n)["role"] == "Primary" for n in other):
-            self._bump(other)
+        for side in (keeper, other):
+            if self._starts_new_generation(side):
+                self._bump(side)
+
+    def _starts_new_generation(self, side: set[str]) -> bool:
+        """Whether ``side``, just split off, keeps a Primary that can write: its data diverge.
+
+        A Primary that lost quorum (``quorum majority``; ``on-no-quorum io-error`` or
+        ``suspend-io``) cannot write, so it starts no new data generation: when it
+        reconnects it becomes the sync target of the partition that promoted a new
+        Primary, as DRBD does since 9.0.28 (before, a split brain).  Without quorum
+        configured every Primary keeps writing.  (The double does not fail the writes
+        themselves: a Primary's device stays a plain loop device; they are lost on resync.)
+        """
+        writers = []
+        for name in sorted(side):
+            if self.node(name)["role"] != "Primary":
+                continue
+            if self.has_quorum(name):
+                writers.append(name)
+            else:
+                self.kernel_log(name, "quorum( yes -> no ): no new current UUID")
+        for name in writers:
+            self.kernel_log(name, "new current UUID (Primary lost a peer, keeps quorum)")
+        return bool(writers)
 
     def _handshake(self, a: str, b: str) -> None:
         side_a, side_b = self.component(a), self.component(b)
