@@ -140,7 +140,9 @@ class Drbd(Agent):
         "a Secondary, 191/190 when degraded (a peer not connected, a disk not UpToDate). It detects "
         "split brains and applies split_brain_policy; the losing node's data is saved into preserve_dir "
         "before it is discarded, and the event is recorded in the node attribute "
-        "drbd-split-brain-<resource>. Configure the clone with notify=true."
+        "drbd-split-brain-<resource>. Notifications are optional: with notify=true a post-notification "
+        "reconnects peers and refreshes the score at once; without them the next monitor does, and a "
+        "failover waits for no notification round."
     )
     params = (
         Param("drbd_resource", required=True, unique=True, check=_check_name,

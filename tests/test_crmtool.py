@@ -76,10 +76,11 @@ def test_seven_controllers_profile_shape() -> None:
                      "nvpair[@name='pcmk_host_list']/@value") == [node]
         assert value(f"constraints/rsc_location[@rsc='fence-{node}']/@node") == [node]
         assert value(f"constraints/rsc_location[@rsc='fence-{node}']/@score") == ["-INFINITY"]
-    # DRBD: promotable clone, three replicas, notify, role monitors on different intervals
+    # DRBD: promotable clone, three replicas, no notifications (off the failover path), role monitors
+    # on different intervals
     meta = dict(zip(value("resources/clone[@id='drbd-clone']/meta_attributes/nvpair/@name"),
                     value("resources/clone[@id='drbd-clone']/meta_attributes/nvpair/@value"), strict=True))
-    assert meta["promotable"] == "true" and meta["clone-max"] == "3" and meta["notify"] == "true"
+    assert meta["promotable"] == "true" and meta["clone-max"] == "3" and meta["notify"] == "false"
     assert not conf.xpath("//master")
     roles = value("//primitive[@id='drbd']//op[@name='monitor']/@role")
     intervals = value("//primitive[@id='drbd']//op[@name='monitor']/@interval")
