@@ -20,24 +20,31 @@ import sys
 import time
 
 RETRY_PAUSE_S = 0.05
+# While no server holds the address, a connect waits for a SYN-ACK that never comes: give up soon
+# (as the TCP probes do) so that the next attempt finds the address on its new holder at once;
+# the statement itself gets longer.
+CONNECT_TIMEOUT_S = 0.25
+STATEMENT_TIMEOUT_S = 1.0
 DATABASE = "nsc"
 TABLE = f"{DATABASE}.writes"
 INSERT = f"INSERT INTO {TABLE} (id, at) VALUES (%s, %s)"  # noqa: S608 (a constant table name)
 SELECT_IDS = f"SELECT id FROM {TABLE} ORDER BY id"  # noqa: S608 (a constant table name)
 
 
-def connect(host: str, port: int, options: str, timeout_s: float):  # type: ignore[no-untyped-def]
+def connect(host: str, port: int, options: str, timeout_s: float,  # type: ignore[no-untyped-def]
+            connect_timeout_s: float | None = None):
     import pymysql
 
-    return pymysql.connect(host=host, port=port, read_default_file=options, connect_timeout=timeout_s,
-                           read_timeout=timeout_s, write_timeout=timeout_s, autocommit=False)
+    return pymysql.connect(host=host, port=port, read_default_file=options,
+                           connect_timeout=connect_timeout_s or timeout_s, read_timeout=timeout_s,
+                           write_timeout=timeout_s, autocommit=False)
 
 
 def write_once(host: str, port: int, options: str, row_id: int) -> bool:
     import pymysql
 
     try:
-        connection = connect(host, port, options, 1.0)
+        connection = connect(host, port, options, STATEMENT_TIMEOUT_S, CONNECT_TIMEOUT_S)
         try:
             with connection.cursor() as cursor:
                 cursor.execute(INSERT, (row_id, time.time()))
