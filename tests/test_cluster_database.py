@@ -8,6 +8,7 @@ re-enabled by the site file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import threading
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.cluster
 WRITER_SECONDS = 25
 NETSPLIT_WRITER_SECONDS = 40
 NETSPLIT_FIRST_ID = 1_000_000  # ids of its own: the module's other tests write from 1 and 1000
+FENCE_DELAY_S = 15
+DB_RESOURCES = ("db-vip", "mysql", "db-fs")
 
 
 @pytest.fixture(scope="module")
@@ -119,38 +122,70 @@ def drbd_status(db, node):
     return json.loads(done.stdout)[0]
 
 
+def drbd_kernel_log(db, node, since):
+    """What the double's "kernel" said on ``node`` from wall-clock time ``since`` (the module's
+    earlier tests wrote to the same log)."""
+    lines = db.drbd_double("dmesg", database.DRBD_RESOURCE, node).stdout.splitlines()
+    return "\n".join(line for line in lines if float(line.split()[0]) >= since)
+
+
+def isolate(cluster, node):
+    """Cut ``node`` off; returns (monotonic, wall-clock) time of the split."""
+    at, wall = time.monotonic(), time.time()
+    cluster.isolate(node)
+    return at, wall
+
+
+def rejoin_as_secondary(cluster, stack, db, victim, boots, split_wall):
+    """The fenced ``victim`` boots again, the split heals, and its replica resyncs as a Secondary."""
+    # The split heals once the node is up, not before: until it boots, its namespace still holds
+    # the addresses it had, the db VIP among them.
+    wait_until(lambda: cluster.nodes[victim].boots > boots and cluster.nodes[victim].powered,
+               f"{victim} booted again", 120)
+    cluster.reconnect(victim)
+    health.wait_healthy(cluster, stack)
+    (holder,) = cluster.status().where("mysql")
+    roles = db.drbd_roles()
+    assert roles == {name: "Primary" if name == holder else "Secondary" for name in cluster.nodes}, roles
+    for node in cluster.nodes:
+        state = drbd_status(db, node)
+        assert state["devices"][0]["disk-state"] == "UpToDate", (node, state)
+        assert {c["name"]: c["connection-state"] for c in state["connections"]} == dict.fromkeys(
+            set(cluster.nodes) - {node}, "Connected"), (node, state)
+    kernel = drbd_kernel_log(db, victim, since=split_wall)
+    # The Primary that lost quorum started no new data generation (DRBD >= 9.0.28): no split brain.
+    assert "quorum( yes -> no ): no new current UUID" in kernel
+    assert "Split-Brain" not in kernel
+    assert f"resync from {sorted(set(cluster.nodes) - {victim})}: now UpToDate" in kernel
+
+
 def test_netsplit_of_the_database_holder_fences_it_and_it_rejoins_as_a_secondary(database_cluster):
     cluster, stack, db = database_cluster
     health.wait_healthy(cluster, stack)
     address = cluster.spec.vip_address(1)
     (holder,) = cluster.status().where("mysql")
-    majority = set(cluster.nodes) - {holder}
     boots = cluster.nodes[holder].boots
     before = set(db.ids(address))
     writer = StreamWriter(db, address, NETSPLIT_WRITER_SECONDS, NETSPLIT_FIRST_ID)
     try:
         time.sleep(3)
-        split_at = time.monotonic()
-        cluster.isolate(holder)
+        split_at, split_wall = isolate(cluster, holder)
         health.wait_fenced(cluster, holder, split_at, timeout_s=120)
     finally:
         err = writer.finish(NETSPLIT_WRITER_SECONDS + 60)
     fence = cluster.fenced(holder, since=split_at)[0]
     # Pacemaker recovers an unclean node's resources only after fencing it: every commit after the
-    # split was acknowledged by the new holder, promoted after the fence. (The isolated node lost
-    # quorum and would stop its db group and demote, but with the fence device's default delay of 0
-    # the majority usually fences it first, so what it managed to do by itself is not asserted.)
+    # split was acknowledged by the new holder, promoted after the fence. The isolated node loses
+    # quorum when the majority forms its membership, but with the fence device's delay of 0 it is
+    # fenced before its own scheduler runs (the next test gives it the time to stop by itself).
     on_majority = writer.ids(after=fence.at)
-    assert writer.ids(after=0) and on_majority, f"no commit after the fence: {err}"
+    assert writer.ids() and on_majority, f"no commit after the fence: {err}"
     first_commit_at = min(at for at, _id in writer.acks if at > fence.at)
     status = cluster.status()
     (new_holder,) = status.where("mysql")
-    assert new_holder in majority
+    assert new_holder != holder
     assert status.where("db-vip") == (new_holder,)
     assert db.drbd_roles()[new_holder] == "Primary"
-    # The DRBD Primary that lost quorum started no new data generation (DRBD >= 9.0.28).
-    kernel = db.drbd_double("dmesg", database.DRBD_RESOURCE, holder).stdout
-    assert "quorum( yes -> no ): no new current UUID" in kernel
     served = set(db.ids(address))
     acknowledged = set(writer.ids())
     assert before <= served, f"lost by the failover: {sorted(before - served)}"
@@ -158,22 +193,41 @@ def test_netsplit_of_the_database_holder_fences_it_and_it_rejoins_as_a_secondary
     print(f"netsplit of {holder}: fenced {fence.at - split_at:.1f} s after the split, first commit on "
           f"{new_holder} after {first_commit_at - split_at:.1f} s; {len(acknowledged)} commits acknowledged, "
           f"{len(on_majority)} of them by {new_holder}")
-
-    # The fenced node reboots; the split heals once it is up (not before: until it boots, its
-    # namespace still holds the addresses it had, the db VIP among them).
-    wait_until(lambda: cluster.nodes[holder].boots > boots and cluster.nodes[holder].powered,
-               f"{holder} booted again", 120)
-    cluster.reconnect(holder)
-    health.wait_healthy(cluster, stack)
-    roles = db.drbd_roles()
-    assert roles == {name: "Primary" if name == new_holder else "Secondary" for name in cluster.nodes}, roles
-    for node in cluster.nodes:
-        state = drbd_status(db, node)
-        assert state["devices"][0]["disk-state"] == "UpToDate", (node, state)
-        assert {c["name"]: c["connection-state"] for c in state["connections"]} == dict.fromkeys(
-            set(cluster.nodes) - {node}, "Connected"), (node, state)
-    kernel = db.drbd_double("dmesg", database.DRBD_RESOURCE, holder).stdout
-    assert "Split-Brain" not in kernel
-    assert f"resync from {sorted(majority)}: now UpToDate" in kernel
+    rejoin_as_secondary(cluster, stack, db, holder, boots, split_wall)
     after = set(db.ids(address))
     assert served <= after, f"lost when {holder} rejoined: {sorted(served - after)}"
+
+
+def test_isolated_database_holder_stops_and_demotes_by_itself_before_it_is_fenced(database_cluster):
+    cluster, stack, db = database_cluster
+    slow = dataclasses.replace(stack, fence_delay_s=FENCE_DELAY_S)
+    try:
+        config.push(cluster, slow)
+        health.wait_healthy(cluster, slow)
+        address = cluster.spec.vip_address(1)
+        (holder,) = cluster.status().where("mysql")
+        boots = cluster.nodes[holder].boots
+        before = set(db.ids(address))
+        split_at, split_wall = isolate(cluster, holder)
+        # no-quorum-policy=stop: the node stops the db group and its DRBD instance (demote first).
+        cluster.wait_status(lambda s: not s.has_quorum and not any(s.where(r) for r in DB_RESOURCES)
+                            and holder not in s.where("drbd"),
+                            f"{holder} without quorum, the database stopped", FENCE_DELAY_S - 1, via=holder)
+        stopped_at = time.monotonic()
+        assert not cluster.fenced(holder, since=split_at), "it must stop on its own, before any fencing"
+        assert db.drbd_roles()[holder] != "Primary"
+        health.wait_fenced(cluster, holder, split_at, timeout_s=FENCE_DELAY_S + 60)
+        fence = cluster.fenced(holder, since=split_at)[0]
+        assert fence.at - split_at >= FENCE_DELAY_S
+        served_at = db.write(address, row_id=NETSPLIT_FIRST_ID - 1)
+        (new_holder,) = cluster.status().where("mysql")
+        assert new_holder != holder
+        print(f"netsplit of {holder} with a {FENCE_DELAY_S} s fence delay: database stopped on it "
+              f"{stopped_at - split_at:.1f} s after the split, fenced after {fence.at - split_at:.1f} s, "
+              f"first commit on {new_holder} after {served_at - split_at:.1f} s")
+        rejoin_as_secondary(cluster, slow, db, holder, boots, split_wall)
+        after = set(db.ids(address))
+        assert before <= after, f"lost: {sorted(before - after)}"
+    finally:
+        config.push(cluster, stack)
+        health.wait_healthy(cluster, stack)
