@@ -42,6 +42,7 @@ PORT = 13306
 MOUNTPOINT = "/var/lib/mysql"
 DATADIR = f"{MOUNTPOINT}/data"
 RUNDIR = "/run/mysqld-nsc"
+SOCKET = f"{RUNDIR}/mysqld.sock"  # MariaDB's local socket on the node that runs it
 IMAGE_MB = 256
 DRBD_RESOURCE = "mysql"  # the profile's drbd_resource
 DRBD_BIN = REPO_ROOT / "tests" / "drbd_double" / "bin"
@@ -202,7 +203,7 @@ class Database:
         """Site tables enabling the profile's DRBD clone and ``db`` group; ``mysql_agent``:
         ours or resource-agents' ``ocf:heartbeat:mysql`` (the reference stack)."""
         server: dict[str, object] = {
-            "config": str(self.config), "datadir": DATADIR, "socket": f"{RUNDIR}/mysqld.sock",
+            "config": str(self.config), "datadir": DATADIR, "socket": SOCKET,
             "pid": f"{RUNDIR}/mysqld.pid", "log": f"{RUNDIR}/error.log", "user": "mysql"}
         if mysql_agent == OUR_MYSQL:
             server |= {"port": PORT, "device": NODE_DEVICE}
