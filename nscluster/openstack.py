@@ -24,6 +24,7 @@ import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Protocol
 
 from nscluster import config, health
 from nscluster.cluster import PACKAGE_DIR, SYSTEM_PYTHON, Cluster, ClusterError, netns_inode
@@ -72,9 +73,18 @@ class KeystoneInCluster:
         return self.cluster.spec.vip_address(health.VIPS.index(config.DATABASE_VIP))
 
     @property
+    def auth_url(self) -> str:
+        return f"http://{self.public_address}:{PORT}/v3"
+
+    @property
     def credentials(self) -> Path:
         """The admin's credentials (root-only): the deep check's and the clients'."""
         return self.cluster.spec.state_dir / "keystone-admin.conf"
+
+    @property
+    def monitor_credentials(self) -> Path:
+        """The admin's credentials with keystone's URL: the deep check of the other APIs."""
+        return self.cluster.spec.state_dir / "service-monitor.conf"
 
     @property
     def passwords(self) -> tuple[str, str]:
@@ -97,9 +107,10 @@ class KeystoneInCluster:
             "OS_BOOTSTRAP_PASSWORD": self.admin_password, "OS_BOOTSTRAP_USERNAME": "admin",
             "OS_BOOTSTRAP_PROJECT_NAME": "admin", "OS_BOOTSTRAP_ROLE_NAME": "admin",
             "OS_BOOTSTRAP_SERVICE_NAME": "keystone", "OS_BOOTSTRAP_REGION_ID": "RegionOne",
-            "OS_BOOTSTRAP_PUBLIC_URL": f"http://{self.public_address}:{PORT}/v3"})
+            "OS_BOOTSTRAP_PUBLIC_URL": self.auth_url})
         self._share_keys(first)
         self._write_credentials(self.credentials)
+        self._write_credentials(self.monitor_credentials, auth_url=self.auth_url)
         self.cluster.progress(f"keystone prepared in {time.monotonic() - began:.1f} s "
                               f"(database via {self.database_address}, keys shared by every node)")
 
@@ -131,11 +142,29 @@ class KeystoneInCluster:
                 for path in (target, *target.rglob("*")):
                     shutil.chown(path, USER, USER)
 
-    def _write_credentials(self, path: Path, username: str = "admin") -> None:
+    def _write_credentials(self, path: Path, auth_url: str = "") -> None:
         path.touch(mode=0o600)
         path.chmod(0o600)
-        path.write_text(f"[credentials]\nusername = {username}\npassword = {self.admin_password}\n"
-                        "project_name = admin\nuser_domain_name = Default\nproject_domain_name = Default\n")
+        path.write_text(f"[credentials]\nusername = admin\npassword = {self.admin_password}\n"
+                        "project_name = admin\nuser_domain_name = Default\nproject_domain_name = Default\n"
+                        + (f"auth_url = {auth_url}\n" if auth_url else ""))
+
+    def service_user(self, name: str, password: str) -> None:
+        """A service account (``name``, admin of project ``service``), as the services' guides make
+        it; ``keystone-manage bootstrap`` creates it idempotently, the password in its environment."""
+        first = next(iter(self.cluster.nodes))
+        self._manage(first, ["bootstrap"], env={
+            "OS_BOOTSTRAP_PASSWORD": password, "OS_BOOTSTRAP_USERNAME": name,
+            "OS_BOOTSTRAP_PROJECT_NAME": "service", "OS_BOOTSTRAP_ROLE_NAME": "admin"})
+
+    def authtoken_section(self, name: str, password: str) -> str:
+        """``[keystone_authtoken]`` of a service validating tokens with keystone through the public VIP."""
+        return (f"[keystone_authtoken]\nwww_authenticate_uri = {self.auth_url}\nauth_url = {self.auth_url}\n"
+                f"auth_type = password\nusername = {name}\npassword = {password}\nproject_name = service\n"
+                "user_domain_name = Default\nproject_domain_name = Default\n"
+                "interface = public\n"  # the catalog has keystone's public endpoint (the public VIP) only
+                # A keystone outage is seen within seconds, not after the default 30 s HTTP timeout.
+                "http_connect_timeout = 5\n")
 
     def credentials_copy(self, name: str) -> Path:
         """Another root-only credentials file of the same admin (to change a reloadable parameter)."""
@@ -175,6 +204,16 @@ class KeystoneInCluster:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s + 30, check=False)
         if done.returncode != 0:
             raise ClusterError(f"GET {path} on port {port}: {done.stderr.strip()[-300:]}")
+        answer: dict[str, object] = json.loads(done.stdout)
+        return answer
+
+    def authorized_get(self, port: int, path: str, timeout_s: float = 90) -> dict[str, object]:
+        """Retry until ``GET path`` on the public VIP answers 200 with a fresh token; then the same
+        without a token. ``{"with": 200, "without": <status>, "document": ..., "t": <monotonic>}``."""
+        argv = self.client_argv("authget", str(PORT), str(self.credentials), str(timeout_s), str(port), path)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s + 30, check=False)
+        if done.returncode != 0:
+            raise ClusterError(f"GET {path} on port {port} with a token: {done.stderr.strip()[-300:]}")
         answer: dict[str, object] = json.loads(done.stdout)
         return answer
 
@@ -218,30 +257,39 @@ class KeystoneInCluster:
 GLANCE = "glance-api"
 GLANCE_PORT = 19292
 GLANCE_CONFIG = "/etc/glance/glance-api.conf"
-GLANCE_MONITORS = MONITORS[:2]  # depth 20 would need a keystone auth_url in the credentials
+# Deeper checks cost more: a token from keystone and a listing every 60 s.
+API_MONITORS = (
+    {"name": "monitor", "interval": "5s", "timeout": "10s"},
+    {"name": "monitor", "interval": "6s", "timeout": "8s", "depth": 10},
+    {"name": "monitor", "interval": "60s", "timeout": "20s", "depth": 20},
+)
 
 
 @dataclasses.dataclass
 class GlanceInCluster:
-    """glance-api as the profile's clone on every node, its database through the database VIP.
-
-    Images are listed through the public VIP. Authentication is off (``[paste_deploy] flavor``
-    empty): wiring glance to keystone (service user, keystone_authtoken) is not done yet.
-    """
+    """glance-api as the profile's clone on every node, its database through the database VIP,
+    tokens validated by keystone through the public VIP (service user ``glance``)."""
 
     cluster: Cluster
     db_port: int
+    keystone: KeystoneInCluster
     db_password: str = dataclasses.field(default_factory=lambda: "gl-" + secrets.token_hex(12))
+    service_password: str = dataclasses.field(default_factory=lambda: "gls-" + secrets.token_hex(12))
+
+    @property
+    def passwords(self) -> tuple[str, ...]:
+        return self.db_password, self.service_password
 
     def prepare(self, mysql_socket: str) -> None:
         began = time.monotonic()
         (holder,) = self.cluster.status().where("mysql")
         create_database(self.cluster, holder, mysql_socket, "glance", "glance", self.db_password)
-        database = self.cluster.spec.vip_address(health.VIPS.index(config.DATABASE_VIP))
-        url = f"mysql+pymysql://glance:{self.db_password}@{database}:{self.db_port}/glance"
+        self.keystone.service_user("glance", self.service_password)
+        url = f"mysql+pymysql://glance:{self.db_password}@{self.keystone.database_address}:{self.db_port}/glance"
         etc, log, lib = GLANCE_DIRS
         text = (f"[DEFAULT]\nlog_file = {log}/glance-api.log\nworkers = 1\n"
-                f"[database]\nconnection = {url}\n[paste_deploy]\nflavor =\n"
+                f"[database]\nconnection = {url}\n[paste_deploy]\nflavor = keystone\n"
+                f"{self.keystone.authtoken_section('glance', self.service_password)}"
                 "[glance_store]\nstores = file\ndefault_store = file\n"
                 f"filesystem_store_datadir = {lib}/images\n"
                 f"[oslo_concurrency]\nlock_path = {lib}/lock\n"
@@ -256,15 +304,20 @@ class GlanceInCluster:
         self.cluster.progress(f"glance prepared in {time.monotonic() - began:.1f} s")
 
     def overrides(self) -> dict[str, dict[str, object]]:
-        return {
-            f"primitive.{GLANCE}": {"enabled": True, "ops": [
-                {"name": "start", "timeout": "60s"}, {"name": "stop", "timeout": "60s"}, *GLANCE_MONITORS]},
-            f"primitive.{GLANCE}.params": {"config": GLANCE_CONFIG, "port": GLANCE_PORT, "user": "glance",
-                                           "workers": 1},
-            f"clone.{GLANCE}-clone": {"enabled": True, "resource": GLANCE},
-            "order.glance-api-after-db": {"enabled": True},
-            "order.glance-api-after-keystone": {"enabled": True},
-        }
+        return api_clone_tables(GLANCE, {"config": GLANCE_CONFIG, "port": GLANCE_PORT, "user": "glance",
+                                         "workers": 1, "credentials": str(self.keystone.monitor_credentials)})
+
+
+def api_clone_tables(resource: str, params: Mapping[str, object]) -> dict[str, dict[str, object]]:
+    """Site tables enabling one of the profile's API clones and its order constraints."""
+    return {
+        f"primitive.{resource}": {"enabled": True, "ops": [
+            {"name": "start", "timeout": "90s"}, {"name": "stop", "timeout": "60s"}, *API_MONITORS]},
+        f"primitive.{resource}.params": dict(params),
+        f"clone.{resource}-clone": {"enabled": True, "resource": resource},
+        f"order.{resource}-after-db": {"enabled": True},
+        f"order.{resource}-after-keystone": {"enabled": True},
+    }
 
 
 def create_database(cluster: Cluster, node: str, mysql_socket: str, database: str, user: str,
@@ -278,16 +331,18 @@ def create_database(cluster: Cluster, node: str, mysql_socket: str, database: st
 
 
 def write_private(cluster: Cluster, node: str, owner: str, directories: tuple[str, ...], path: str,
-                  text: str) -> None:
-    """``text`` into ``path`` (0640) of the node's private ``directories``, all owned by ``owner``."""
+                  text: str, mode: int = 0o640) -> None:
+    """``text`` into ``path`` (``mode``) of the node's private ``directories``, all owned by ``owner``."""
     for directory in directories:
         private = cluster.node_path(node, directory)
         shutil.chown(private, owner, owner)
         private.chmod(0o750)
     target = cluster.node_path(node, path)
-    target.touch(mode=0o640)
+    target.touch(mode=0o600)
+    target.chmod(0o600)
     shutil.chown(target, owner, owner)
     target.write_text(text)
+    target.chmod(mode)
 
 
 def run_as(cluster: Cluster, node: str, user: str, argv: list[str], env: Mapping[str, str] | None = None,
@@ -323,20 +378,29 @@ def seconds_to_token_after_crash(cluster: Cluster, keystone: KeystoneInCluster, 
     return finish_waiting_token(client, timeout_s + 30) - crashed_at
 
 
+class Prepared(Protocol):
+    """A service of the stack: prepared once with the database running, then its site tables."""
+
+    def prepare(self, mysql_socket: str) -> None: ...
+
+    def overrides(self) -> dict[str, dict[str, object]]: ...
+
+
 def stack_with_keystone(cluster: Cluster, database_overrides: Mapping[str, Mapping[str, object]],
-                        keystone: KeystoneInCluster, mysql_socket: str,
-                        glance: GlanceInCluster | None = None) -> config.Stack:
-    """Push the database, prepare keystone (and glance) on it, and return the stack with them added.
+                        keystone: KeystoneInCluster, mysql_socket: str, *services: Prepared,
+                        base: config.Stack | None = None) -> config.Stack:
+    """Push the database, prepare keystone and then ``services`` (in order) on it, and return the
+    stack with all of them added (over ``base``: its VIP agent, Dummy clone and site tables).
 
     The caller pushes the returned stack (``tests.cluster_conftest.start_cluster`` does).
     """
-    database_stack = config.Stack(site_overrides=dict(database_overrides))
+    base = base or config.Stack()
+    database_stack = dataclasses.replace(base, site_overrides={**base.site_overrides, **database_overrides})
     config.push(cluster, database_stack)
     health.wait_healthy(cluster, database_stack)
     keystone.prepare(mysql_socket)
-    tables = {**database_overrides, **keystone.overrides()}
-    if glance is not None:
-        glance.prepare(mysql_socket)
-        tables |= glance.overrides()
-    return config.Stack(site_overrides=tables)
-
+    tables = {**database_stack.site_overrides, **keystone.overrides()}
+    for service in services:
+        service.prepare(mysql_socket)
+        tables |= service.overrides()
+    return dataclasses.replace(base, site_overrides=tables)

@@ -7,6 +7,9 @@ CREDENTIALS_FILE (root-only ini, section ``[credentials]``), never from the comm
 
 Modes:
   ``get`` (``... get HOST PORT PATH SECONDS``): GET PATH every 50 ms until it answers 200; print it.
+  ``authget`` (``... authget HOST KEYSTONE_PORT CREDENTIALS_FILE SECONDS PORT PATH``): until GET PATH
+  on PORT answers 200 with a fresh token (every 50 ms), then once without a token; print
+  ``{"t": <monotonic of the 200>, "with": 200, "without": <status>, "document": <JSON of the 200>}``.
   ``wait``: ask for a token every 50 ms until one is issued (or SECONDS pass, rc 1);
   print ``{"t": <CLOCK_MONOTONIC when the token arrived>}``.
   ``stream``: ask for a token every INTERVAL_S for SECONDS (or until SIGTERM), each request on its
@@ -45,18 +48,37 @@ def auth_body(credentials_file: str) -> bytes:
                                 "scope": {"project": project}}}).encode()
 
 
-def ask_token(host: str, port: int, body: bytes, timeout_s: float) -> tuple[int, str]:
-    """One POST /v3/auth/tokens on a new connection: (status, error); status 201 is a token."""
+def request_token(host: str, port: int, body: bytes, timeout_s: float) -> tuple[int, str, str]:
+    """One POST /v3/auth/tokens on a new connection: (status, error, token)."""
     connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
     try:
         connection.request("POST", "/v3/auth/tokens", body=body,
                            headers={"Content-Type": "application/json", "Connection": "close"})
         response = connection.getresponse()
         response.read()
-        has_token = bool(response.getheader("X-Subject-Token"))
-        return response.status, "" if has_token or response.status != 201 else "no X-Subject-Token"
+        token = response.getheader("X-Subject-Token") or ""
+        return response.status, "" if token or response.status != 201 else "no X-Subject-Token", token
     except (OSError, http.client.HTTPException) as exc:
-        return 0, f"{type(exc).__name__}: {exc}"
+        return 0, f"{type(exc).__name__}: {exc}", ""
+    finally:
+        connection.close()
+
+
+def ask_token(host: str, port: int, body: bytes, timeout_s: float) -> tuple[int, str]:
+    """(status, error); status 201 without error is a token."""
+    status, error, _token = request_token(host, port, body, timeout_s)
+    return status, error
+
+
+def fetch(host: str, port: int, path: str, headers: dict[str, str]) -> tuple[int, bytes, str]:
+    """One GET on a new connection: (status or 0, body, error)."""
+    connection = http.client.HTTPConnection(host, port, timeout=ATTEMPT_TIMEOUT_S)
+    try:
+        connection.request("GET", path, headers={"Connection": "close", **headers})
+        response = connection.getresponse()
+        return response.status, response.read(), ""
+    except (OSError, http.client.HTTPException) as exc:
+        return 0, b"", f"{type(exc).__name__}: {exc}"
     finally:
         connection.close()
 
@@ -109,21 +131,37 @@ def get(host: str, port: int, path: str, seconds: float) -> int:
     until = time.monotonic() + seconds
     last = ""
     while time.monotonic() < until:
-        connection = http.client.HTTPConnection(host, port, timeout=ATTEMPT_TIMEOUT_S)
-        try:
-            connection.request("GET", path, headers={"Connection": "close"})
-            response = connection.getresponse()
-            body = response.read()
-            if response.status == 200:
-                print(body.decode(), flush=True)
-                return 0
-            last = f"status {response.status}"
-        except (OSError, http.client.HTTPException) as exc:
-            last = f"{type(exc).__name__}: {exc}"
-        finally:
-            connection.close()
+        status, body, error = fetch(host, port, path, {})
+        if status == 200:
+            print(body.decode(), flush=True)
+            return 0
+        last = error or f"status {status}"
         time.sleep(WAIT_PAUSE_S)
     print(f"GET {path} on {host}:{port}: no 200 within {seconds} s (last: {last})", file=sys.stderr)
+    return 1
+
+
+def authget(host: str, keystone_port: int, body: bytes, seconds: float, port: int, path: str) -> int:
+    """A token, then ``GET path`` with it, every 50 ms until that answers 200; then without a token."""
+    until = time.monotonic() + seconds
+    last = ""
+    while time.monotonic() < until:
+        budget = min(ATTEMPT_TIMEOUT_S, max(0.1, until - time.monotonic()))
+        status, error, token = request_token(host, keystone_port, body, budget)
+        if token:
+            status, document, error = fetch(host, port, path, {"X-Auth-Token": token})
+            if status == 200:
+                at = time.monotonic()
+                without, _body, error = fetch(host, port, path, {})
+                print(json.dumps({"t": at, "with": status, "without": without, "error": error,
+                                  "document": json.loads(document)}), flush=True)
+                return 0
+            last = error or f"GET {path}: status {status}"
+        else:
+            last = error or f"token: status {status}"
+        time.sleep(WAIT_PAUSE_S)
+    print(f"GET {path} on {host}:{port} with a token: no 200 within {seconds} s (last: {last})",
+          file=sys.stderr)
     return 1
 
 
@@ -137,11 +175,16 @@ def main(argv: list[str]) -> int:
         return 3
     if mode == "get":  # the fifth argument is a path here
         return get(host, int(port), credentials_file, float(seconds))
-    body = auth_body(credentials_file)
-    if mode == "wait":
-        return wait(host, int(port), body, float(seconds))
+    return with_credentials(mode, host, int(port), auth_body(credentials_file), float(seconds), argv[6:])
+
+
+def with_credentials(mode: str, host: str, port: int, body: bytes, seconds: float, rest: list[str]) -> int:
+    if mode == "authget" and len(rest) >= 2:
+        return authget(host, port, body, seconds, int(rest[0]), rest[1])
     if mode == "stream":
-        return stream(host, int(port), body, float(seconds), float(argv[6]) if len(argv) > 6 else 0.5)
+        return stream(host, port, body, seconds, float(rest[0]) if rest else 0.5)
+    if mode == "wait":
+        return wait(host, port, body, seconds)
     print(f"unknown mode {mode}", file=sys.stderr)
     return 2
 

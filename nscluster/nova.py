@@ -1,0 +1,100 @@
+"""nova-api in the namespace cluster: the profile's clone on every node, under our agent.
+
+Each node has its own ``/etc/nova``, ``/var/log/nova`` and ``/var/lib/nova`` (``NOVA_DIRS``). nova
+reaches its databases (``nova_api``, ``nova``, ``nova_cell0``) through the database VIP, the
+brokers through ``transport_url`` (every node's broker, ``nscluster.messaging``), and keystone
+through the public VIP to validate tokens (service user ``nova``). ``prepare`` creates the
+databases and the service user, writes every node's configuration, and runs the schema migrations
+and the cell mappings once, on the node holding the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+from pathlib import Path
+
+from nscluster.cluster import Cluster
+from nscluster.messaging import CLONE as RABBIT_CLONE
+from nscluster.messaging import RabbitInCluster
+from nscluster.openstack import KeystoneInCluster, api_clone_tables, create_database, run_as, write_private
+
+CONFIG_DIR = "/etc/nova"
+LOG_DIR = "/var/log/nova"
+STATE_DIR = "/var/lib/nova"
+NOVA_DIRS = (CONFIG_DIR, LOG_DIR, STATE_DIR)
+CONFIG = f"{CONFIG_DIR}/nova.conf"
+PASTE = f"{CONFIG_DIR}/api-paste.ini"
+RESOURCE = "nova-api"
+PORT = 18774
+USER = "nova"
+DATABASES = ("nova_api", "nova", "nova_cell0")
+
+
+# MariaDB's default 96 MiB redo log leaves the database image (nscluster.database.IMAGE_MB) too
+# little room for nova's three schemas besides keystone's and glance's; MariaDB resizes the log
+# when it starts with another size.
+DATABASE_TUNING = "innodb_log_file_size = 16M\n"
+
+
+def fit_database(my_cnf: Path) -> None:
+    """Make room for nova in the cluster database: before the database first starts under Pacemaker."""
+    text = my_cnf.read_text()
+    if DATABASE_TUNING not in text:
+        my_cnf.write_text(text + DATABASE_TUNING)
+
+
+@dataclasses.dataclass
+class NovaInCluster:
+    cluster: Cluster
+    db_port: int
+    keystone: KeystoneInCluster
+    rabbit: RabbitInCluster
+    db_password: str = dataclasses.field(default_factory=lambda: "nv-" + secrets.token_hex(12))
+    service_password: str = dataclasses.field(default_factory=lambda: "nvs-" + secrets.token_hex(12))
+
+    @property
+    def passwords(self) -> tuple[str, ...]:
+        return self.db_password, self.service_password
+
+    def database_url(self, database: str) -> str:
+        return (f"mysql+pymysql://{USER}:{self.db_password}@{self.keystone.database_address}:"
+                f"{self.db_port}/{database}")
+
+    def prepare(self, mysql_socket: str) -> None:
+        began = time.monotonic()
+        (holder,) = self.cluster.status().where("mysql")
+        for database in DATABASES:
+            create_database(self.cluster, holder, mysql_socket, database, USER, self.db_password)
+        self.keystone.service_user(USER, self.service_password)
+        text = self.config_text()
+        paste = Path("/etc/nova/api-paste.ini").read_text()
+        for node in self.cluster.nodes:
+            write_private(self.cluster, node, USER, NOVA_DIRS, CONFIG, text)
+            write_private(self.cluster, node, USER, (), PASTE, paste)
+        for step, timeout in ((["api_db", "sync"], 300), (["cell_v2", "map_cell0"], 120),
+                              (["db", "sync"], 300), (["cell_v2", "create_cell", "--name", "cell1"], 120)):
+            run_as(self.cluster, holder, USER, ["nova-manage", "--config-file", CONFIG, *step],
+                   timeout=timeout)
+        self.cluster.progress(f"nova prepared in {time.monotonic() - began:.1f} s")
+
+    def config_text(self) -> str:
+        return (f"[DEFAULT]\nlog_file = {LOG_DIR}/nova-api.log\nstate_path = {STATE_DIR}\n"
+                "enabled_apis = osapi_compute\nosapi_compute_workers = 1\n"
+                f"transport_url = {self.rabbit.transport_url}\n"
+                "[api]\nauth_strategy = keystone\n"
+                f"[api_database]\nconnection = {self.database_url('nova_api')}\n"
+                f"[database]\nconnection = {self.database_url('nova')}\n"
+                f"{self.keystone.authtoken_section(USER, self.service_password)}"
+                f"[oslo_concurrency]\nlock_path = {STATE_DIR}/lock\n"
+                f"[wsgi]\napi_paste_config = {PASTE}\n")
+
+    def overrides(self) -> dict[str, dict[str, object]]:
+        tables = api_clone_tables(RESOURCE, {
+            "config": CONFIG, "port": PORT, "user": USER, "workers": 1,
+            "credentials": str(self.keystone.monitor_credentials)})
+        # Optional: the brokers start first when both start, a broker's restart leaves nova alone.
+        tables[f"order.{RESOURCE}-after-rabbitmq"] = {"first": RABBIT_CLONE, "then": f"{RESOURCE}-clone",
+                                                      "kind": "Optional"}
+        return tables
