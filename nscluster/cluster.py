@@ -381,6 +381,7 @@ class Cluster:
             self._ip(node.netns, "addr", "add", f"{node.address}/{prefix}", "dev", NODE_NIC)
             self._ip(node.netns, "link", "set", NODE_NIC, "up")
             self._ip(self.spec.bridge_netns, "link", "set", node.bridge_port, "up")
+            self._tell_listeners("reconnect", name)  # a boot heals an isolation too
             node.boots += 1
             log = open(node.directory / f"supervisor.{node.boots}.log", "wb")  # noqa: SIM115
             with log:
@@ -448,6 +449,10 @@ class Cluster:
         self.progress(f"{name} isolated from the network")
 
     def reconnect(self, name: str) -> None:
+        """Heal an isolation of a running node (a powered-off node's namespace still holds its old
+        addresses, the VIPs among them: booting it heals the link with fresh addresses)."""
+        if not self.nodes[name].powered:
+            raise ClusterError(f"{name} is powered off: boot it (start_node) instead of reconnecting it")
         self._ip(self.spec.bridge_netns, "link", "set", self.nodes[name].bridge_port, "up")
         self._tell_listeners("reconnect", name)
         self.progress(f"{name} reconnected")
