@@ -50,6 +50,22 @@ def start_cluster(request: pytest.FixtureRequest, stack: config.Stack | Callable
     return cluster
 
 
+def cluster_fixtures(stack: config.Stack) -> tuple[object, object]:
+    """A test module's two fixtures: ``cluster`` (one cluster running ``stack`` for the module) and
+    the autouse ``healthy`` (back to health before every test). Bind both names in the module:
+    ``cluster, healthy = cluster_fixtures(STACK)``."""
+
+    @pytest.fixture(scope="module")
+    def cluster(request: pytest.FixtureRequest) -> Cluster:
+        return start_cluster(request, stack)
+
+    @pytest.fixture(autouse=True)
+    def healthy(cluster: Cluster) -> None:
+        health.wait_healthy(cluster, stack)
+
+    return cluster, healthy
+
+
 def dc_and_holders(status: ClusterStatus) -> tuple[str, set[str]]:
     assert status.dc is not None
     return status.dc, {node for vip in VIPS for node in status.where(vip)}

@@ -16,8 +16,8 @@ from nscluster import config, health
 from tests.cluster_conftest import (
     VIPS,
     addresses_on,
+    cluster_fixtures,
     dc_and_holders,
-    start_cluster,
     vip_address_of,
     wait_rejoined,
 )
@@ -41,14 +41,7 @@ def monitor_failed(status, resource, node):
     return any((f.resource, f.task, f.node) == (resource, "monitor", node) for f in status.failures)
 
 
-@pytest.fixture(scope="module")
-def cluster(request):
-    return start_cluster(request, STACK)
-
-
-@pytest.fixture(autouse=True)
-def healthy(cluster):
-    health.wait_healthy(cluster, STACK)
+cluster, healthy = cluster_fixtures(STACK)
 
 
 def test_each_vip_answers_from_the_node_pacemaker_placed_it_on(cluster):

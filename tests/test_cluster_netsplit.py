@@ -13,7 +13,7 @@ import pytest
 
 from nscluster import config, health
 from nscluster.cluster import ClusterError
-from tests.cluster_conftest import VIPS, addresses_on, dc_and_holders, start_cluster, vip_address_of
+from tests.cluster_conftest import VIPS, addresses_on, cluster_fixtures, dc_and_holders, vip_address_of
 
 pytestmark = pytest.mark.cluster
 FENCE_DELAY_S = 15
@@ -28,14 +28,7 @@ def vip_still_on(cluster, node, address):
         return False  # powered off by the fence between the two checks
 
 
-@pytest.fixture(scope="module")
-def cluster(request):
-    return start_cluster(request, STACK)
-
-
-@pytest.fixture(autouse=True)
-def healthy(cluster):
-    health.wait_healthy(cluster, STACK)
+cluster, healthy = cluster_fixtures(STACK)
 
 
 def test_isolated_node_stops_its_resources_and_the_majority_keeps_serving(cluster):
