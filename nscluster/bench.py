@@ -7,11 +7,13 @@ N times:
 
 - ``db``: the profile's database (three DRBD replicas on the test double,
   ``ocf:openstack:drbd`` promotable clone, ``ocf:heartbeat:Filesystem``, our
-  ``mysql``, our ``vip``); crash the database holder and measure until an
-  INSERT through the database VIP commits;
+  ``mysql``, our ``vip``) and keystone's clone behind the public VIP; crash the
+  database holder and measure until an INSERT through the database VIP commits
+  and until keystone issues a token through the public VIP (both clients start
+  at the crash);
 - ``db-shell``: the reference, the same DRBD clone and Filesystem with
   resource-agents' shell agents for the rest (``ocf:heartbeat:mysql``,
-  ``ocf:heartbeat:IPaddr2``), measured the same way;
+  ``ocf:heartbeat:IPaddr2``), with the same keystone, measured the same way;
 - ``vip`` / ``IPaddr2``: crash the node holding ``public-vip`` and measure until
   a TCP connect to it is answered by a survivor.
 
@@ -32,7 +34,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from nscluster import config, health
+from nscluster import config, health, openstack
 from nscluster import database as db_stack
 from nscluster.cluster import Cluster, ClusterError, ClusterSpec
 
@@ -62,14 +64,18 @@ class Series:
     timing: str
     failovers: list[float] = dataclasses.field(default_factory=list)
     fences: list[float] = dataclasses.field(default_factory=list)
+    tokens: list[float] = dataclasses.field(default_factory=list)
 
     def row(self) -> list[str]:
+        tokens = self.tokens
+        token = [f"{statistics.median(tokens):.2f}", f"{max(tokens):.2f}"] if tokens else ["", ""]
         return [SERIES_LABELS[self.agent], TIMING_LABELS[self.timing], str(len(self.failovers)),
                 f"{statistics.median(self.failovers):.2f}", f"{max(self.failovers):.2f}",
-                f"{min(self.failovers):.2f}", f"{statistics.median(self.fences):.2f}"]
+                f"{min(self.failovers):.2f}", *token, f"{statistics.median(self.fences):.2f}"]
 
 
-HEADER = ["series", "corosync timing", "crashes", "median s", "max s", "min s", "fenced after (median s)"]
+HEADER = ["series", "corosync timing", "crashes", "median s", "max s", "min s", "token median s",
+          "token max s", "fenced after (median s)"]
 
 
 def progress_printer(prefix: str) -> tuple[float, object]:
@@ -84,22 +90,25 @@ def progress_printer(prefix: str) -> tuple[float, object]:
 def measure(agent: str, timing: str, crashes: int, verbose: bool) -> Series:
     token, coefficient = TIMINGS[timing]
     mysql_agent = DATABASE_SERIES.get(agent)
-    extra = db_stack.spec_fields() if mysql_agent else {}
+    extra = db_stack.spec_fields(private_dirs=openstack.PRIVATE_DIRS) if mysql_agent else {}
     spec = ClusterSpec(token_ms=token, token_coefficient_ms=coefficient, fence_reboot_delay_s=REBOOT_DELAY_S,
                        **extra)  # type: ignore[arg-type]
     series = Series(agent, timing)
     _started, progress = progress_printer(f"{agent}/{timing}")
     with Cluster(spec, progress=progress if verbose else None) as cluster:  # type: ignore[arg-type]
         database = db_stack.Database(cluster) if mysql_agent else None
-        if database is not None:
+        keystone = None
+        stack = config.Stack(vip_agent=AGENTS[agent], dummy_clone=False)
+        if database is not None and mysql_agent is not None:
             database.prepare(via=cluster.any_running_node())
-        overrides = database.overrides(mysql_agent) if database and mysql_agent else {}
-        stack = config.Stack(vip_agent=AGENTS[agent], dummy_clone=False, site_overrides=overrides)
+            keystone = openstack.KeystoneInCluster(cluster, db_port=db_stack.PORT)
+            stack = openstack.stack_with_keystone(cluster, database.overrides(mysql_agent), keystone,
+                                                  db_stack.SOCKET, base=stack)
         config.push(cluster, stack)
         health.wait_healthy(cluster, stack)
         for number in range(1, crashes + 1):
             try:
-                crash_once(cluster, database, series, number, crashes)
+                crash_once(cluster, database, keystone, series, number, crashes)
                 health.wait_healthy(cluster, stack)
             except ClusterError as error:  # keep what was measured; the report says how many
                 print(f"  {agent}/{timing} crash {number}/{crashes} failed, series ends: {error}", flush=True)
@@ -107,29 +116,44 @@ def measure(agent: str, timing: str, crashes: int, verbose: bool) -> Series:
     return series
 
 
-def crash_once(cluster: Cluster, database: db_stack.Database | None, series: Series, number: int,
+def crash_once(cluster: Cluster, database: db_stack.Database | None,
+               keystone: openstack.KeystoneInCluster | None, series: Series, number: int,
                crashes: int) -> None:
     time.sleep(2.0)  # let the cluster settle after the previous round
-    if database is None:
+    token = ""
+    if database is None or keystone is None:
         victim, new_holder, crashed_at, seconds = health.crash_and_time(cluster)
     else:
-        victim, new_holder, crashed_at, seconds = crash_database_holder(cluster, database, number)
+        victim, new_holder, crashed_at, seconds, token_s = crash_database_holder(cluster, database, keystone,
+                                                                                 number)
+        series.tokens.append(token_s)
+        token = f", keystone token after {token_s:.2f} s"
     health.wait_fenced(cluster, victim, crashed_at)
     fenced_after = cluster.fenced(victim, since=crashed_at)[0].at - crashed_at
     series.failovers.append(seconds)
     series.fences.append(fenced_after)
     print(f"  {series.agent}/{series.timing} crash {number}/{crashes}: {victim} -> {new_holder}: "
-          f"answered after {seconds:.2f} s (fenced after {fenced_after:.2f} s)", flush=True)
+          f"answered after {seconds:.2f} s{token} (fenced after {fenced_after:.2f} s)", flush=True)
 
 
 def crash_database_holder(cluster: Cluster, database: db_stack.Database,
-                          number: int) -> tuple[str, str, float, float]:
+                          keystone: openstack.KeystoneInCluster,
+                          number: int) -> tuple[str, str, float, float, float]:
+    """Crash the database holder; (victim, new holder, crash time, seconds to the first commit through
+    the database VIP, seconds to the first keystone token through the public VIP)."""
     (holder,) = cluster.status().where("mysql")
     crashed_at = cluster.crash(holder)
-    committed_at = database.write(cluster.spec.vip_address(1), row_id=number)
+    token_client = keystone.start_waiting_token()
+    try:
+        committed_at = database.write(cluster.spec.vip_address(1), row_id=number)
+        token_at = openstack.finish_waiting_token(token_client)
+    finally:
+        if token_client.poll() is None:
+            token_client.kill()
+            token_client.wait()
     placed = cluster.wait_status(lambda status: len(status.where("mysql")) == 1, "mysql placed")
     (new_holder,) = placed.where("mysql")
-    return holder, new_holder, crashed_at, committed_at - crashed_at
+    return holder, new_holder, crashed_at, committed_at - crashed_at, token_at - crashed_at
 
 
 def table(rows: Sequence[Series]) -> str:
@@ -160,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if series.failovers:
                 results.append(series)
     print("\n### Failover after a crash (db: of the database holder, until an INSERT through db-vip "
-          "commits; vip/IPaddr2: of the public VIP holder, until a TCP connect to it is accepted)\n")
+          "commits and until keystone issues a token through the public VIP; vip/IPaddr2: of the public "
+          "VIP holder, until a TCP connect to it is accepted)\n")
     print(table(results))
     return 0
 
