@@ -4,15 +4,15 @@ Brings up three Pacemaker/Corosync nodes in namespaces, prepares the database
 on three DRBD replicas (the DRBD 9 test double: the kernel module cannot load
 here), pushes the configuration as an operator does (``crmtool render site.toml
 | cibadmin --replace --scope configuration --xml-pipe``: the profile's promotable
-``drbd`` clone, Filesystem on the Primary, ``mysql``, the VIPs), shows
-``crm_mon -1``, writes a row through the database VIP, crashes the node that
-holds the DRBD Primary and the database, shows how long until a write through
-the database VIP commits again on the newly promoted replica, that the row is
-still there and that the crashed node was fenced, lets it reboot, rejoin and
-resync as a Secondary, then removes everything. Every client runs inside the
-cluster's namespaces.
-
-Not in the demo yet: the API services (no keystone token through the public VIP).
+``drbd`` clone, Filesystem on the Primary, ``mysql``, the VIPs), prepares
+keystone on that database and adds the profile's keystone clone behind the
+public VIP, shows ``crm_mon -1``, gets a keystone token through the public VIP
+and writes a row through the database VIP, crashes the node that holds the DRBD
+Primary and the database, shows how long until a write through the database VIP
+commits again on the newly promoted replica and until keystone issues a token
+again, that the row is still there and that the crashed node was fenced, lets it
+reboot, rejoin and resync as a Secondary, then removes everything. Every client
+runs inside the cluster's namespaces.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import os
 import sys
 import time
 
-from nscluster import config, database, health
+from nscluster import config, database, health, openstack
 from nscluster.cluster import Cluster, ClusterError, ClusterSpec
 
 STARTED = time.monotonic()
@@ -44,7 +44,7 @@ def preflight() -> list[str]:
     problems = []
     if os.geteuid() != 0:
         problems.append("run as root (network, mount and PID namespaces)")
-    agents = [f"/usr/lib/ocf/resource.d/openstack/{name}" for name in ("vip", "drbd", "mysql")]
+    agents = [f"/usr/lib/ocf/resource.d/openstack/{name}" for name in ("vip", "drbd", "mysql", "keystone")]
     for path in (*agents, config.CRMTOOL):
         if not os.path.exists(path):
             problems.append(f"{path} is missing: run `make install`")
@@ -58,9 +58,12 @@ def demo(cluster: Cluster) -> None:
     db.prepare(via=cluster.any_running_node())
     say(f"DRBD resource {database.DRBD_RESOURCE}: three UpToDate replicas (DRBD 9 test double, "
         f"{db.drbd_conf}) holding a MariaDB datadir")
-    stack = config.Stack(site_overrides=db.overrides())
 
     step("2. The configuration: crmtool render of the default profile + a site file, pushed with cibadmin")
+    keystone = openstack.KeystoneInCluster(cluster, db_port=database.PORT)
+    say("first the database (the drbd clone, then Filesystem, mysql and db-vip on the Primary)")
+    stack = openstack.stack_with_keystone(cluster, db.overrides(), keystone, database.SOCKET)
+    say("then keystone's clone on every node and the public VIP where keystone runs")
     say(f"site file: {config.write_site(cluster, stack)}")
     config.push(cluster, stack)
     status = health.wait_healthy(cluster, stack)
@@ -70,17 +73,22 @@ def demo(cluster: Cluster) -> None:
 
     step("3. Clients (in the bridge namespace) use the VIPs")
     public, db_vip = cluster.spec.vip_address(0), cluster.spec.vip_address(1)
-    say(f"public VIP {public} answers from {cluster.probe(public)}")
+    keystone.token(timeout_s=30)
+    say(f"keystone issued a token through the public VIP {public} (port {openstack.PORT})")
     db.write(db_vip, row_id=1, timeout_s=30)
     say(f"row 1 committed through the database VIP {db_vip}")
 
     (holder,) = status.where("mysql")
     step(f"4. Crash {holder}, the DRBD Primary holding the database (power cut: PID 1 killed, link down)")
     crashed_at = cluster.crash(holder)
+    token_client = keystone.start_waiting_token()
     committed_at = db.write(db_vip, row_id=2)
+    token_at = openstack.finish_waiting_token(token_client)
     (new_holder,) = cluster.status().where("mysql")
     say(f"a write through the database VIP commits again on {new_holder}: "
         f"{committed_at - crashed_at:.1f} s after the crash")
+    say(f"keystone issues a token through the public VIP again: {token_at - crashed_at:.1f} s "
+        "after the crash")
     say(f"DRBD roles: {db.drbd_roles()}")
     health.wait_fenced(cluster, holder, crashed_at)
     fence = cluster.fenced(holder, since=crashed_at)[0]
@@ -97,8 +105,8 @@ def demo(cluster: Cluster) -> None:
 
     step("Summary")
     say(f"crash of the database holder -> first committed write through the database VIP: "
-        f"{committed_at - crashed_at:.1f} s (corosync token {cluster.spec.token_ms} ms)")
-    say("not shown yet: the API services (keystone token through the public VIP)")
+        f"{committed_at - crashed_at:.1f} s, keystone token through the public VIP: "
+        f"{token_at - crashed_at:.1f} s (corosync token {cluster.spec.token_ms} ms)")
 
 
 def main() -> int:
@@ -107,7 +115,8 @@ def main() -> int:
         for problem in problems:
             print(f"demo: {problem}", file=sys.stderr)
         return 1
-    cluster = Cluster(ClusterSpec(fence_reboot_delay_s=5.0, **database.spec_fields()),  # type: ignore[arg-type]
+    fields = database.spec_fields(private_dirs=openstack.PRIVATE_DIRS)
+    cluster = Cluster(ClusterSpec(fence_reboot_delay_s=5.0, **fields),  # type: ignore[arg-type]
                       progress=say)
     try:
         demo(cluster)
