@@ -56,7 +56,7 @@ def services(request):
         db.prepare(via=cluster.any_running_node())
         nova.fit_database(db.config)
         database_tables = db.overrides()
-        mysql_socket = str(database_tables["primitive.mysql.params"]["socket"])
+        mysql_socket = database.SOCKET
         made["keystone"] = keystone = KeystoneInCluster(cluster, db_port=database.PORT,
                                                         workers=KEYSTONE_WORKERS)
         made["glance"] = glance = GlanceInCluster(cluster, db_port=database.PORT, keystone=keystone)
