@@ -54,7 +54,6 @@ def services(request):
     def prepare(cluster):
         db = database.Database(cluster)
         db.prepare(via=cluster.any_running_node())
-        nova.fit_database(db.config)
         database_tables = db.overrides()
         mysql_socket = database.SOCKET
         made["keystone"] = keystone = KeystoneInCluster(cluster, db_port=database.PORT,
@@ -81,15 +80,6 @@ def keystone_cluster(services):
 def healthy(keystone_cluster):
     cluster, stack, _keystone = keystone_cluster
     health.wait_healthy(cluster, stack)
-    settle(cluster)
-
-
-def settle(cluster, node=None):
-    """Wait until no action is pending. crm_mon shows a clone instance Started while it still
-    starts; a monitor failure reported before the transition that scheduled that monitor ends is
-    recorded but never recovered by Pacemaker 2.1.5 (the controller matches it to the transition's
-    confirmed action): faults are injected into an idle cluster only."""
-    cluster.run(node or cluster.any_running_node(), ["crm_resource", "--wait", "--timeout=120s"], timeout=150)
 
 
 def bystander(cluster) -> str:
@@ -297,7 +287,7 @@ def test_rolling_standby_keeps_tokens_coming_through_the_public_vip(keystone_clu
             events.append((time.monotonic(), f"unstandby {node}"))
             cluster.run(node, ["pcs", "node", "unstandby", node])
             cluster.wait_status(running, f"{node} back, keystone everywhere", 120)
-            settle(cluster, node)  # the next standby does not overlap this node's service starts
+            health.settle(cluster)  # the next standby does not overlap this node's service starts
             events.append((time.monotonic(), f"{node} settled"))
         time.sleep(2)
     finally:
