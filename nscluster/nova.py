@@ -35,16 +35,6 @@ DATABASES = ("nova_api", "nova", "nova_cell0")
 # MariaDB's default 96 MiB redo log leaves the database image (nscluster.database.IMAGE_MB) too
 # little room for nova's three schemas besides keystone's and glance's; MariaDB resizes the log
 # when it starts with another size.
-DATABASE_TUNING = "innodb_log_file_size = 16M\n"
-
-
-def fit_database(my_cnf: Path) -> None:
-    """Make room for nova in the cluster database: before the database first starts under Pacemaker."""
-    text = my_cnf.read_text()
-    if DATABASE_TUNING not in text:
-        my_cnf.write_text(text + DATABASE_TUNING)
-
-
 @dataclasses.dataclass
 class NovaInCluster:
     cluster: Cluster
