@@ -18,7 +18,14 @@ from pathlib import Path
 from nscluster.cluster import Cluster
 from nscluster.messaging import CLONE as RABBIT_CLONE
 from nscluster.messaging import RabbitInCluster
-from nscluster.openstack import KeystoneInCluster, api_clone_tables, create_database, run_as, write_private
+from nscluster.openstack import (
+    KeystoneInCluster,
+    api_clone_tables,
+    create_database,
+    database_section,
+    run_as,
+    write_private,
+)
 
 CONFIG_DIR = "/etc/nova"
 LOG_DIR = "/var/log/nova"
@@ -74,8 +81,8 @@ class NovaInCluster:
                 "enabled_apis = osapi_compute\nosapi_compute_workers = 1\n"
                 f"transport_url = {self.rabbit.transport_url}\n"
                 "[api]\nauth_strategy = keystone\n"
-                f"[api_database]\nconnection = {self.database_url('nova_api')}\n"
-                f"[database]\nconnection = {self.database_url('nova')}\n"
+                f"{database_section('api_database', self.database_url('nova_api'))}"
+                f"{database_section('database', self.database_url('nova'))}"
                 f"{self.keystone.authtoken_section(USER, self.service_password)}"
                 f"[oslo_concurrency]\nlock_path = {STATE_DIR}/lock\n"
                 f"[wsgi]\napi_paste_config = {PASTE}\n")

@@ -27,6 +27,9 @@ import sys
 import time
 
 ATTEMPT_TIMEOUT_S = 2.0
+# While no node holds the VIP a connect waits for a SYN-ACK that never comes: give up soon (as the
+# TCP probes do), so that the next attempt reaches the VIP's new holder at once.
+CONNECT_TIMEOUT_S = 0.25
 # A token request that takes longer than this counts as failed (a user would have given up).
 STREAM_TIMEOUT_S = 5.0
 WAIT_PAUSE_S = 0.05
@@ -50,8 +53,10 @@ def auth_body(credentials_file: str) -> bytes:
 
 def request_token(host: str, port: int, body: bytes, timeout_s: float) -> tuple[int, str, str]:
     """One POST /v3/auth/tokens on a new connection: (status, error, token)."""
-    connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    connection = http.client.HTTPConnection(host, port, timeout=min(CONNECT_TIMEOUT_S, timeout_s))
     try:
+        connection.connect()
+        connection.sock.settimeout(timeout_s)
         connection.request("POST", "/v3/auth/tokens", body=body,
                            headers={"Content-Type": "application/json", "Connection": "close"})
         response = connection.getresponse()
