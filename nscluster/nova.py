@@ -11,15 +11,13 @@ and the cell mappings once, on the node holding the database.
 from __future__ import annotations
 
 import dataclasses
-import secrets
 import time
 from pathlib import Path
 
-from nscluster.cluster import Cluster
 from nscluster.messaging import CLONE as RABBIT_CLONE
 from nscluster.messaging import RabbitInCluster
 from nscluster.openstack import (
-    KeystoneInCluster,
+    ServiceInCluster,
     api_clone_tables,
     create_database,
     database_section,
@@ -39,25 +37,9 @@ USER = "nova"
 DATABASES = ("nova_api", "nova", "nova_cell0")
 
 
-# MariaDB's default 96 MiB redo log leaves the database image (nscluster.database.IMAGE_MB) too
-# little room for nova's three schemas besides keystone's and glance's; MariaDB resizes the log
-# when it starts with another size.
 @dataclasses.dataclass
-class NovaInCluster:
-    cluster: Cluster
-    db_port: int
-    keystone: KeystoneInCluster
-    rabbit: RabbitInCluster
-    db_password: str = dataclasses.field(default_factory=lambda: "nv-" + secrets.token_hex(12))
-    service_password: str = dataclasses.field(default_factory=lambda: "nvs-" + secrets.token_hex(12))
-
-    @property
-    def passwords(self) -> tuple[str, ...]:
-        return self.db_password, self.service_password
-
-    def database_url(self, database: str) -> str:
-        return (f"mysql+pymysql://{USER}:{self.db_password}@{self.keystone.database_address}:"
-                f"{self.db_port}/{database}")
+class NovaInCluster(ServiceInCluster):
+    rabbit: RabbitInCluster = dataclasses.field(kw_only=True)
 
     def prepare(self, mysql_socket: str) -> None:
         began = time.monotonic()
@@ -81,8 +63,8 @@ class NovaInCluster:
                 "enabled_apis = osapi_compute\nosapi_compute_workers = 1\n"
                 f"transport_url = {self.rabbit.transport_url}\n"
                 "[api]\nauth_strategy = keystone\n"
-                f"{database_section('api_database', self.database_url('nova_api'))}"
-                f"{database_section('database', self.database_url('nova'))}"
+                f"{database_section('api_database', self.database_url(USER, 'nova_api'))}"
+                f"{database_section('database', self.database_url(USER, 'nova'))}"
                 f"{self.keystone.authtoken_section(USER, self.service_password)}"
                 f"[oslo_concurrency]\nlock_path = {STATE_DIR}/lock\n"
                 f"[wsgi]\napi_paste_config = {PASTE}\n")

@@ -278,26 +278,36 @@ GLANCE_CONFIG = "/etc/glance/glance-api.conf"
 
 
 @dataclasses.dataclass
-class GlanceInCluster:
-    """glance-api as the profile's clone on every node, its database through the database VIP,
-    tokens validated by keystone through the public VIP (service user ``glance``)."""
+class ServiceInCluster:
+    """An API behind keystone: its database account (through the database VIP) and its keystone
+    service user."""
 
     cluster: Cluster
     db_port: int
     keystone: KeystoneInCluster
-    db_password: str = dataclasses.field(default_factory=lambda: "gl-" + secrets.token_hex(12))
-    service_password: str = dataclasses.field(default_factory=lambda: "gls-" + secrets.token_hex(12))
+    db_password: str = dataclasses.field(default_factory=lambda: "db-" + secrets.token_hex(12))
+    service_password: str = dataclasses.field(default_factory=lambda: "svc-" + secrets.token_hex(12))
 
     @property
     def passwords(self) -> tuple[str, ...]:
         return self.db_password, self.service_password
+
+    def database_url(self, user: str, database: str) -> str:
+        return (f"mysql+pymysql://{user}:{self.db_password}@{self.keystone.database_address}:"
+                f"{self.db_port}/{database}")
+
+
+@dataclasses.dataclass
+class GlanceInCluster(ServiceInCluster):
+    """glance-api as the profile's clone on every node, its database through the database VIP,
+    tokens validated by keystone through the public VIP (service user ``glance``)."""
 
     def prepare(self, mysql_socket: str) -> None:
         began = time.monotonic()
         (holder,) = self.cluster.status().where("mysql")
         create_database(self.cluster, holder, mysql_socket, "glance", "glance", self.db_password)
         self.keystone.service_user("glance", self.service_password)
-        url = f"mysql+pymysql://glance:{self.db_password}@{self.keystone.database_address}:{self.db_port}/glance"
+        url = self.database_url("glance", "glance")
         etc, log, lib = GLANCE_DIRS
         text = (f"[DEFAULT]\nlog_file = {log}/glance-api.log\nworkers = 1\n"
                 f"{database_section('database', url)}[paste_deploy]\nflavor = keystone\n"
