@@ -193,11 +193,13 @@ class Drbd(Agent):
             detail = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
             raise OCFError(OCF.ERR_GENERIC, f"drbdadm {' '.join(args)} failed: {detail}")
 
-    def status(self) -> Status | None:
+    def status(self, statistics: bool = False) -> Status | None:
+        """The resource as ``drbdsetup status`` sees it; ``statistics`` (the peers' out-of-sync
+        amounts) only where a split brain needs them: the double computes them by comparing images."""
         import json
 
-        done = run(["drbdsetup", "status", "--json", "--statistics", self.resource], self.deadline,
-                   cap=COMMAND_CAP_S)
+        argv = ["drbdsetup", "status", "--json", *(["--statistics"] if statistics else []), self.resource]
+        done = run(argv, self.deadline, cap=COMMAND_CAP_S)
         if done.returncode == NO_SUCH_RESOURCE:
             return None
         if done.returncode != 0:
@@ -247,7 +249,8 @@ class Drbd(Agent):
         for meta in ("clone_node_max", "promoted_node_max", "master_node_max"):
             if self.env.meta(meta, "1") not in ("", "1"):
                 problems.append(OCFError(OCF.ERR_CONFIGURED, f"meta {meta} must be 1 for a DRBD clone"))
-        defining = self.env.action in ("start", "promote", "validate-all")
+        # A running instance is defined: promote (on the failover path) does not ask again.
+        defining = self.env.action in ("start", "validate-all")
         if not problems and defining and self.drbdadm("sh-dev", self.resource).returncode != 0:
             problems.append(OCFError(OCF.ERR_INSTALLED,
                                      f"resource {self.resource} is not defined in {conf} for this node"))
@@ -391,7 +394,7 @@ class Drbd(Agent):
 
     def apply_policy(self, status: Status, peer: str, theirs: dict[str, str] | None) -> str:
         policy = str(self.config.split_brain_policy)
-        mine = self.my_facts(status, peer)
+        mine = self.my_facts(self.status(statistics=True) or status, peer)
         prefix = f"split brain with {peer} on {self.resource}"
         if policy == "disconnect":
             self.publish(mine)
