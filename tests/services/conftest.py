@@ -123,7 +123,10 @@ class ArgvWatcher(threading.Thread):
             self.halt.wait(0.05)
 
 
-@pytest.fixture(scope="session")
+# Package scope: the services, and the watcher scanning every process's argv 20 times a second,
+# stop when the last test here ends, not at the end of the session, where they would load the
+# machine under every cluster test that follows.
+@pytest.fixture(scope="package")
 def stack():
     if os.geteuid() != 0:
         pytest.skip("the services run as their own users: needs root")
@@ -146,7 +149,7 @@ def stack():
         built.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def workdir(stack):
     path = tempfile.mkdtemp(prefix="osha-agents-")
     # Like /run/resource-agents (1755): service users reach the eventlet listen override.
