@@ -236,11 +236,20 @@ def cib_seed() -> str:
 HARNESS_PROPERTIES = {"dc-deadtime": "2s"}
 
 
+# What the fence agent imports, copied into the run's state directory: pacemaker-controld asks for
+# its meta-data as user hacluster, who may not be able to read the checkout (a 0700 clone).
+FENCE_AGENT_MODULES = ("fence_agent.py", "broker_protocol.py")
+
+
+def fence_agent_home(spec: ClusterSpec) -> Path:
+    return spec.state_dir / "fence-agent"
+
+
 def fence_agent_launcher(spec: ClusterSpec) -> str:
     return (f"#!{SYSTEM_PYTHON} -IS\n"
             f"# Test-only fence agent of nscluster run {spec.run_id}; removed at teardown.\n"
             "import sys\n"
-            f"sys.path.insert(0, {str(REPO_ROOT)!r})\n"
+            f"sys.path.insert(0, {str(fence_agent_home(spec))!r})\n"
             "from nscluster.fence_agent import main\n"
             f"main({str(spec.state_dir)!r}, {spec.fence_agent_name!r})\n")
 
@@ -342,6 +351,13 @@ class Cluster:
         return self.nodes[node].directory / "private" / path.lstrip("/")
 
     def _install_fence_agent(self) -> None:
+        package = fence_agent_home(self.spec) / "nscluster"
+        package.mkdir(parents=True)
+        (package / "__init__.py").touch()
+        for module in FENCE_AGENT_MODULES:
+            shutil.copyfile(PACKAGE_DIR / module, package / module)
+        for item in (package.parent, package, *package.iterdir()):
+            item.chmod(0o755 if item.is_dir() else 0o644)
         path = FENCE_AGENT_DIR / self.spec.fence_agent_name
         path.write_text(fence_agent_launcher(self.spec))
         path.chmod(0o755)
