@@ -37,6 +37,10 @@ SCORE_BEST = 10000
 SCORE_LOCAL_OK = 1000
 SCORE_CONSISTENT = 5
 NO_SUCH_RESOURCE = 10  # drbdsetup's exit code for a resource the kernel does not know
+# drbd-utils' exit code when the kernel module is not loaded (cannot reach the
+# "drbd" generic netlink family): nothing of DRBD can run on this node.
+NO_KERNEL_MODULE = 20
+NOT_UP = frozenset((NO_SUCH_RESOURCE, NO_KERNEL_MODULE))
 COMMAND_CAP_S = 30.0
 COPY_CHUNK = 1 << 20
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+")
@@ -189,9 +193,16 @@ class Drbd(Agent):
 
     def must(self, *args: str) -> None:
         done = self.drbdadm(*args)
+        if done.returncode != 0 and self.module_missing():
+            raise OCFError(OCF.ERR_INSTALLED, "the DRBD kernel module is not available on this node")
         if done.returncode != 0:
             detail = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
             raise OCFError(OCF.ERR_GENERIC, f"drbdadm {' '.join(args)} failed: {detail}")
+
+    def module_missing(self) -> bool:
+        """drbdadm reports a module it could not load as a failed drbdsetup call; ask drbdsetup."""
+        done = run(["drbdsetup", "status", self.resource], self.deadline, cap=COMMAND_CAP_S)
+        return done.returncode == NO_KERNEL_MODULE
 
     def status(self, statistics: bool = False) -> Status | None:
         """The resource as ``drbdsetup status`` sees it; ``statistics`` (the peers' out-of-sync
@@ -200,7 +211,7 @@ class Drbd(Agent):
 
         argv = ["drbdsetup", "status", "--json", *(["--statistics"] if statistics else []), self.resource]
         done = run(argv, self.deadline, cap=COMMAND_CAP_S)
-        if done.returncode == NO_SUCH_RESOURCE:
+        if done.returncode in NOT_UP:
             return None
         if done.returncode != 0:
             raise OCFError(OCF.ERR_GENERIC, f"drbdsetup status failed: {done.stderr.strip()}")
@@ -260,7 +271,7 @@ class Drbd(Agent):
         if not _on_path("drbdsetup"):
             return OCF.SUCCESS
         done = run(["drbdsetup", "down", self.resource], self.deadline, cap=COMMAND_CAP_S)
-        return OCF.SUCCESS if done.returncode in (0, NO_SUCH_RESOURCE) else OCF.ERR_GENERIC
+        return OCF.SUCCESS if done.returncode == 0 or done.returncode in NOT_UP else OCF.ERR_GENERIC
 
     # -- actions -------------------------------------------------------------------
 

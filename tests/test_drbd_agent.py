@@ -9,6 +9,7 @@ import pytest
 
 from tests.drbd_double.agent import OUR_AGENT, Cluster
 from tests.drbd_double.fixture import mounted, replicas
+from tests.ocfrun import Result
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mknod)")
 SCORE = "master-drbd_r0"
@@ -163,4 +164,25 @@ def test_a_hung_drbd_command_is_cut_off_by_the_time_budget(three):
 def test_probe_of_a_resource_that_is_down(three):
     _drbd, agent = three
     assert agent("alpha", "monitor", interval="0").rc == 7
+    assert agent.attribute("alpha", SCORE) is None
+
+
+def run_without_module(agent, node, action, interval="0"):
+    env = agent.env(node, interval=interval)
+    env["DRBD_DOUBLE_NO_MODULE"] = "1"
+    done = subprocess.run([OUR_AGENT, action], env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    return Result(done.returncode, done.stdout, done.stderr)
+
+
+def test_a_node_without_the_kernel_module_is_probed_not_running_and_stops_cleanly(three):
+    """drbdsetup exits 20 there: a probe error would ban the node, a failed stop would fence it."""
+    _drbd, agent = three
+    probe = run_without_module(agent, "alpha", "monitor")
+    assert probe.rc == 7, probe.stderr
+    assert probe.exit_reasons == []
+    assert run_without_module(agent, "alpha", "stop").rc == 0
+    refused = run_without_module(agent, "alpha", "start")
+    assert refused.rc == 5  # node-local: Pacemaker starts the replica elsewhere, never fences
+    assert refused.exit_reasons == ["the DRBD kernel module is not available on this node"]
     assert agent.attribute("alpha", SCORE) is None

@@ -40,10 +40,11 @@ def as_alpha(drbd, argv, extra_env=None):
                           env=env, capture_output=True, text=True, timeout=240, check=False)
 
 
-def linbit(drbd, action):
+def linbit(drbd, action, extra_env=None):
     env = {"OCF_ROOT": "/usr/lib/ocf", "OCF_RESOURCE_INSTANCE": "drbd_r0", "OCF_RESKEY_drbd_resource": "r0",
            "OCF_RESKEY_drbdconf": drbd.conf, "OCF_RESKEY_CRM_meta_interval": "10000"}
     env.update({f"OCF_RESKEY_CRM_meta_{k}": v for k, v in META.items()})
+    env.update(extra_env or {})
     return as_alpha(drbd, [LINBIT, action], env).returncode
 
 
@@ -96,3 +97,12 @@ def test_linbit_agent_refuses_promotion_without_quorum(three):
     assert linbit(three, "monitor") == 0
     assert node_attribute(three.cib, "alpha", "master-drbd_r0") is None  # no quorum, no score
     assert linbit(three, "stop") == 0
+
+
+def test_without_the_kernel_module_linbit_answers_as_on_a_real_node(three):
+    """FIELD-NOTES: on a machine without the module LINBIT's agent probes 5 and stops 0."""
+    no_module = {"DRBD_DOUBLE_NO_MODULE": "1"}
+    probe = {**no_module, "OCF_RESKEY_CRM_meta_interval": "0"}
+    assert as_alpha(three, ["drbdsetup", "status", "r0"], no_module).returncode == 20
+    assert linbit(three, "monitor", probe) == 5
+    assert linbit(three, "stop", no_module) == 0

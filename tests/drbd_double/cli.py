@@ -23,6 +23,38 @@ class Usage(Exception):
     pass
 
 
+# A node without the DRBD kernel module (a diskless controller of a larger
+# cluster, a fresh node), as drbd-utils 9.22 behave there: what takes things
+# down succeeds (there is nothing to take down), everything else that needs
+# the kernel fails, drbdsetup with 20 and drbdadm with its drbdsetup's code,
+# except that bringing a resource up reports 1. Config-only commands work.
+NO_MODULE_VARIABLE = "DRBD_DOUBLE_NO_MODULE"
+NO_MODULE_CODE = 20
+NO_MODULE_MESSAGE = ("Failed to modprobe drbd (No such file or directory)\n"
+                     "Could not connect to 'drbd' generic netlink family")
+TEARDOWN_COMMANDS = frozenset(("down", "secondary", "disconnect", "detach", "del-minor", "del-resource"))
+BRING_UP_COMMANDS = frozenset(("up", "adjust", "attach", "connect", "new-resource"))
+CONFIG_ONLY_COMMANDS = frozenset(("sh-resources", "sh-mod-parms", "sh-dev", "sh-md-dev", "sh-ll-dev",
+                                  "sh-nop", "dump"))
+
+
+def _module_missing() -> bool:
+    return os.environ.get(NO_MODULE_VARIABLE) == "1"
+
+
+def _without_module(tool: str, command: str, target: str) -> int:
+    """What ``tool command target`` answers on a node without the module."""
+    sys.stderr.write(NO_MODULE_MESSAGE + "\n")
+    if command in TEARDOWN_COMMANDS:
+        return 0
+    if tool == "drbdsetup":
+        return NO_MODULE_CODE
+    setup_command = "new-resource" if command in BRING_UP_COMMANDS else command
+    sys.stderr.write(f"Command 'drbdsetup {setup_command} {target}' terminated with exit code "
+                     f"{NO_MODULE_CODE}\n")
+    return 1 if command in BRING_UP_COMMANDS else NO_MODULE_CODE
+
+
 # -- resources known to this machine -------------------------------------------------
 
 def _remember_config(res: drbdconf.Resource, path: str) -> None:
@@ -165,6 +197,8 @@ def drbdsetup(argv: list[str]) -> int:
     if not words:
         raise Usage("USAGE: drbdsetup command {arguments} [options]")
     command, args = words[0], words[1:]
+    if _module_missing():
+        return _without_module("drbdsetup", command, " ".join(args))
     node = this_node()
     known = _known_resources()
     if command in ("status", "events2"):
@@ -283,8 +317,9 @@ def _parse_adm(argv: list[str]) -> tuple[dict[str, str], str, list[str], set[str
 def _version() -> int:
     print("DRBDADM_BUILDTAG=GIT-hash:\\ drbd-double\\ reproducible\\ build")
     print("DRBDADM_API_VERSION=2")
-    print(f"DRBD_KERNEL_VERSION_CODE={KERNEL_VERSION_CODE}")
-    print(f"DRBD_KERNEL_VERSION={KERNEL_VERSION}")
+    loaded = not _module_missing()  # without it, drbd-utils print zeros
+    print(f"DRBD_KERNEL_VERSION_CODE={KERNEL_VERSION_CODE if loaded else '0x000000'}")
+    print(f"DRBD_KERNEL_VERSION={KERNEL_VERSION if loaded else '0'}")
     print("DRBDADM_VERSION_CODE=0x091600")
     print("DRBDADM_VERSION=9.22.0")
     return 0
@@ -302,6 +337,8 @@ def drbdadm(argv: list[str]) -> int:
     except drbdconf.ConfigError as exc:
         raise DrbdError(10, str(exc)) from None
     node = this_node()
+    if _module_missing() and command not in CONFIG_ONLY_COMMANDS:
+        return _without_module("drbdadm", command, " ".join(targets))
     if command in ("sh-resources", "sh-mod-parms"):
         if command == "sh-resources":
             print(" ".join(sorted(n for n, r in resources.items() if node in r.hosts)))
