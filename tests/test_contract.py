@@ -134,3 +134,18 @@ def test_readme_parameter_tables_are_current():
     done = subprocess.run(["/usr/bin/python3", "-m", "tools.docs", "--check", "README.md"], cwd=REPO,
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("name", AGENTS)
+def test_crmsh_and_pcs_describe_every_parameter(name):
+    """Both cluster shells read the installed agent's meta-data (crmsh parses it from a str)."""
+    installed(name)
+    declared = [param.name for param in registry.load(name).params]
+    for argv in (["crm", "ra", "info", f"ocf:openstack:{name}"],
+                 ["pcs", "resource", "describe", f"ocf:openstack:{name}"]):
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60,
+                              env={**os.environ, "TERM": "dumb"})
+        assert done.returncode == 0, (argv, done.stderr)
+        assert "Cannot parse" not in done.stderr
+        missing = [param for param in declared if param not in done.stdout]
+        assert not missing, (argv, missing)

@@ -32,16 +32,21 @@ def speaks_1_1(version: tuple[int, int]) -> bool:
     return version >= OCF_1_1
 
 
+# No encoding in the declaration: crmsh parses meta-data from a Python str, and lxml
+# refuses a str whose declaration names an encoding ("Cannot parse meta-data XML").
+XML_DECLARATION = '<?xml version="1.0"?>\n'
+DTD_DOCTYPE = '<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">'
+
+
 def render(agent: type[Agent], version: tuple[int, int] = (1, 0)) -> str:
     from lxml import etree
 
     root = build(agent, version)
     if speaks_1_1(version):
-        data = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
+        body = etree.tostring(root, encoding="unicode", pretty_print=True)
     else:
-        data = etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True,
-                              doctype='<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">')
-    return data.decode("utf-8")
+        body = etree.tostring(root, encoding="unicode", pretty_print=True, doctype=DTD_DOCTYPE)
+    return XML_DECLARATION + str(body)
 
 
 def build(agent: type[Agent], version: tuple[int, int] = (1, 0)):  # type: ignore[no-untyped-def]
