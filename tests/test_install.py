@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 
 from agents import registry
 from tests.ocfrun import REPO
@@ -49,3 +51,57 @@ def test_reinstall_is_idempotent(tmp_path):
     assert tree(stage) == first
     make("uninstall", stage, "openstack")
     assert tree(stage) == set()
+
+
+def test_modes_do_not_follow_the_callers_umask():
+    """Pacemaker asks for meta-data as nobody: an install under umask 077 must still serve it."""
+    base = tempfile.mkdtemp(prefix="install-umask-")
+    try:
+        os.chmod(base, 0o755)
+        dirs = {"OCF_ROOT": f"{base}/ocf", "LIBDIR": f"{base}/lib", "BINDIR": f"{base}/bin",
+                "DATADIR": f"{base}/share"}
+        subprocess.run(["bash", "-c", 'umask 077 && exec "$@"', "-", "make", "-s", "-C", REPO, "install",
+                        "PROVIDER=acme", *(f"{k}={v}" for k, v in dirs.items())],
+                       check=True, capture_output=True)
+        for directory, subdirs, files in os.walk(base):
+            for name in subdirs:
+                assert os.stat(os.path.join(directory, name)).st_mode & 0o777 == 0o755, name
+            for name in files:
+                assert os.stat(os.path.join(directory, name)).st_mode & 0o777 in (0o644, 0o755), name
+        agent = f"{base}/ocf/resource.d/acme/{registry.names()[0]}"
+        done = subprocess.run(["runuser", "-u", "nobody", "--", "env", "-i", agent, "meta-data"],
+                              capture_output=True, text=True, check=False, cwd="/")
+        assert done.returncode == 0, done.stderr
+        assert "<resource-agent" in done.stdout
+    finally:
+        shutil.rmtree(base)
+
+
+def test_uninstall_removes_nothing_outside_what_it_installs(tmp_path):
+    stage = tmp_path / "stage"
+    make("install", str(stage), "openstack")
+    etc = stage / "etc"
+    etc.mkdir()
+    victims = [etc / name for name in ("absolute", "dotdot", "through-link")]
+    for victim in victims:
+        victim.write_text("not ours")
+    other_tool = stage / "usr/local/bin/other-tool"
+    other_tool.write_text("not ours either")
+    lib = stage / "usr/local/lib/openstack-ha"
+    (lib / "agents-link").symlink_to(etc)
+    with open(lib / "installed-files", "a", encoding="utf-8") as manifest:
+        manifest.write("\n".join([
+            "/etc/absolute",  # outside every place the installer writes to
+            "/usr/local/lib/openstack-ha/../../../../etc/dotdot",
+            "/usr/local/lib/openstack-ha/agents-link/through-link",
+            "/usr/local/bin/other-tool",
+            "/etc/",
+        ]) + "\n")
+    done = subprocess.run(["make", "-s", "-C", REPO, "uninstall", f"DESTDIR={stage}"], capture_output=True,
+                          text=True, check=True)
+    assert "not removing" in done.stderr
+    for victim in victims:
+        assert victim.read_text() == "not ours"
+    assert other_tool.exists()
+    assert not (stage / "usr/lib/ocf/resource.d/openstack").exists()
+    assert not (lib / "agents").exists()

@@ -1,7 +1,11 @@
 """Install and uninstall the agents, crmtool and the CIB templates.
 
 Every path written is recorded in a manifest, and ``uninstall`` removes
-exactly those (plus the directories install created, when empty).
+exactly those (plus the directories install created, when empty), and only
+where this installer writes: a manifest entry outside those places, not in
+normal form, or reached through a symbolic link is refused, whatever the
+manifest says.  Modes are explicit (files 0644, programs and directories
+0755), whatever the caller's umask: the cluster reads meta-data as nobody.
 Run with Debian's interpreter: ``/usr/bin/python3 tools/install.py install``.
 """
 
@@ -17,6 +21,10 @@ PACKAGES = ("agents", "crmtool")
 MANIFEST = "installed-files"
 SYSTEM_SITE = "/usr/lib/python3/dist-packages"
 DEFAULT_PROVIDER = "openstack"
+FILE_MODE = 0o644
+PROGRAM_MODE = 0o755
+DIRECTORY_MODE = 0o755
+PROGRAMS = ("crmtool",)
 
 AGENT_LAUNCHER = """#!/usr/bin/python3 -IS
 # {name}: OCF resource agent, provider {provider}; code in {lib}
@@ -56,7 +64,8 @@ class Installer:
             missing.append(probe)
             probe = os.path.dirname(probe)
         for directory in reversed(missing):
-            os.mkdir(self.real(directory), 0o755)
+            os.mkdir(self.real(directory), DIRECTORY_MODE)
+            os.chmod(self.real(directory), DIRECTORY_MODE)  # mkdir's mode is cut by the umask
             self.created_dirs.append(directory)
 
     def write(self, path: str, data: bytes, mode: int) -> None:
@@ -77,7 +86,7 @@ class Installer:
                 if name.endswith(suffixes):
                     rel = os.path.relpath(os.path.join(root, name), source)
                     with open(os.path.join(root, name), "rb") as handle:
-                        self.write(os.path.join(target, rel), transform(handle.read()), 0o644)
+                        self.write(os.path.join(target, rel), transform(handle.read()), FILE_MODE)
 
     def with_provider(self, profile: bytes) -> bytes:
         """Profiles name our agents ``ocf:openstack:*``; an install under another provider follows."""
@@ -93,11 +102,11 @@ class Installer:
         self.copy_tree(os.path.join(SOURCE, "cib-templates"), self.templates, (".toml",), self.with_provider)
         self.install_agents()
         self.write(f"{self.bindir}/crmtool", CRMTOOL_LAUNCHER.format(
-            lib=self.lib, templates=self.templates, provider=self.provider).encode(), 0o755)
+            lib=self.lib, templates=self.templates, provider=self.provider).encode(), PROGRAM_MODE)
         self.compile()
         self.remove_files(sorted(set(previous_files) - set(self.written)))
         manifest = [*self.written, *(f"{d}/" for d in dict.fromkeys(self.created_dirs))]
-        self.write(f"{self.lib}/{MANIFEST}", ("\n".join(manifest) + "\n").encode(), 0o644)
+        self.write(f"{self.lib}/{MANIFEST}", ("\n".join(manifest) + "\n").encode(), FILE_MODE)
 
     def install_agents(self) -> None:
         sys.path.insert(0, SOURCE)
@@ -109,24 +118,56 @@ class Installer:
             agent = registry.load(name)
             for version in ((1, 0), (1, 1)):
                 text = render(agent, version)
-                self.write(f"{cache}/{name}-{version[0]}.{version[1]}.xml", text.encode(), 0o644)
+                self.write(f"{cache}/{name}-{version[0]}.{version[1]}.xml", text.encode(), FILE_MODE)
             launcher = AGENT_LAUNCHER.format(name=name, provider=self.provider, lib=self.lib,
                                              site=SYSTEM_SITE, module=registry.AGENTS[name], cache=cache)
-            self.write(f"{self.agent_dir}/{name}", launcher.encode(), 0o755)
+            self.write(f"{self.agent_dir}/{name}", launcher.encode(), PROGRAM_MODE)
 
     def compile(self) -> None:
         import compileall
 
         for package in PACKAGES:
-            compileall.compile_dir(self.real(f"{self.lib}/{package}"), quiet=1)
-            # byte-code files are created by compileall: record them for uninstall
-            for root, _dirs, files in os.walk(self.real(f"{self.lib}/{package}")):
+            top = self.real(f"{self.lib}/{package}")
+            compileall.compile_dir(top, quiet=1)
+            # compileall creates these files and directories itself: fix their modes, record them
+            for root, _dirs, files in os.walk(top):
+                if root.endswith("__pycache__"):
+                    os.chmod(root, DIRECTORY_MODE)
+                    self.created_dirs.append(root[len(self.destdir):])
                 for name in files:
                     if name.endswith(".pyc"):
+                        os.chmod(os.path.join(root, name), FILE_MODE)
                         self.written.append(os.path.join(root, name)[len(self.destdir):])
-            for root, _dirs, _files in os.walk(self.real(f"{self.lib}/{package}")):
-                if root.endswith("__pycache__"):
-                    self.created_dirs.append(root[len(self.destdir):])
+
+    def roots(self) -> tuple[str, ...]:
+        """The directories that belong to this installation as a whole."""
+        return (self.lib, self.templates)
+
+    def owns(self, path: str, directory: bool = False) -> bool:
+        """Whether ``path`` (a manifest entry) is a place this installer writes to."""
+        if not path.startswith("/") or os.path.normpath(path) != path:
+            return False
+        exact = {f"{self.agent_dir}/{name}" for name in self.agent_names()}
+        exact |= {f"{self.bindir}/{name}" for name in PROGRAMS}
+        inside = any(path.startswith(f"{root}/") for root in self.roots())
+        if directory:
+            places = (*self.roots(), self.agent_dir, self.bindir)
+            inside = inside or any(place == path or place.startswith(f"{path}/") for place in places)
+        if not (inside or path in exact):
+            return False
+        return self.no_links_above(path)
+
+    def no_links_above(self, path: str) -> bool:
+        """True when no directory on the way to ``path`` is a symbolic link."""
+        parent = os.path.dirname(path)
+        expected = os.path.join(os.path.realpath(self.destdir or "/"), parent.lstrip("/"))
+        return os.path.realpath(self.real(parent)) == os.path.normpath(expected)
+
+    def agent_names(self) -> list[str]:
+        sys.path.insert(0, SOURCE)
+        from agents import registry
+
+        return registry.names()
 
     def read_manifest(self) -> tuple[list[str], list[str]]:
         try:
@@ -139,6 +180,9 @@ class Installer:
 
     def remove_files(self, paths: list[str]) -> None:
         for path in paths:
+            if not self.owns(path):
+                print(f"not removing {path}: this installer never writes there", file=sys.stderr)
+                continue
             try:
                 os.unlink(self.real(path))
             except FileNotFoundError:
@@ -151,6 +195,9 @@ class Installer:
             return
         self.remove_files([*files, f"{self.lib}/{MANIFEST}"])
         for directory in sorted(set(dirs), key=len, reverse=True):
+            if not self.owns(directory, directory=True):
+                print(f"not removing {directory}/: this installer never creates it", file=sys.stderr)
+                continue
             try:
                 os.rmdir(self.real(directory))
             except OSError:
@@ -167,6 +214,7 @@ def main() -> None:
     parser.add_argument("--bindir", default="/usr/local/bin")
     parser.add_argument("--datadir", default="/usr/share/openstack-ha")
     args = parser.parse_args()
+    os.umask(0o022)  # compileall and open() create files too: their modes must not follow the caller's
     installer = Installer(args)
     if args.command == "install":
         installer.install()
