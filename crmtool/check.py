@@ -245,6 +245,32 @@ def _too_few_nodes(desc: Description, provider: str) -> Iterator[Finding]:
                       f"{len(desc.nodes)} node(s): quorum needs at least {MIN_NODES}")
 
 
+def _storage_nodes(desc: Description, provider: str) -> Iterator[Finding]:
+    storage = desc.storage
+    if not storage.resources:
+        return
+    known = set(desc.node_names())
+    for index, node in enumerate(storage.nodes):
+        if node not in known:
+            yield Finding("storage-nodes", f"{storage.path}[{index}]", f"no node named {node!r}")
+        elif node in storage.nodes[:index]:
+            yield Finding("storage-nodes", f"{storage.path}[{index}]", f"{node!r} is named twice")
+    count = len(known.intersection(storage.nodes))
+    if count < 2:
+        yield Finding("storage-nodes", storage.path,
+                      f"{count} storage node(s): the database needs two replicas, three to survive a failure")
+    elif count % 2 == 0:
+        yield Finding("even-storage-nodes", storage.path,
+                      f"{count} storage nodes: DRBD's quorum survives as few failures as with {count - 1}"
+                      + (" (with 2, one failure stops the database's writes)" if count == 2 else ""))
+    for rsc in storage.resources:
+        clone = desc.clone(rsc)
+        clone_max = clone.meta.get("clone-max") if clone is not None else None
+        if clone is not None and clone_max != str(len(storage.nodes)):
+            yield Finding("storage-nodes", f"{clone.path}.meta.clone-max",
+                          f"clone-max {clone_max} differs from the {len(storage.nodes)} storage nodes")
+
+
 def _cluster_owned(desc: Description, provider: str) -> Iterator[Finding]:
     for name in CLUSTER_OWNED:
         if name in desc.properties:
@@ -319,5 +345,5 @@ def _check_params(primitive: Primitive, params: tuple[object, ...]) -> Iterator[
 RULES: tuple[Rule, ...] = (
     _dangling, _invalid_ids, _collisions, _colocation_direction, _promote_without_role_colocation,
     _order_cycles, _non_interleaved, _role_monitor_intervals, _reused, _roles, _mandatory_into_clone,
-    _fencing, _too_few_nodes, _cluster_owned, _secrets, _agent_params,
+    _fencing, _too_few_nodes, _storage_nodes, _cluster_owned, _secrets, _agent_params,
 )

@@ -57,6 +57,10 @@ _DECLARED = (
     Code("CRM119", "too-few-nodes", ERROR, "fewer than three nodes: no quorum survives a failure"),
     Code("CRM120", "cluster-owned-property", ERROR, "a property the cluster maintains itself (dc-version, "
          "cluster-infrastructure, cluster-name, last-lrm-refresh): crmtool would overwrite the DC's value"),
+    Code("CRM121", "storage-nodes", ERROR, "storage nodes unknown, named twice, fewer than two, or not "
+         "matching the clone-max of a resource bound to them"),
+    Code("CRM122", "even-storage-nodes", WARNING, "an even number of storage nodes: DRBD's majority quorum "
+         "survives no more failures than with one node fewer"),
 )
 
 CODES: dict[str, Code] = {c.code: c for c in _DECLARED}

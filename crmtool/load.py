@@ -25,6 +25,7 @@ from crmtool.model import (
     Op,
     Order,
     Primitive,
+    Storage,
 )
 
 TYPE_CHECKING = False
@@ -44,8 +45,10 @@ OP_NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
 UNITS_MS = {"ms": 1, "s": 1000, "m": 60000, "min": 60000, "h": 3600000, None: 1000}
 FENCE_HOST_PARAM = "pcmk_host_list"
 
-TOP_KEYS = ("profile", "cluster", "nodes", "fencing", "primitive", "group", "clone", "colocation",
+TOP_KEYS = ("profile", "cluster", "nodes", "storage", "fencing", "primitive", "group", "clone", "colocation",
             "order", "location")
+# Storage nodes when the site names none: DRBD's three replicas on the first three nodes.
+DEFAULT_STORAGE_NODES = 3
 
 
 def read_toml(path: str) -> dict[str, object]:
@@ -120,6 +123,7 @@ def build(data: dict[str, object]) -> Description:
     _read_resources(root, desc)
     _read_fencing(root, desc)
     _read_constraints(root, desc)
+    _read_storage(root, desc)
     if findings:
         raise DescriptionError(findings)
     return desc
@@ -146,6 +150,24 @@ def _read_nodes(root: Table, desc: Description) -> None:
             continue
         node_id = node.integer("id", position + 1) or position + 1
         desc.nodes.append(Node(name, node_id, node.scalars("attributes"), node.path))
+
+
+def _read_storage(root: Table, desc: Description) -> None:
+    """Storage nodes: the resources bound to the disk are kept off (and never probed on) the others."""
+    storage = root.table("storage", ("nodes", "resources"))
+    if storage is None:
+        return
+    declared = "nodes" in storage.raw
+    nodes = storage.strings("nodes") if declared else desc.node_names()[:DEFAULT_STORAGE_NODES]
+    path = storage.child_path("nodes") if declared else storage.path
+    desc.storage = Storage(nodes, storage.strings("resources"), declared, path)
+    diskless = [n.name for n in desc.nodes if n.name not in nodes]
+    for rsc in desc.storage.resources:
+        clone = desc.clone(rsc)
+        if clone is not None:
+            clone.meta.setdefault("clone-max", str(len(nodes)))
+        desc.locations += [Location(f"storage-{rsc}", rsc, node, f"-{INFINITY}", path, discovery="never")
+                           for node in diskless]
 
 
 def _read_fencing(root: Table, desc: Description) -> None:

@@ -100,14 +100,17 @@ class Clone:
 
 
 class Location:
-    __slots__ = ("key", "node", "path", "rsc", "score")
+    __slots__ = ("discovery", "key", "node", "path", "rsc", "score")
 
-    def __init__(self, key: str, rsc: str, node: str, score: str, path: str) -> None:
+    def __init__(self, key: str, rsc: str, node: str, score: str, path: str,
+                 discovery: str | None = None) -> None:
         self.key = key
         self.rsc = rsc
         self.node = node
         self.score = score
         self.path = path
+        # resource-discovery: "never" where the resource cannot exist (no probes there)
+        self.discovery = discovery
 
     @property
     def id(self) -> str:
@@ -160,6 +163,18 @@ class Node:
         self.path = path
 
 
+class Storage:
+    """The nodes that hold the replicated disk, and the resources that live only there."""
+
+    __slots__ = ("declared", "nodes", "path", "resources")
+
+    def __init__(self, nodes: list[str], resources: list[str], declared: bool, path: str) -> None:
+        self.nodes = nodes
+        self.resources = resources
+        self.declared = declared  # False: the default, the first nodes
+        self.path = path
+
+
 class Description:
     """Everything a CIB configuration is rendered from."""
 
@@ -174,6 +189,7 @@ class Description:
         self.locations: list[Location] = []
         self.colocations: list[Colocation] = []
         self.orders: list[Order] = []
+        self.storage = Storage([], [], False, "storage")
         # TOML path of each cluster-wide setting, for findings
         self.paths: dict[str, str] = {}
         self._cache: _Index | None = None
@@ -229,6 +245,16 @@ class Description:
 
     def node_names(self) -> list[str]:
         return [n.name for n in self.nodes]
+
+    def banned_nodes(self, rsc_id: str) -> set[str]:
+        """Nodes a -INFINITY location keeps ``rsc_id`` off, directly or through its group or clone."""
+        owners = {rsc_id}
+        owners |= {g.id for g in self.groups if rsc_id in g.members}
+        clone = self.clone_of(rsc_id)
+        if clone is not None:
+            owners.add(clone.id)
+            owners |= {g.id for g in self.groups if clone.id in g.members}
+        return {loc.node for loc in self.locations if loc.rsc in owners and loc.score == f"-{INFINITY}"}
 
 
 class _Index:

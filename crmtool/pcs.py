@@ -107,7 +107,9 @@ def _group(desc: Description, group_id: str, force: bool) -> list[str]:
 def _constraints(desc: Description) -> list[str]:
     lines = []
     for loc in sorted(desc.locations, key=lambda c: c.id):
-        lines.append(_pcs("constraint", "location", "add", loc.id, loc.rsc, loc.node, "--", loc.score))
+        discovery = [f"resource-discovery={loc.discovery}"] if loc.discovery else []
+        lines.append(_pcs("constraint", "location", "add", loc.id, loc.rsc, loc.node, "--", loc.score,
+                          *discovery))
     for col in sorted(desc.colocations, key=lambda c: c.id):
         words = ["constraint", "colocation", "add"]
         words += [col.rsc_role] if col.rsc_role else []

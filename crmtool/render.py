@@ -122,6 +122,8 @@ def _constraints(desc: Description) -> list[etree._Element]:
     elements: list[etree._Element] = []
     for loc in sorted(desc.locations, key=lambda c: c.id):
         attrs = {"id": loc.id, "rsc": loc.rsc, "node": loc.node, "score": loc.score}
+        if loc.discovery:
+            attrs["resource-discovery"] = loc.discovery
         elements.append(el("rsc_location", attrs))
     for col in sorted(desc.colocations, key=lambda c: c.id):
         attrs = {"id": col.id, "rsc": col.rsc, "with-rsc": col.with_rsc, "score": col.score}

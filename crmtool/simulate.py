@@ -151,28 +151,34 @@ class Report:
 # Expectations ----------------------------------------------------------------
 
 
-def expected_instances(desc: Description, rsc_id: str, online: int) -> tuple[int, int]:
-    """How many instances of a primitive should run, and how many of them Promoted."""
+def expected_instances(desc: Description, rsc_id: str, online: list[str]) -> tuple[int, int]:
+    """How many instances of a primitive should run, and how many of them Promoted.
+
+    Only online nodes its locations allow count (DRBD runs on the storage nodes alone).
+    """
+    allowed = len(set(online) - desc.banned_nodes(rsc_id))
     clone = desc.clone_of(rsc_id)
     if clone is None:
-        return 1, 0
+        return min(1, allowed), 0
     clone_max = int(clone.meta.get("clone-max", len(desc.nodes)))
     per_node = int(clone.meta.get("clone-node-max", 1))
-    running = min(clone_max, online * per_node)
+    running = min(clone_max, allowed * per_node)
     promoted = min(int(clone.meta.get("promoted-max", 1)), running) if clone.promotable else 0
     return running, promoted
 
 
 def unplaced(desc: Description, placement: Placement) -> list[str]:
     problems = []
-    online = len(placement.online)
     for primitive in desc.primitives:
-        running, promoted = expected_instances(desc, primitive.id, online)
+        running, promoted = expected_instances(desc, primitive.id, placement.online)
         found = len(placement.nodes_of(primitive.id))
         if found < running:
             problems.append(f"{primitive.id}: {found} of {running} instance(s) placed")
         if promoted and len(placement.nodes_of(primitive.id, "Promoted")) < promoted:
             problems.append(f"{primitive.id}: no Promoted instance")
+        stray = sorted(set(placement.nodes_of(primitive.id)) & desc.banned_nodes(primitive.id))
+        if stray:
+            problems.append(f"{primitive.id} runs on {', '.join(stray)}, where a location bans it")
     return problems
 
 
@@ -192,8 +198,34 @@ def colocations_hold(desc: Description, placement: Placement) -> list[str]:
     return problems
 
 
-def restarts_on(nodes: list[str], actions: list[Action]) -> list[str]:
-    return sorted({str(a) for a in actions if a.op in STOPPING and a.node in nodes})
+def restarts_on(nodes: list[str], actions: list[Action], spared: frozenset[str] = frozenset()) -> list[str]:
+    return sorted({str(a) for a in actions
+                   if a.op in STOPPING and a.node in nodes and a.resource not in spared})
+
+
+def bound_to(desc: Description, rsc_id: str) -> set[str]:
+    """The primitives that must stop when ``rsc_id`` stops on its node: itself, the members after it in
+    its group and, transitively, whatever a mandatory colocation places with it or its containers."""
+    bound = {rsc_id}
+    pending = [rsc_id]
+    while pending:
+        current = pending.pop()
+        owners = {current}
+        for group in desc.groups:
+            if current in group.members:
+                owners.add(group.id)
+                later = group.members[group.members.index(current) + 1:]
+                pending += [m for m in later if m not in bound]
+                bound |= set(later)
+        clone = desc.clone_of(current)
+        if clone is not None:
+            owners.add(clone.id)
+        for col in desc.colocations:
+            if col.with_rsc in owners and col.score == "INFINITY":
+                fresh = [p.id for p in desc.primitives_under(col.rsc) if p.id not in bound]
+                bound |= set(fresh)
+                pending += fresh
+    return bound
 
 
 # Scenarios -------------------------------------------------------------------
@@ -205,7 +237,9 @@ def cold_start(desc: Description, cluster: Cluster) -> Report:
     for clone in desc.clones:
         if clone.promotable:
             for primitive in desc.primitives_under(clone.id):
-                cluster.set_promotion_scores(primitive.id, nodes)
+                # an agent sets a promotion score only where it runs, i.e. where its disk is
+                allowed = [n for n in nodes if n not in desc.banned_nodes(primitive.id)]
+                cluster.set_promotion_scores(primitive.id, allowed)
     actions, placement, problems = cluster.settle([])
     problems = errors + problems + unplaced(desc, placement) + colocations_hold(desc, placement)
     return Report("cold-start", placement, actions, problems)
@@ -239,6 +273,8 @@ def resource_failure(desc: Description, cluster: Cluster, rsc_id: str, before: P
     if not any(a.op == "start" and a.resource == rsc_id for a in actions):
         problems.append(f"the failure of {rsc_id} on {node} was never recovered")
     problems += [f"restarted on another node: {r}" for r in restarts_on(others, actions)]
+    problems += [f"restarted with {rsc_id} though only ordered after it: {r}"
+                 for r in restarts_on([node], actions, frozenset(bound_to(desc, rsc_id)))]
     return Report(f"resource-failure-{rsc_id}@{node}", placement, actions, problems)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import pytest
@@ -10,11 +11,23 @@ from crmtool import load, pipeline, render, simulate
 from tests.crmtool_cases.support import EXAMPLE, SITES, TEMPLATES, example_text, run_cli
 
 APIS = ("keystone", "glance-api", "nova-api")
+ON_DISK = ("drbd", "db-fs", "mysql", "db-vip")
+# 3, 5 and 7 controllers; the storage nodes by default (the first three) or declared by the site
+SIZES = ("3ctl", "5ctl", "7ctl", "5ctl-storage", "7ctl-storage")
 
 
 def reports(site: str, only: list[str] | None = None) -> dict[str, simulate.Report]:
     result = pipeline.from_file(site, TEMPLATES, "openstack")
     return {r.scenario: r for r in simulate.run_scenarios(result, only)}
+
+
+@functools.cache
+def every_scenario(size: str) -> dict[str, simulate.Report]:
+    return reports(os.path.join(SITES, f"{size}.toml"))
+
+
+def description(size: str) -> load.Description:
+    return load.load_file(os.path.join(SITES, f"{size}.toml"), TEMPLATES)
 
 
 def unchecked(text: str) -> pipeline.Result:
@@ -23,9 +36,102 @@ def unchecked(text: str) -> pipeline.Result:
     return pipeline.Result(desc, [], render.configuration(desc))
 
 
+def site_text(size: str) -> str:
+    with open(os.path.join(SITES, f"{size}.toml"), encoding="utf-8") as handle:
+        return handle.read()
+
+
 @pytest.fixture(scope="module")
 def three() -> dict[str, simulate.Report]:
     return reports(EXAMPLE)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_every_scenario_passes_at_every_size(size: str) -> None:
+    found = every_scenario(size)
+    desc = description(size)
+    assert len(found) == 1 + len(desc.nodes) + len(desc.primitives) + 1
+    for report in found.values():
+        assert report.ok, report.text()
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_database_lives_only_on_storage_nodes(size: str) -> None:
+    storage = description(size).storage.nodes
+    assert len(storage) == 3 or size.endswith("-storage")
+    for name, report in every_scenario(size).items():
+        for rsc in ON_DISK:
+            assert set(report.placement.nodes_of(rsc)) <= set(storage), (name, report.text())
+        touched = {a.node for a in report.actions if a.resource in ON_DISK and a.op != "fence"}
+        assert touched <= set(storage), (name, sorted(touched))
+    placed = every_scenario(size)["cold-start"].placement
+    assert placed.nodes_of("drbd") == sorted(storage)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_failed_promoted_drbd_monitor_recovers_in_place(size: str) -> None:
+    before = every_scenario(size)["cold-start"].placement
+    holder = before.nodes_of("drbd", "Promoted")
+    report = every_scenario(size)["resource-failure-drbd"]
+    assert report.name == f"resource-failure-drbd@{holder[0]}"
+    assert report.placement.nodes_of("drbd", "Promoted") == holder
+    assert report.placement.nodes_of("mysql") == holder
+    assert report.placement.nodes_of("drbd") == before.nodes_of("drbd")
+    assert [str(a) for a in report.actions if a.op in simulate.STOPPING and a.node != holder[0]] == []
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_keystone_failure_restarts_keystone_only(size: str) -> None:
+    report = every_scenario(size)["resource-failure-keystone"]
+    stopped = {a.resource for a in report.actions if a.op in simulate.STOPPING}
+    assert "keystone" in stopped and not stopped & {"glance-api", "nova-api"}, report.text()
+
+
+@pytest.mark.parametrize("size", ["5ctl-storage", "7ctl-storage"])
+def test_losing_a_storage_node_leaves_its_replica_unplaced_without_a_false_failure(size: str) -> None:
+    storage = description(size).storage.nodes
+    report = every_scenario(size)[f"node-failure-{storage[0]}"]
+    assert report.ok, report.text()
+    assert report.placement.nodes_of("drbd") == sorted(storage[1:])
+
+
+def test_expected_instances_count_only_nodes_a_location_allows() -> None:
+    desc = description("5ctl-storage")
+    everyone = [f"ctl{i}" for i in range(1, 6)]
+    assert simulate.expected_instances(desc, "drbd", everyone) == (3, 1)
+    assert simulate.expected_instances(desc, "drbd", ["ctl1", "ctl2", "ctl3"]) == (1, 1)
+    assert simulate.expected_instances(desc, "mysql", ["ctl1", "ctl2"]) == (0, 0)
+    assert simulate.expected_instances(desc, "keystone", everyone) == (5, 0)
+
+
+def test_failed_promoted_monitor_without_the_profile_fixes_is_caught() -> None:
+    """Negative control: DRBD unpinned at the default stickiness, as the profile was, at 5 controllers."""
+    text = site_text("5ctl") + (
+        '\n[storage]\nresources = []\n[clone.drbd-clone.meta]\nclone-max = 3\nresource-stickiness = 100\n')
+    (report,) = simulate.run_scenarios(unchecked(text), ["resource-failure-drbd"])
+    assert not report.ok
+    restarted = [p for p in report.problems if p.startswith("restarted on another node: stop drbd on ")]
+    assert restarted, report.text()
+
+
+def test_mandatory_keystone_order_restarts_glance_and_nova_and_is_caught() -> None:
+    """Negative control for the Optional keystone → API orders."""
+    text = site_text("3ctl") + '\n[order.glance-api-after-keystone]\nkind = "Mandatory"\n'
+    (report,) = simulate.run_scenarios(unchecked(text), ["resource-failure-keystone"])
+    assert not report.ok
+    assert any("restarted with keystone though only ordered after it: stop glance-api" in p
+               for p in report.problems), report.text()
+
+
+def test_storage_nodes_render_bans_without_probes_and_clone_max() -> None:
+    from lxml import etree
+
+    conf = render.configuration(description("5ctl-storage"))
+    bans = {(c.get("rsc"), c.get("node")): (c.get("score"), c.get("resource-discovery"))
+            for c in conf.iterfind("constraints/rsc_location") if c.get("resource-discovery")}
+    assert bans == {(r, n): ("-INFINITY", "never") for r in ("drbd-clone", "db") for n in ("ctl1", "ctl2")}
+    clone_max = conf.xpath("resources/clone[@id='drbd-clone']//nvpair[@name='clone-max']/@value")
+    assert clone_max == ["3"], etree.tostring(conf)
 
 
 def test_every_scenario_passes(three: dict[str, simulate.Report]) -> None:
@@ -77,14 +183,8 @@ def test_losing_two_of_three_nodes_stops_everything(three) -> None:
         assert "ctl1" not in [n for n, _ in places], rsc
 
 
-def test_five_controllers_survive_each_node_failure() -> None:
-    site = os.path.join(SITES, "5ctl.toml")
-    found = reports(site, ["cold-start", *(f"node-failure-ctl{i}" for i in range(1, 6)), "quorum-loss"])
-    for report in found.values():
-        assert report.ok, report.text()
-    assert found["quorum-loss"].name == "quorum-loss-ctl3-ctl4-ctl5"
-    assert len(found["cold-start"].placement.nodes_of("drbd")) == 3  # clone-max, not one per node
-    assert len(found["cold-start"].placement.nodes_of("keystone")) == 5
+def test_quorum_loss_at_five_controllers_keeps_a_minority() -> None:
+    assert every_scenario("5ctl")["quorum-loss"].name == "quorum-loss-ctl3-ctl4-ctl5"
 
 
 def test_haproxy_profile_places_public_vip_with_haproxy() -> None:
