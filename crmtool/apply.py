@@ -116,7 +116,7 @@ def _patch(patch: etree._Element, cib_file: str | None) -> str:
             raise ConcurrentChange(f"the CIB configuration changed after the patch was prepared (version "
                                    f"{expected} became {version_text(now)}); nothing was applied: "
                                    "run diff/apply again")
-        source.set("num_updates", now.get("num_updates", "0"))
+        _rebase(patch, source, now)
         with tempfile.TemporaryDirectory(prefix="crmtool-apply-") as tmp:
             path = os.path.join(tmp, "patch.xml")
             pacemaker.write(path, patch)
@@ -129,6 +129,30 @@ def _patch(patch: etree._Element, cib_file: str | None) -> str:
             raise CrmtoolError(f"cibadmin --patch failed with exit code {done.returncode}: {message}")
     raise ConcurrentChange(f"the CIB kept changing while the patch was applied ({STATUS_RETRIES} attempts); "
                            "nothing was applied: run apply again")
+
+
+def _rebase(patch: etree._Element, source: etree._Element, now: etree._Element) -> None:
+    """Make the patch apply to ``now`` and leave the epoch to the CIB manager.
+
+    ``cibadmin --patch`` raises the epoch itself when the configuration
+    changes; a patch that also sets it (crm_diff writes the target's epoch
+    into a change of ``/cib``) raised it twice.  The patch keeps its changes;
+    its version moves by one ``num_updates`` only, so Pacemaker still sees a
+    newer version, and the epoch rises by exactly one.
+    """
+    for name in VERSION_ATTRS:
+        source.set(name, now.get(name, "0"))
+    target = patch.find("version/target")
+    if target is not None:
+        target.set("admin_epoch", source.get("admin_epoch", "0"))
+        target.set("epoch", source.get("epoch", "0"))
+        target.set("num_updates", str(int(source.get("num_updates", "0")) + 1))
+    for change in patch.findall("change[@path='/cib']"):
+        for attr in change.findall("change-list/change-attr"):
+            if attr.get("name") in VERSION_ATTRS:
+                attr.getparent().remove(attr)
+        if not change.findall("change-list/*"):
+            patch.remove(change)
 
 
 def _configuration_version(element: etree._Element) -> tuple[str, str]:

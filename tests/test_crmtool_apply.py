@@ -215,3 +215,21 @@ def test_render_live_piped_into_cibadmin_replace_keeps_what_the_cluster_maintain
 def test_render_live_refuses_full(capsys: pytest.CaptureFixture[str]) -> None:
     code, _out, err = run_cli(["render", EXAMPLE, "--live", "--full"], capsys)
     assert code == 64, err
+
+
+def test_apply_raises_the_epoch_by_exactly_one(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    """cibadmin --patch raises the epoch itself: a patch that also set it made every apply count twice."""
+    cib = cib_file(tmp_path / "cib.xml")
+    _admin, epoch, _updates = version(cib)
+    code, out, err = run_cli(["apply", EXAMPLE, "--cib", cib], capsys)
+    assert code == 0, err
+    assert version(cib)[1] == str(int(epoch) + 1), out
+    assert out == f"applied: version 0.{epoch}.0 -> 0.{int(epoch) + 1}.0\n"
+    changed = tmp_path / "site.toml"
+    changed.write_text(example_text() + "\n[cluster.rsc_defaults]\nresource-stickiness = 200\n")
+    patch = tmp_path / "patch.xml"
+    assert run_cli(["diff", str(changed), "--cib", cib, "-o", str(patch)], capsys)[0] == 0
+    code, out, err = run_cli(["apply", str(changed), "--cib", cib, "--patch", str(patch)], capsys)
+    assert code == 0, err
+    assert version(cib)[1] == str(int(epoch) + 2)
+    assert read(cib).xpath("//rsc_defaults//nvpair[@name='resource-stickiness']/@value") == ["200"]
