@@ -86,8 +86,7 @@ def commit_file(path: str, cib_file: str | None) -> str:
     from crmtool.findings import NoInput
 
     try:
-        with open(path, "rb") as handle:
-            patch = pacemaker.parse(handle.read())
+        patch = pacemaker.parse(read_input(path))
     except OSError as exc:
         raise NoInput(f"{path}: {exc.strerror}") from None
     except SyntaxError as exc:
@@ -95,6 +94,16 @@ def commit_file(path: str, cib_file: str | None) -> str:
     if patch.tag != "diff" or patch.find("version/source") is None:
         raise CrmtoolError(f"{path}: not a versioned patch (no <version><source>)", 65)
     return _patch(patch, cib_file)
+
+
+def read_input(path: str) -> bytes:
+    """A file's bytes; ``-`` is standard input."""
+    import sys
+
+    if path == "-":
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 def _patch(patch: etree._Element, cib_file: str | None) -> str:

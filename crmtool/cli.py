@@ -16,14 +16,17 @@ from crmtool.findings import CrmtoolError, DescriptionError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    import tempfile
     from collections.abc import Callable
     from typing import NoReturn
 
     from crmtool.pipeline import Result
 
 EXIT_USAGE = 64
+STDIN = "-"
 EXIT_CANTCREAT = 73
 EXIT_CONFIG = 78
+EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 SOURCE_TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cib-templates")
 
 
@@ -32,14 +35,46 @@ class Context:
         self.args = args
         self.templates_dir = templates_dir
         self.provider = provider
+        self.tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def result(self) -> Result:
         from crmtool import pipeline
 
-        result = pipeline.from_file(self.args.site, self.templates_dir, self.provider)
+        site = self.args.site
+        if site == STDIN:
+            result = pipeline.from_text(self.stdin_text(), self.templates_dir, self.provider)
+        else:
+            result = pipeline.from_file(site, self.templates_dir, self.provider)
         for finding in result.warnings:
             err(str(finding))
         return result
+
+    def stdin_text(self) -> str:
+        from crmtool.findings import Finding
+
+        try:
+            return sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DescriptionError([Finding("toml-syntax", STDIN, str(exc))]) from None
+
+    def cib(self) -> str | None:
+        """--cib as a path: ``-`` reads the CIB from standard input into a private file."""
+        path: str | None = getattr(self.args, "cib", None)
+        if path != STDIN:
+            return path
+        import tempfile
+
+        if getattr(self.args, "site", None) == STDIN:
+            raise CrmtoolError("standard input can hold the description or the CIB, not both", EXIT_USAGE)
+        if self.args.command == "apply":
+            raise CrmtoolError("apply --cib - has no file to write the result to: name the CIB file",
+                               EXIT_USAGE)
+        if self.tmp is None:
+            self.tmp = tempfile.TemporaryDirectory(prefix="crmtool-cib-")
+        copy = os.path.join(self.tmp.name, "cib.xml")
+        if not os.path.exists(copy):
+            write_file(copy, sys.stdin.buffer.read())
+        return copy
 
     def output(self, data: bytes) -> None:
         path = getattr(self.args, "output", None)
@@ -62,6 +97,14 @@ def write_file(path: str, data: bytes) -> None:
         raise CrmtoolError(f"cannot write {path}: {exc.strerror}", EXIT_CANTCREAT) from None
 
 
+def _closed_stdout() -> int:
+    """The reader went away (``| head``): quiet, as a shell tool killed by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush goes nowhere
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 # Commands ------------------------------------------------------------------
 
 
@@ -75,7 +118,7 @@ def cmd_render(ctx: Context) -> int:
                                EXIT_USAGE)
         from crmtool import apply
 
-        ctx.output(render.to_bytes(apply.onto(configuration, ctx.args.cib)))
+        ctx.output(render.to_bytes(apply.onto(configuration, ctx.cib())))
     elif ctx.args.full:
         cib = pacemaker.full_cib(configuration)
         validate.validate(cib)
@@ -123,7 +166,7 @@ def cmd_simulate(ctx: Context) -> int:
 def cmd_diff(ctx: Context) -> int:
     from crmtool import apply, render
 
-    plan = apply.plan(ctx.result().configuration, ctx.args.cib)
+    plan = apply.plan(ctx.result().configuration, ctx.cib())
     if plan.patch is None:
         print("no changes")
         return 0
@@ -135,9 +178,9 @@ def cmd_apply(ctx: Context) -> int:
     from crmtool import apply, render
 
     if ctx.args.patch:
-        print(f"applied: version {apply.commit_file(ctx.args.patch, ctx.args.cib)}")
+        print(f"applied: version {apply.commit_file(ctx.args.patch, ctx.cib())}")
         return 0
-    plan = apply.plan(ctx.result().configuration, ctx.args.cib)
+    plan = apply.plan(ctx.result().configuration, ctx.cib())
     if plan.patch is None:
         print(f"no changes (version {plan.epoch_text()} kept)")
         return 0
@@ -216,22 +259,25 @@ def parser() -> argparse.ArgumentParser:
     for name, (_fn, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         if name in NEEDS_SITE:
-            cmd.add_argument("site", help="the site description (TOML)")
+            cmd.add_argument("site", help="the site description (TOML; - for standard input)")
         if name in ("render", "diff", "pcs", "graph"):
             cmd.add_argument("-o", "--output", help="write to this file instead of stdout")
         if name in ("diff", "apply", "render"):
-            cmd.add_argument("--cib", help="a CIB file to work on (default: $CIB_file or the live cluster)")
+            cmd.add_argument("--cib", help="a CIB file to work on (default: $CIB_file or the live cluster; "
+                             "- for standard input, except with apply)")
         extra = {
             "render": [
                 ("--full", {"action": "store_true", "help": "a whole CIB from cibadmin --empty"}),
                 ("--live", {"action": "store_true",
                             "help": "merged onto the current CIB ($CIB_file, the live cluster or --cib) as "
-                                    "apply would: safe for cibadmin --replace --scope configuration"}),
+                                    "apply would, for review; a cibadmin --replace of it has no "
+                                    "compare-and-swap: use apply"}),
             ],
             "simulate": [("--scenario", {"action": "append", "help": "run only this scenario (repeatable)"})],
             "apply": [
                 ("--dry-run", {"action": "store_true", "help": "show the patch and the transition only"}),
-                ("--patch", {"help": "apply a patch saved by `diff -o` (refused if the CIB changed since)"}),
+                ("--patch", {"help": "apply a patch saved by `diff -o` (refused if the CIB changed since; "
+                                    "- for standard input)"}),
             ],
             "pcs": [("--force", {"action": "store_true", "help": "add --force to resource creation"})],
             "graph": [("--svg", {"help": "also write an SVG with Graphviz"})],
@@ -248,6 +294,7 @@ def main(argv: list[str] | None = None, templates_dir: str | None = None,
     handler = COMMANDS[args.command][0]
     try:
         code = handler(ctx)
+        sys.stdout.flush()  # a closed pipe is reported here, not by the interpreter's exit
     except DescriptionError as exc:
         for finding in exc.findings:
             err(str(finding))
@@ -259,10 +306,13 @@ def main(argv: list[str] | None = None, templates_dir: str | None = None,
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:
-        code = 0
+        code = _closed_stdout()
     except Exception as exc:  # last line of defence: a bug is exit 70, not a traceback
         if os.environ.get("CRMTOOL_DEBUG"):
             raise
         err(f"crmtool: internal error (a crmtool bug; CRMTOOL_DEBUG=1 shows the traceback): {exc!r}")
         code = 70
+    finally:
+        if ctx.tmp is not None:
+            ctx.tmp.cleanup()
     raise SystemExit(code)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from crmtool.findings import Unavailable
+from crmtool.findings import NoInput, Unavailable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -80,4 +80,8 @@ def full_cib(configuration: etree._Element) -> etree._Element:
 
 def query(cib_file: str | None) -> etree._Element:
     """The whole CIB, from ``cib_file`` or (when None) the live cluster or ``$CIB_file``."""
+    named = cib_file if cib_file is not None else os.environ.get("CIB_file")  # noqa: SIM112 (Pacemaker's name)
+    if named and not os.path.isfile(named):
+        # cibadmin would say only "exit code 105: Init failed"
+        raise NoInput(f"{named}: no such CIB file")
     return parse(run(["cibadmin", "--query"], cib_file=cib_file).stdout)

@@ -271,3 +271,61 @@ def test_an_unexpected_error_is_exit_70_not_a_traceback(monkeypatch, capsys) -> 
     code, out, err = run_cli(["check", EXAMPLE], capsys)
     assert code == 70 and out == ""
     assert "internal error" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["codes"], ["check", EXAMPLE], ["render", EXAMPLE]],
+                         ids=["codes", "check", "render"])
+def test_a_closed_pipe_is_quiet(argv: list[str]) -> None:
+    """`crmtool ... | head`: no BrokenPipeError, the exit status of a tool killed by SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as for operators
+    try:
+        done = subprocess.run([PY, "-m", "crmtool", *argv], cwd=ROOT, stdout=write_end,
+                              stderr=subprocess.PIPE, env=env, check=False, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode in (0, 141), done.stderr
+    assert done.stderr == b""
+
+
+def test_a_missing_cib_file_is_named_exit_66(tmp_path, monkeypatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    missing = str(tmp_path / "no-cib.xml")
+    for argv in (["diff", EXAMPLE, "--cib", missing], ["apply", EXAMPLE, "--cib", missing],
+                 ["render", "--live", EXAMPLE, "--cib", missing]):
+        code, out, err = run_cli(argv, capsys)
+        assert (code, out) == (66, ""), err
+        assert err == f"crmtool: {missing}: no such CIB file\n"
+    monkeypatch.setenv("CIB_file", missing)
+    code, _out, err = run_cli(["diff", EXAMPLE], capsys)
+    assert code == 66 and missing in err
+
+
+def test_dash_reads_standard_input(tmp_path, monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    def stdin(data: bytes) -> None:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+    stdin(example_text().encode())
+    code, out, err = run_cli(["render", "-"], capsys)
+    assert code == 0, err
+    assert out.encode() == rendered(EXAMPLE)
+    stdin(b"\xff\xfe garbage")
+    code, _out, err = run_cli(["check", "-"], capsys)
+    assert code == 65 and "CRM001 toml-syntax -:" in err
+    empty = subprocess.run(["cibadmin", "--empty"], capture_output=True, check=True).stdout
+    stdin(empty)
+    code, out, err = run_cli(["diff", EXAMPLE, "--cib", "-"], capsys)
+    assert code == 0 and out.startswith("<diff"), err
+    cib = tmp_path / "cib.xml"
+    cib.write_bytes(empty)
+    patch = tmp_path / "patch.xml"
+    assert run_cli(["diff", EXAMPLE, "--cib", str(cib), "-o", str(patch)], capsys)[0] == 0
+    stdin(patch.read_bytes())
+    code, out, err = run_cli(["apply", EXAMPLE, "--cib", str(cib), "--patch", "-"], capsys)
+    assert code == 0 and out.startswith("applied"), err
+    stdin(empty)
+    code, _out, err = run_cli(["apply", EXAMPLE, "--cib", "-"], capsys)
+    assert code == 64 and "name the CIB file" in err
