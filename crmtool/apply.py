@@ -157,9 +157,10 @@ def _rebase(patch: etree._Element, source: etree._Element, now: etree._Element) 
         target.set("epoch", source.get("epoch", "0"))
         target.set("num_updates", str(int(source.get("num_updates", "0")) + 1))
     for change in patch.findall("change[@path='/cib']"):
-        for attr in change.findall("change-list/change-attr"):
-            if attr.get("name") in VERSION_ATTRS:
-                attr.getparent().remove(attr)
+        for changes in change.findall("change-list"):
+            for attr in changes.findall("change-attr"):
+                if attr.get("name") in VERSION_ATTRS:
+                    changes.remove(attr)
         if not change.findall("change-list/*"):
             patch.remove(change)
 
