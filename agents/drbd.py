@@ -8,9 +8,10 @@ peer that reports the split brain with this node.  Each node publishes what it
 knows (role, changes since the split, when it was promoted) as the transient
 node attribute ``drbd-split-brain-<resource>``, visible in ``crm_mon -A``; both
 nodes evaluate the configured policy on the same facts and agree on a victim.
-The victim first saves its whole backing device into ``preserve_dir`` (image,
-``manifest.json``, ``SHA256SUMS``, verified by re-reading) and only then
-reconnects with ``--discard-my-data``.
+The victim first saves its whole backing device into ``preserve_dir`` with a
+detached worker (``agents.drbd_preserve``) that later monitors observe; only a
+copy verified from disk and tied to the current data generation lets it
+reconnect with ``--discard-my-data``.  Until then it stays disconnected.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from agents.ocf.actions import Advert, action
 from agents.ocf.agent import Agent
 from agents.ocf.codes import OCF, OCFError
 from agents.ocf.params import Param
-from agents.ocf.proc import run
+from agents.ocf.proc import Identity, run
 from agents.ocf.state import StateDir
 
 TYPE_CHECKING = False
@@ -42,14 +43,24 @@ NO_SUCH_RESOURCE = 10  # drbdsetup's exit code for a resource the kernel does no
 NO_KERNEL_MODULE = 20
 NOT_UP = frozenset((NO_SUCH_RESOURCE, NO_KERNEL_MODULE))
 COMMAND_CAP_S = 30.0
-COPY_CHUNK = 1 << 20
+# A preservation that failed (no space, an I/O error) is tried again after this long.
+PRESERVE_RETRY_S = 300.0
 NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.+")
+# drbdadm reads "all" as every resource; a leading "-" would be read as an option.
+RESERVED_NAMES = frozenset(("all",))
 
 
 def _check_name(value: object) -> None:
     text = str(value)
-    if not text or not set(text) <= NAME_CHARS:
-        raise ValueError(f"{text!r} is not a DRBD resource or node name (letters, digits, - _ . +)")
+    if not text or not set(text) <= NAME_CHARS or not text[0].isalnum() or text.lower() in RESERVED_NAMES:
+        raise ValueError(f"{text!r} is not a DRBD resource or node name (a letter or digit, then letters, "
+                         f"digits, - _ . +; not 'all')")
+
+
+def _check_path(value: object) -> None:
+    text = str(value)
+    if not os.path.isabs(text) or os.path.normpath(text) != text or "\0" in text or "\n" in text:
+        raise ValueError(f"{text!r} is not an absolute path in normal form")
 
 
 class Peer:
@@ -151,7 +162,7 @@ class Drbd(Agent):
     params = (
         Param("drbd_resource", required=True, unique=True, check=_check_name,
               shortdesc="DRBD resource name", longdesc="The name of the resource in drbdconf."),
-        Param("drbdconf", default="/etc/drbd.conf", shortdesc="DRBD configuration file",
+        Param("drbdconf", default="/etc/drbd.conf", check=_check_path, shortdesc="DRBD configuration file",
               longdesc="Path of the drbd.conf that defines drbd_resource."),
         Param("split_brain_policy", "select", choices=POLICIES, default="disconnect",
               shortdesc="What to do after a split brain",
@@ -164,10 +175,11 @@ class Drbd(Agent):
         Param("split_brain_victim", check=_check_name,
               shortdesc="Node whose changes lose (discard-node)",
               longdesc="With split_brain_policy=discard-node: the node whose changes are set aside."),
-        Param("preserve_dir", default="/var/lib/openstack-ha/drbd-preserved",
+        Param("preserve_dir", default="/var/lib/openstack-ha/drbd-preserved", check=_check_path,
               shortdesc="Where a losing node's data is saved",
               longdesc="Directory (local to each node) that receives a copy of the losing node's backing "
-                       "device with manifest.json and SHA256SUMS before its changes are discarded."),
+                       "device with manifest.json and SHA256SUMS before its changes are discarded. Owned "
+                       "by root, writable by no one else; it needs room for a whole device."),
     )
 
     # -- plumbing ------------------------------------------------------------------
@@ -187,6 +199,10 @@ class Drbd(Agent):
     @property
     def attribute(self) -> str:
         return f"drbd-split-brain-{self.resource}"
+
+    @property
+    def progress_attribute(self) -> str:
+        return f"drbd-preserve-{self.resource}"
 
     def drbdadm(self, *args: str) -> subprocess.CompletedProcess[str]:
         return run(["drbdadm", "-c", str(self.config.drbdconf), *args], self.deadline, cap=COMMAND_CAP_S)
@@ -330,6 +346,7 @@ class Drbd(Agent):
         if status is None or not status.primary:
             raise OCFError(OCF.ERR_GENERIC, "drbdadm primary succeeded but the role is not Primary")
         self.state.write("promoted_at", f"{time.time():.3f}")
+        self.forget_preservations()  # a new data generation: no earlier copy stands for it
         self.set_score(status.score())
         return OCF.SUCCESS
 
@@ -390,8 +407,13 @@ class Drbd(Agent):
             if not known:
                 self.log.error(f"split brain between {self.me} and {peer.name} on {self.resource}")
                 self.state.write(f"split-brain-{peer.name}", f"{time.time():.3f}")
-            reasons.append(self.apply_policy(status, peer.name, theirs))
+            reason = self.apply_policy(status, peer.name, theirs)
             status = self.status() or status
+            again = status.peer(peer.name)
+            if again is not None and again.connection == "Connected":
+                self.resolved(peer.name)
+            else:
+                reasons.append(reason)
         return status, "; ".join(reasons)
 
     def my_facts(self, status: Status, peer: str) -> dict[str, str]:
@@ -433,84 +455,118 @@ class Drbd(Agent):
             if status.primary:
                 return f"{prefix}: this node loses (policy {policy}) but is Primary; demote it to proceed"
             return f"{prefix}: this node loses (policy {policy}); the next monitor preserves and discards"
-        preserved = self.state.read(f"preserved-{peer}") or self.preserve(peer, mine, theirs)
+        preserved, waiting = self.preservation(peer, mine, theirs)
+        if preserved is None:
+            self.publish({**mine, "victim": self.me})
+            return (f"{prefix}: this node loses (policy {policy}); {waiting}; it stays disconnected "
+                    f"until its data is preserved")
         self.publish({**mine, "victim": self.me, "preserved": preserved})
         self.drbdadm("disconnect", f"{self.resource}:{peer}")
         self.must("connect", "--discard-my-data", f"{self.resource}:{peer}")
         self.log.warning(f"{prefix}: discarding this node's changes (policy {policy}), kept in {preserved}")
         return f"{prefix}: this node's changes were discarded (policy {policy}), preserved in {preserved}"
 
-    def publish(self, facts: dict[str, str]) -> None:
+    def publish(self, facts: dict[str, str], attribute: str = "") -> None:
+        name = attribute or self.attribute
         text = encode_facts(facts)
-        if self.state.read("published") != text and self.node_attribute(self.env.node or None,
-                                                                         self.attribute, text):
-            self.state.write("published", text)
+        if self.state.read(f"published-{name}") != text and self.node_attribute(self.env.node or None,
+                                                                               name, text):
+            self.state.write(f"published-{name}", text)
 
     def resolved(self, peer: str) -> None:
-        facts = decode_facts(self.state.read("published")) or {}
+        facts = decode_facts(self.state.read(f"published-{self.attribute}")) or {}
         facts.update(state="resolved", peer=peer)
         self.publish(facts)
         self.log.warning(f"split brain with {peer} on {self.resource} is resolved: {encode_facts(facts)}")
         self.state.remove(f"split-brain-{peer}")
-        self.state.remove(f"preserved-{peer}")
+        self.forget_preservations(peer)
 
-    def preserve(self, peer: str, mine: dict[str, str], theirs: dict[str, str]) -> str:
-        """Copy the backing device, checksum it, verify the copy, write a manifest; return the folder."""
+    # -- preservation ----------------------------------------------------------------
+
+    def generation(self, peer: str) -> str:
+        """The device's current data generation: DRBD's current UUID (first field of get-gi)."""
+        done = self.drbdadm("get-gi", f"{self.resource}:{peer}")
+        first = (done.stdout.strip().splitlines() or [""])[0] if done.returncode == 0 else ""
+        current = first.split(":", 1)[0]
+        return current if len(current) == 16 and all(c in "0123456789ABCDEFabcdef" for c in current) else ""
+
+    def forget_preservations(self, peer: str | None = None) -> None:
+        """Drop the records of copies (a running worker keeps its folder; it no longer authorises)."""
+        peers = [peer] if peer else [p.name for p in (self.status() or Status({})).peers]
+        for name in peers:
+            for record in (f"preserve-{name}", f"preserve-failed-{name}"):
+                self.state.remove(record)
+
+    def preservation(self, peer: str, mine: dict[str, str], theirs: dict[str, str]) -> tuple[str | None, str]:
+        """(folder, "") once a verified copy of the current generation exists, else (None, why not yet)."""
+        from agents import drbd_preserve as keep
+
+        generation = self.generation(peer)
+        if not generation:
+            return None, "its data generation cannot be read, so its data cannot be preserved"
+        record = (self.state.read(f"preserve-{peer}") or "").split(" ", 2)
+        identity = Identity.parse(" ".join(record[:2])) if len(record) == 3 else None
+        if identity is not None:
+            folder = record[2]
+            if keep.verified(folder, generation):
+                self.publish({"state": "verified", "generation": generation, "folder": folder},
+                             self.progress_attribute)
+                return folder, ""
+            if identity.alive():
+                done, total = keep.progress(folder) or (0, 0)
+                percent = f"{100 * done // total}%" if total else "0%"
+                self.publish({"state": "copying", "done": percent, "bytes": str(done), "total": str(total),
+                              "folder": folder}, self.progress_attribute)
+                return None, f"preserving its data into {folder} ({percent})"
+            self.preserve_failed(peer, keep.failure(folder) or "the copy stopped before it was verified")
+        failed = (self.state.read(f"preserve-failed-{peer}") or "").split(" ", 1)
+        if len(failed) == 2 and time.time() - float(failed[0]) < PRESERVE_RETRY_S:
+            return None, (f"its data could not be preserved ({failed[1]}); "
+                          f"next attempt within {PRESERVE_RETRY_S:.0f} s")
+        try:
+            folder = self.start_preserving(peer, generation, mine, theirs)
+        except (OSError, keep.PreserveError) as exc:
+            reason = str(exc) if isinstance(exc, keep.PreserveError) else f"{exc.strerror or exc}"
+            self.preserve_failed(peer, reason)
+            return None, f"its data could not be preserved ({reason})"
+        return None, f"preserving its data into {folder}"
+
+    def preserve_failed(self, peer: str, reason: str) -> None:
+        self.log.error(f"preserving {self.resource}'s data before discarding it failed: {reason}")
+        self.state.remove(f"preserve-{peer}")
+        self.state.write(f"preserve-failed-{peer}", f"{time.time():.3f} {reason}")
+        self.publish({"state": "failed"}, self.progress_attribute)
+
+    def start_preserving(self, peer: str, generation: str, mine: dict[str, str],
+                         theirs: dict[str, str]) -> str:
+        """Check the room, create the folder and its request, start the worker; return the folder."""
         import json
+        import subprocess
+        import sys
+
+        from agents import drbd_preserve as keep
 
         source = self.drbdadm("sh-ll-dev", self.resource).stdout.strip()
+        root = str(self.config.preserve_dir)
+        keep.make_root(root)
+        keep.check_free_space(root, keep.device_size(source))
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        folder = os.path.join(str(self.config.preserve_dir), f"{self.resource}-{self.me}-{stamp}")
-        os.makedirs(folder, mode=0o700)
-        image = os.path.join(folder, "data.img")
-        try:
-            size, checksum = _copy(source, image, self)
-            if _sha256(image, self) != checksum:
-                raise OCFError(OCF.ERR_GENERIC, f"the preserved copy in {folder} does not match its source")
-        except BaseException:
-            import shutil
-
-            shutil.rmtree(folder, ignore_errors=True)  # never leave a partial copy that looks complete
-            raise
-        manifest = {
+        folder = os.path.join(root, f"{self.resource}-{self.me}-{stamp}-{generation}")
+        os.mkdir(folder, 0o700)
+        request = {
             "resource": self.resource, "node": self.me, "peer": peer, "source": source,
-            "policy": str(self.config.split_brain_policy), "created": stamp,
-            "files": [{"name": "data.img", "bytes": size, "sha256": checksum}],
+            "generation": generation, "policy": str(self.config.split_brain_policy), "created": stamp,
             "this_node": mine, "peer_node": theirs,
         }
-        with open(os.path.join(folder, "manifest.json"), "w", encoding="utf-8") as handle:
-            json.dump(manifest, handle, indent=2, sort_keys=True)
-        with open(os.path.join(folder, "SHA256SUMS"), "w", encoding="utf-8") as handle:
-            handle.write(f"{checksum}  data.img\n")
-        self.state.write(f"preserved-{peer}", folder)
-        self.log.warning(f"preserved {size} bytes of {source} in {folder} (sha256 {checksum})")
+        keep.write_file(folder, keep.REQUEST, json.dumps(request, indent=2, sort_keys=True) + "\n")
+        child = subprocess.Popen([sys.executable, "-I", keep.__file__, folder], stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd="/",
+                                 start_new_session=True, close_fds=True)
+        identity = Identity.of(child.pid) or Identity(child.pid, 0)
+        self.state.write(f"preserve-{peer}", f"{identity.dump()} {folder}")
+        self.publish({"state": "copying", "done": "0%", "folder": folder}, self.progress_attribute)
+        self.log.warning(f"preserving {source} in {folder} before discarding it (worker pid {child.pid})")
         return folder
-
-
-def _copy(source: str, target: str, agent: Agent) -> tuple[int, str]:
-    import hashlib
-
-    digest, size = hashlib.sha256(), 0
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        for chunk in iter(lambda: src.read(COPY_CHUNK), b""):
-            agent.deadline.check("preserving the losing node's data")
-            digest.update(chunk)
-            dst.write(chunk)
-            size += len(chunk)
-        dst.flush()
-        os.fsync(dst.fileno())
-    return size, digest.hexdigest()
-
-
-def _sha256(path: str, agent: Agent) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(COPY_CHUNK), b""):
-            agent.deadline.check("verifying the preserved copy")
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _on_path(tool: str) -> bool:

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -20,6 +21,7 @@ from tests.drbd_double.fixture import mounted, replicas
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mknod, mounts)")
 ATTR = "drbd-split-brain-r0"
 ROUNDS = 6
+SETTLE_S = 60.0
 
 
 def sha256(path):
@@ -78,10 +80,12 @@ def split_brain(policy, alpha_bytes=4096, beta_bytes=4096, demote_alpha=True, de
         raise
 
 
-def settle(agent, nodes=("alpha", "beta")):
-    results = {}
-    for _ in range(ROUNDS):
+def settle(agent, nodes=("alpha", "beta"), budget_s=SETTLE_S):
+    """Monitor every node until all are healthy (the preservation runs detached) or the budget ends."""
+    results, rounds, end = {}, 0, time.monotonic() + budget_s
+    while rounds < ROUNDS or time.monotonic() < end:
         results = {node: agent(node, "monitor") for node in nodes}
+        rounds += 1
         if all(r.rc in (0, 8) for r in results.values()):
             break
     return results

@@ -278,6 +278,14 @@ def _print_dstate(cluster: Cluster, node: str) -> None:
     print("/".join([cluster.disk_state(node), *(v.disk for v in cluster.peer_views(node))]))
 
 
+def _print_gi(cluster: Cluster, node: str) -> None:
+    """drbdadm get-gi: current:bitmap:history...:flags; the agent reads the current UUID."""
+    cluster._require_up(node)
+    md = cluster.node(node)["md"] or {"uuid": "0" * 16, "history": []}
+    history = [*md["history"], "0" * 16, "0" * 16][:2]
+    print(":".join([md["uuid"], "0" * 16, *history, "1", "1", *"0" * 8]))
+
+
 # -- drbdadm -------------------------------------------------------------------------
 
 ADM_SHORT_WITH_ARG = {"c", "t", "n"}
@@ -426,6 +434,7 @@ def _adm_one(res: drbdconf.Resource, node: str, command: str, peer: str | None, 
         "role": lambda c: _print_role(c, node),
         "cstate": lambda c: _print_cstate(c, node, peer),
         "dstate": lambda c: _print_dstate(c, node),
+        "get-gi": lambda c: _print_gi(c, node),
         "status": lambda c: sys.stdout.write(status_text(c, node, "verbose" in options,
                                                          "statistics" in options)),
         "check-resize": lambda c: None,
