@@ -1,0 +1,1 @@
+"""openstack-ha-backup: scheduled full and differential mariabackup of the replicated database."""

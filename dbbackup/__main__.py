@@ -1,0 +1,3 @@
+from dbbackup.cli import main
+
+main()
