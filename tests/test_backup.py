@@ -363,3 +363,25 @@ def test_usage_errors_are_64(db: Database, tmp_path) -> None:
     assert cmd("run", "--full", "--differential").returncode == 64
     fails(cmd("verify"), 64, "give a backup id or --all")
     fails(cmd("restore", "20990101T000000.000Z-full", "--dry-run"), 66, "no complete backup")
+
+
+def test_install_puts_the_launcher_and_systemd_units_in_place(tmp_path) -> None:
+    stage = tmp_path / "stage"
+    run([sys.executable, os.path.join(REPO, "tools", "install.py"), "install", "--destdir", str(stage)])
+    assert os.access(stage / "usr/local/bin/openstack-ha-backup", os.X_OK)
+    units = stage / "usr/local/lib/systemd/system"
+    service = (units / "openstack-ha-backup.service").read_text(encoding="utf-8")
+    assert "ExecStart=/usr/local/bin/openstack-ha-backup run --auto" in service
+    broken = tmp_path / "openstack-ha-backup-broken.service"
+    broken.write_text(service.replace("Type=oneshot", "Type=oneshoot"), encoding="utf-8")
+
+    def complaints(*paths: str) -> list[str]:
+        done = subprocess.run(["systemd-analyze", "verify", *paths], capture_output=True, text=True,
+                              timeout=60, check=False)
+        return [line for line in done.stderr.splitlines() if "openstack-ha-backup" in line]
+
+    assert complaints(str(broken)), "systemd-analyze no longer reports a broken unit"  # negative control
+    assert complaints(*(str(units / f"openstack-ha-backup.{kind}") for kind in ("service", "timer"))) == []
+    run([sys.executable, os.path.join(REPO, "tools", "install.py"), "uninstall", "--destdir", str(stage)])
+    assert not (units / "openstack-ha-backup.timer").exists()
+    assert not (stage / "usr/local/bin/openstack-ha-backup").exists()

@@ -17,14 +17,15 @@ import sys
 from collections.abc import Callable
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("agents", "crmtool")
+PACKAGES = ("agents", "crmtool", "dbbackup")
 MANIFEST = "installed-files"
 SYSTEM_SITE = "/usr/lib/python3/dist-packages"
 DEFAULT_PROVIDER = "openstack"
 FILE_MODE = 0o644
 PROGRAM_MODE = 0o755
 DIRECTORY_MODE = 0o755
-PROGRAMS = ("crmtool",)
+PROGRAMS = ("crmtool", "openstack-ha-backup")
+UNITS = ("openstack-ha-backup.service", "openstack-ha-backup.timer")
 
 AGENT_LAUNCHER = """#!/usr/bin/python3 -IS
 # {name}: OCF resource agent, provider {provider}; code in {lib}
@@ -42,6 +43,13 @@ from crmtool.cli import main
 main(templates_dir={templates!r}, provider={provider!r})
 """
 
+BACKUP_LAUNCHER = """#!/usr/bin/python3 -I
+import sys
+sys.path.insert(0, {lib!r})
+from dbbackup.cli import main
+main()
+"""
+
 
 class Installer:
     def __init__(self, args: argparse.Namespace) -> None:
@@ -50,6 +58,8 @@ class Installer:
         self.lib: str = args.libdir
         self.bindir: str = args.bindir
         self.templates = f"{args.datadir}/cib-templates"
+        # systemd units beside the programs' prefix: /usr/local/bin -> /usr/local/lib/systemd/system
+        self.unitdir = f"{os.path.dirname(args.bindir)}/lib/systemd/system"
         self.provider: str = args.provider
         self.written: list[str] = []
         self.created_dirs: list[str] = []
@@ -103,6 +113,9 @@ class Installer:
         self.install_agents()
         self.write(f"{self.bindir}/crmtool", CRMTOOL_LAUNCHER.format(
             lib=self.lib, templates=self.templates, provider=self.provider).encode(), PROGRAM_MODE)
+        self.write(f"{self.bindir}/openstack-ha-backup", BACKUP_LAUNCHER.format(lib=self.lib).encode(),
+                   PROGRAM_MODE)
+        self.install_units()
         self.compile()
         self.remove_files(sorted(set(previous_files) - set(self.written)))
         manifest = [*self.written, *(f"{d}/" for d in dict.fromkeys(self.created_dirs))]
@@ -122,6 +135,12 @@ class Installer:
             launcher = AGENT_LAUNCHER.format(name=name, provider=self.provider, lib=self.lib,
                                              site=SYSTEM_SITE, module=registry.AGENTS[name], cache=cache)
             self.write(f"{self.agent_dir}/{name}", launcher.encode(), PROGRAM_MODE)
+
+    def install_units(self) -> None:
+        for unit in UNITS:
+            with open(os.path.join(SOURCE, "dbbackup", "systemd", unit), "rb") as handle:
+                text = handle.read().replace(b"@BINDIR@", self.bindir.encode())
+            self.write(f"{self.unitdir}/{unit}", text, FILE_MODE)
 
     def compile(self) -> None:
         import compileall
@@ -149,9 +168,10 @@ class Installer:
             return False
         exact = {f"{self.agent_dir}/{name}" for name in self.agent_names()}
         exact |= {f"{self.bindir}/{name}" for name in PROGRAMS}
+        exact |= {f"{self.unitdir}/{unit}" for unit in UNITS}
         inside = any(path.startswith(f"{root}/") for root in self.roots())
         if directory:
-            places = (*self.roots(), self.agent_dir, self.bindir)
+            places = (*self.roots(), self.agent_dir, self.bindir, self.unitdir)
             inside = inside or any(place == path or place.startswith(f"{path}/") for place in places)
         if not (inside or path in exact):
             return False
