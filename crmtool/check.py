@@ -7,7 +7,17 @@ from __future__ import annotations
 
 import re
 
-from crmtool.findings import Finding
+from crmtool.findings import (
+    INVALID_OPTION_VALUE,
+    NODE_ID,
+    NODE_NAME_CASE,
+    QUORUM_IGNORED,
+    SHARED_FENCE_TARGET,
+    SHARED_VIP,
+    UNKNOWN_AGENT,
+    UNKNOWN_OPTION,
+    Finding,
+)
 from crmtool.load import interval_ms
 
 TYPE_CHECKING = False
@@ -22,7 +32,43 @@ XML_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 SECRET_NAME = re.compile(r"(^|[_-])(pass|passwd|password|secret|token|api_key|private_key)\Z", re.IGNORECASE)
 SECRET_REFERENCE = re.compile(r"_(script|file|path|cmd)\Z", re.IGNORECASE)
 FALSE_WORDS = ("false", "no", "0", "off", "n")
+TRUE_WORDS = ("true", "yes", "1", "on", "y")
+SCORE = re.compile(r"[+-]?([0-9]+|INFINITY)", re.IGNORECASE)
+TIME = re.compile(r"-?[0-9]+(\.[0-9]+)?\s*(ms|msec|us|usec|s|sec|m|min|h|hr)?", re.IGNORECASE)
+SIGNED_TIMES = ("stonith-watchdog-timeout",)  # negative: derive it from SBD's watchdog timeout
+PERCENTAGE = re.compile(r"[0-9]+(\.[0-9]+)?%?")
+_RESOURCE_CHOICES = {
+    "target-role": ("Stopped", "Started", "Promoted", "Unpromoted", "Master", "Slave"),
+    "multiple-active": ("block", "stop_only", "stop_start", "stop_unexpected"),
+    "requires": ("nothing", "quorum", "fencing", "unfencing"),
+}
+# Pacemaker Explained, "Resource Meta-Attributes" and clone options: name -> (type, choices)
+RESOURCE_META: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{n: ("boolean", ()) for n in ("is-managed", "maintenance", "critical", "allow-migrate",
+                                   "allow-unhealthy-nodes", "globally-unique", "notify", "ordered",
+                                   "interleave", "promotable")},
+    **{n: ("integer", ()) for n in ("priority", "resource-stickiness", "migration-threshold", "clone-max",
+                                   "clone-node-max", "clone-min", "promoted-max", "promoted-node-max")},
+    **{n: ("time", ()) for n in ("failure-timeout", "remote-connect-timeout")},
+    **{n: ("string", ()) for n in ("container-attribute-target", "remote-node", "remote-port", "remote-addr",
+                                  "description")},
+    **{n: ("select", tuple(c.lower() for c in choices)) for n, choices in _RESOURCE_CHOICES.items()},
+}
+# Pacemaker Explained, "Operation Properties"
+OPERATION_META: dict[str, tuple[str, tuple[str, ...]]] = {
+    **{n: ("time", ()) for n in ("timeout", "interval", "start-delay")},
+    **{n: ("boolean", ()) for n in ("enabled", "record-pending")},
+    "on-fail": ("select", ("ignore", "block", "demote", "stop", "restart", "standby", "fence")),
+    "interval-origin": ("string", ()),
+    "role": ("select", ("stopped", "started", "promoted", "unpromoted", "master", "slave")),
+    "description": ("string", ()),
+}
 MIN_NODES = 3
+MAX_NODE_ID = 2**32 - 1
+# fence agents' parameters that name the device (a BMC, a PDU, a cloud) and the outlet/instance on it
+FENCE_ADDRESS = ("ip", "ipaddr", "hostname")
+FENCE_PLUG = ("plug", "port")
+IP_AGENTS = ("vip", "IPaddr2", "IPaddr")
 # Written by the DC (cluster-name: copied from corosync.conf); apply and render --live keep the live values.
 CLUSTER_OWNED = ("dc-version", "cluster-infrastructure", "cluster-name", "last-lrm-refresh")
 
@@ -240,9 +286,74 @@ def _fencing(desc: Description, provider: str) -> Iterator[Finding]:
 
 
 def _too_few_nodes(desc: Description, provider: str) -> Iterator[Finding]:
-    if 0 < len(desc.nodes) < MIN_NODES:
+    if len(desc.nodes) < MIN_NODES:
         yield Finding("too-few-nodes", "nodes",
                       f"{len(desc.nodes)} node(s): quorum needs at least {MIN_NODES}")
+
+
+def _node_ids(desc: Description, provider: str) -> Iterator[Finding]:
+    """Corosync node ids: 1 to 2^32-1, one per node (crm_simulate asserts on a duplicate)."""
+    owner: dict[int, str] = {}
+    for node in desc.nodes:
+        path = f"{node.path}.id"
+        if not 0 < node.node_id <= MAX_NODE_ID:
+            yield Finding(NODE_ID, path, f"{node.node_id} is not a corosync node id (1 to {MAX_NODE_ID})")
+        elif node.node_id in owner:
+            yield Finding(NODE_ID, path, f"id {node.node_id} is already used by {owner[node.node_id]!r} "
+                          "(a node without `id` gets its position: give every node its corosync nodeid)")
+        else:
+            owner[node.node_id] = node.name
+
+
+def _node_name_case(desc: Description, provider: str) -> Iterator[Finding]:
+    seen: dict[str, str] = {}
+    for node in desc.nodes:
+        other = seen.setdefault(node.name.lower(), node.name)
+        if other != node.name:
+            yield Finding(NODE_NAME_CASE, node.path, f"{node.name!r} and {other!r} differ only in case: "
+                          "host names are case-insensitive, Pacemaker's node names are not")
+
+
+def _fence_targets(desc: Description, provider: str) -> Iterator[Finding]:
+    seen: dict[tuple[str, str, str], str] = {}
+    for device in desc.primitives:
+        if device.agent.standard != "stonith":
+            continue
+        address = next((n for n in FENCE_ADDRESS if device.params.get(n)), None)
+        plug = next((n for n in FENCE_PLUG if device.params.get(n)), None)
+        if address is None and plug is None:
+            continue
+        target = (device.agent.type, _address(device.params.get(address or "", "")),
+                  device.params.get(plug or "", ""))
+        first = seen.setdefault(target, device.id)
+        if first != device.id:
+            where = " ".join(f"{n}={device.params[n]}" for n in (address, plug) if n)
+            yield Finding(SHARED_FENCE_TARGET, device.param_path(address or plug or ""),
+                          f"{device.id} and {first} fence the same target ({where}): fencing one node "
+                          "would power off the other")
+
+
+def _shared_vips(desc: Description, provider: str) -> Iterator[Finding]:
+    seen: dict[str, str] = {}
+    for primitive in desc.primitives:
+        ip = primitive.params.get("ip")
+        if primitive.agent.type not in IP_AGENTS or not ip:
+            continue
+        first = seen.setdefault(_address(ip), primitive.id)
+        if first != primitive.id:
+            yield Finding(SHARED_VIP, primitive.param_path("ip"),
+                          f"{primitive.id} and {first} both hold {ip}: the address would move with "
+                          "whichever started last")
+
+
+def _address(text: str) -> str:
+    """An IP address in one spelling (2001:db8::1 == 2001:DB8:0::1); other text as is, lower case."""
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return text.strip().lower()
 
 
 def _storage_nodes(desc: Description, provider: str) -> Iterator[Finding]:
@@ -279,6 +390,58 @@ def _cluster_owned(desc: Description, provider: str) -> Iterator[Finding]:
                           f"{name} is maintained by the cluster itself: remove it from the description")
 
 
+def _cluster_options(desc: Description, provider: str) -> Iterator[Finding]:
+    """Properties against the option metadata the installed Pacemaker's daemons print."""
+    from crmtool import pacemaker
+
+    options = pacemaker.cluster_options()
+    declared = {name: (option.type, option.choices) for name, option in options.items()}
+    yield from _options(desc, "properties", desc.properties, declared, "cluster property")
+    policy = desc.properties.get("no-quorum-policy", "").lower()
+    if policy == "ignore":
+        yield Finding(QUORUM_IGNORED, desc.paths.get("properties.no-quorum-policy", "cluster.properties"),
+                      "a partition without quorum keeps its resources: after a network split both halves "
+                      "run them (use stop, or freeze)")
+
+
+def _defaults(desc: Description, provider: str) -> Iterator[Finding]:
+    yield from _options(desc, "rsc_defaults", desc.rsc_defaults, RESOURCE_META, "resource meta attribute")
+    yield from _options(desc, "op_defaults", desc.op_defaults, OPERATION_META, "operation attribute")
+
+
+def _options(desc: Description, section: str, values: dict[str, str],
+             declared: dict[str, tuple[str, tuple[str, ...]]], what: str) -> Iterator[Finding]:
+    import difflib
+
+    for name, value in values.items():
+        path = desc.paths.get(f"{section}.{name}", f"cluster.{section}")
+        if name not in declared:
+            near = difflib.get_close_matches(name, declared, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            yield Finding(UNKNOWN_OPTION, path, f"Pacemaker has no {what} {name!r}{hint}")
+            continue
+        type_, choices = declared[name]
+        problem = _option_problem(name, value, type_, choices)
+        if problem:
+            yield Finding(INVALID_OPTION_VALUE, path, f"{name} = {value!r}: {problem}")
+
+
+def _option_problem(name: str, value: str, type_: str, choices: tuple[str, ...]) -> str | None:
+    """What Pacemaker's validator for ``type_`` would reject in ``value`` (None: accepted)."""
+    text = value.strip()
+    if type_ == "boolean" and text.lower() not in TRUE_WORDS + FALSE_WORDS:
+        return "not a boolean (true or false)"
+    if type_ == "integer" and not SCORE.fullmatch(text):
+        return "not an integer (or INFINITY)"
+    if type_ == "time" and not (TIME.fullmatch(text) and (name in SIGNED_TIMES or not text.startswith("-"))):
+        return "not a time (a number with an optional unit: ms, s, min, h)"
+    if type_ == "percentage" and not PERCENTAGE.fullmatch(text):
+        return "not a percentage (like 80%)"
+    if type_ == "select" and text.lower() not in choices:
+        return f"not one of {', '.join(choices)}"
+    return None
+
+
 def _secrets(desc: Description, provider: str) -> Iterator[Finding]:
     for primitive in desc.primitives:
         for name, value in primitive.params.items():
@@ -297,9 +460,11 @@ def _agent_params(desc: Description, provider: str) -> Iterator[Finding]:
         if agent.standard != "ocf" or agent.provider != provider:
             continue
         if agent.type not in known:
-            yield Finding("unregistered-agent", f"{primitive.path}.agent",
-                          f"{agent} is not a registered agent (known: {', '.join(sorted(known))}); "
-                          "its parameters are not checked")
+            import difflib
+
+            near = difflib.get_close_matches(agent.type, known, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else f"known: {', '.join(sorted(known))}"
+            yield Finding(UNKNOWN_AGENT, f"{primitive.path}.agent", f"{agent} does not exist ({hint})")
             continue
         try:
             declared = registry.load(agent.type)
@@ -346,4 +511,5 @@ RULES: tuple[Rule, ...] = (
     _dangling, _invalid_ids, _collisions, _colocation_direction, _promote_without_role_colocation,
     _order_cycles, _non_interleaved, _role_monitor_intervals, _reused, _roles, _mandatory_into_clone,
     _fencing, _too_few_nodes, _storage_nodes, _cluster_owned, _secrets, _agent_params,
+    _node_ids, _node_name_case, _fence_targets, _shared_vips, _cluster_options, _defaults,
 )

@@ -20,6 +20,21 @@ class Code:
         self.summary = summary
 
 
+NODE_ID = Code("CRM123", "node-id", ERROR, "a node id that is not a corosync node id (1 to 4294967295) or is "
+               "given to two nodes")
+NODE_NAME_CASE = Code("CRM124", "node-name-case", ERROR, "two node names that differ only in case")
+SHARED_FENCE_TARGET = Code("CRM125", "shared-fence-target", ERROR, "two nodes fenced at the same address "
+                           "(and plug): fencing one powers off the other")
+SHARED_VIP = Code("CRM126", "shared-vip", ERROR, "two IP address resources with the same address (the "
+                  "database VIP equal to the public VIP)")
+UNKNOWN_OPTION = Code("CRM127", "unknown-option", ERROR, "a cluster property, resource or operation default "
+                      "Pacemaker does not know (a typo)")
+INVALID_OPTION_VALUE = Code("CRM128", "invalid-option-value", ERROR, "a cluster property or default whose "
+                            "value Pacemaker's option metadata rejects")
+QUORUM_IGNORED = Code("CRM129", "quorum-ignored", WARNING, "no-quorum-policy=ignore: a partition without "
+                      "quorum keeps running resources (split brain)")
+UNKNOWN_AGENT = Code("CRM130", "unknown-agent", ERROR, "an agent under our own provider that does not exist")
+
 _DECLARED = (
     Code("CRM001", "toml-syntax", ERROR, "the file is not valid TOML"),
     Code("CRM002", "unknown-profile", ERROR, "the profile named by `profile` does not exist"),
@@ -43,8 +58,8 @@ _DECLARED = (
     Code("CRM110", "missing-required-parameter", ERROR, "a required parameter of our agent is not set"),
     Code("CRM111", "invalid-parameter-value", ERROR, "a value our agent's declaration rejects"),
     Code("CRM112", "deprecated-parameter", WARNING, "a parameter our agent replaced by another"),
-    Code("CRM113", "unregistered-agent", WARNING, "an agent of our provider that is not registered: "
-         "its parameters cannot be checked"),
+    Code("CRM113", "unregistered-agent", WARNING, "an agent of our provider that is registered but cannot "
+         "be imported: its parameters cannot be checked"),
     Code("CRM114", "secret-in-clear", ERROR, "a password or other secret written in the description "
          "instead of referenced (file, script)"),
     Code("CRM115", "mandatory-order-into-clone", ERROR, "a mandatory order from a single resource to a "
@@ -61,6 +76,8 @@ _DECLARED = (
          "matching the clone-max of a resource bound to them"),
     Code("CRM122", "even-storage-nodes", WARNING, "an even number of storage nodes: DRBD's majority quorum "
          "survives no more failures than with one node fewer"),
+    NODE_ID, NODE_NAME_CASE, SHARED_FENCE_TARGET, SHARED_VIP, UNKNOWN_OPTION, INVALID_OPTION_VALUE,
+    QUORUM_IGNORED, UNKNOWN_AGENT,
 )
 
 CODES: dict[str, Code] = {c.code: c for c in _DECLARED}
@@ -72,8 +89,8 @@ class Finding:
 
     __slots__ = ("code", "message", "path")
 
-    def __init__(self, name: str, path: str, message: str) -> None:
-        self.code = BY_NAME[name]
+    def __init__(self, code: Code | str, path: str, message: str) -> None:
+        self.code = code if isinstance(code, Code) else BY_NAME[code]
         self.path = path
         self.message = message
 

@@ -148,8 +148,9 @@ def _read_nodes(root: Table, desc: Description) -> None:
     for position, (name, node) in enumerate(root.tables("nodes", ("id", "attributes", "fence", "enabled"))):
         if not node.enabled():
             continue
-        node_id = node.integer("id", position + 1) or position + 1
-        desc.nodes.append(Node(name, node_id, node.scalars("attributes"), node.path))
+        node_id = node.integer("id", None)  # 0 and negative ids are kept for the checks to report
+        desc.nodes.append(Node(name, position + 1 if node_id is None else node_id, node.scalars("attributes"),
+                               node.path))
 
 
 def _read_storage(root: Table, desc: Description) -> None:

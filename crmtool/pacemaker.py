@@ -85,3 +85,48 @@ def query(cib_file: str | None) -> etree._Element:
         # cibadmin would say only "exit code 105: Init failed"
         raise NoInput(f"{named}: no such CIB file")
     return parse(run(["cibadmin", "--query"], cib_file=cib_file).stdout)
+
+
+DAEMON_DIRS = ("/usr/lib/pacemaker", "/usr/libexec/pacemaker")
+# The daemons whose metadata lists the cluster options (pacemaker-fenced's lists stonith device attributes).
+OPTION_DAEMONS = ("pacemaker-schedulerd", "pacemaker-controld", "pacemaker-based")
+
+
+class Option:
+    """One cluster option as Pacemaker's daemons declare it (``<daemon> metadata``)."""
+
+    __slots__ = ("choices", "default", "name", "type")
+
+    def __init__(self, name: str, type_: str, default: str | None, choices: tuple[str, ...]) -> None:
+        self.name = name
+        self.type = type_
+        self.default = default
+        self.choices = choices
+
+
+_OPTIONS: dict[str, Option] = {}
+
+
+def cluster_options() -> dict[str, Option]:
+    """Every cluster property the installed Pacemaker knows, read once per process."""
+    if not _OPTIONS:
+        for daemon in OPTION_DAEMONS:
+            for option in _daemon_options(daemon):
+                _OPTIONS.setdefault(option.name, option)
+    return _OPTIONS
+
+
+def _daemon_options(daemon: str) -> list[Option]:
+    path = next((os.path.join(d, daemon) for d in DAEMON_DIRS if os.path.isfile(os.path.join(d, daemon))),
+                None)
+    if path is None:
+        raise Unavailable(f"{daemon} is not installed (its metadata lists the cluster options)")
+    options = []
+    for parameter in parse(run([path, "metadata"]).stdout).iterfind("parameters/parameter"):
+        content = parameter.find("content")
+        if content is None:
+            continue
+        choices = tuple(o.get("value", "") for o in content.iterfind("option"))
+        options.append(Option(parameter.get("name", ""), content.get("type", "string"),
+                              content.get("default"), choices))
+    return options

@@ -89,3 +89,103 @@ def test_secret_names(name: str, flagged: bool, lint_agent: str) -> None:
     text = f'profile = "lint-base"\n[primitive.web.params]\n{name} = "x"\n'
     found = {f.code.code for f in check.check(load.load_text(text, PROFILES), "openstack")}
     assert ("CRM114" in found) is flagged
+
+
+def findings_of(text: str) -> set[tuple[str, str]]:
+    return {(f.code.code, f.path) for f in check.check(load.load_text(text, PROFILES), "openstack")}
+
+
+@pytest.mark.parametrize(("nodes", "expected"), [
+    ("[nodes.ctl1]\nid = 0\n", {("CRM123", "nodes.ctl1.id")}),  # was silently replaced by 1
+    ("[nodes.ctl2]\nid = -2\n", {("CRM123", "nodes.ctl2.id")}),
+    ("[nodes.ctl2]\nid = 4294967296\n", {("CRM123", "nodes.ctl2.id")}),
+    ("[nodes.ctl1]\nid = 7\n[nodes.ctl2]\nid = 7\n", {("CRM123", "nodes.ctl2.id")}),
+    ("[nodes.ctl1]\nid = 11\n[nodes.ctl2]\nid = 12\n[nodes.ctl3]\nid = 13\n", set()),  # negative control
+    ("[nodes.Ctl2]\n", {("CRM124", "nodes.Ctl2")}),
+    ("[nodes.ctl1]\nenabled = false\n[nodes.ctl2]\nenabled = false\n[nodes.ctl3]\nenabled = false\n",
+     {("CRM119", "nodes")}),  # zero nodes
+])
+def test_node_checks(nodes: str, expected: set[tuple[str, str]], lint_agent: str) -> None:
+    assert findings_of(f'profile = "lint-base"\n{nodes}') == expected
+
+
+def test_duplicate_node_ids_stop_before_crm_simulate(lint_agent: str, tmp_path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text('profile = "lint-base"\n[nodes.ctl3]\nid = 2\n')
+    code, out, err = run_cli(["simulate", str(site)], capsys, PROFILES)
+    assert code == 65 and "Traceback" not in out + err
+    assert "error CRM123 node-id nodes.ctl3.id: id 2 is already used by 'ctl2' " in err
+
+
+@pytest.mark.parametrize(("first", "same", "other"), [
+    ('{ ip = "192.0.2.1" }', '{ ip = "192.0.2.1" }', '{ ip = "192.0.2.2" }'),
+    ('{ ip = "2001:db8::1" }', '{ ip = "2001:DB8:0::1" }', '{ ip = "2001:db8::2" }'),
+    ('{ ip = "pdu1", plug = "3" }', '{ ip = "pdu1", plug = "3" }', '{ ip = "pdu1", plug = "4" }'),
+    ('{ plug = "i-0abc" }', '{ plug = "i-0abc" }', '{ plug = "i-0abd" }'),
+])
+def test_two_nodes_fenced_at_one_address(first: str, same: str, other: str, lint_agent: str) -> None:
+    def site(second: str) -> str:
+        return f'profile = "lint-base"\n[nodes.ctl1]\nfence = {first}\n[nodes.ctl2]\nfence = {second}\n'
+
+    assert {c for c, _ in findings_of(site(same))} == {"CRM125"}
+    assert findings_of(site(other)) == set()  # negative control: two BMCs, one PDU's two outlets
+
+
+def test_database_vip_equal_to_public_vip(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    from tests.crmtool_cases.support import example_text
+
+    site = tmp_path / "site.toml"
+    site.write_text(example_text().replace('ip = "192.0.2.20"', 'ip = "192.0.2.10"'))
+    code, _out, err = run_cli(["check", str(site)], capsys)
+    assert code == 65
+    assert "error CRM126 shared-vip primitive.public-vip.params.ip: public-vip and db-vip both hold" in err
+
+
+@pytest.mark.parametrize(("section", "line", "expected"), [
+    ("rsc_defaults", "resource-stickness = 100", "CRM127"),
+    ("properties", "stonith-enabeld = true", "CRM127"),
+    ("op_defaults", "timeuot = \"20s\"", "CRM127"),
+    ("properties", 'stonith-enabled = "maybe"', "CRM128"),
+    ("properties", 'no-quorum-policy = "bogus"', "CRM128"),
+    ("properties", 'cluster-recheck-interval = "soon"', "CRM128"),
+    ("properties", 'batch-limit = "many"', "CRM128"),
+    ("rsc_defaults", 'failure-timeout = "x"', "CRM128"),
+    ("op_defaults", 'on-fail = "explode"', "CRM128"),
+    ("properties", 'no-quorum-policy = "ignore"', "CRM129"),
+    # negative controls: Pacemaker's own spellings
+    ("properties", 'stonith-enabled = "Yes"', None),
+    ("properties", 'cluster-recheck-interval = "2min"', None),
+    ("properties", 'node-health-red = "-INFINITY"', None),
+    ("properties", 'load-threshold = "60%"', None),
+    ("properties", 'stonith-watchdog-timeout = -1', None),
+    ("rsc_defaults", 'resource-stickiness = "INFINITY"', None),
+    ("rsc_defaults", 'target-role = "Stopped"', None),
+    ("op_defaults", 'record-pending = true', None),
+])
+def test_options_against_pacemakers_metadata(section: str, line: str, expected: str | None,
+                                             lint_agent: str, capsys: pytest.CaptureFixture[str]) -> None:
+    found = findings_of(f'profile = "lint-base"\n[cluster.{section}]\n{line}\n')
+    name = line.split(" = ", maxsplit=1)[0]
+    assert found == ({(expected, f"cluster.{section}.{name}")} if expected else set())
+
+
+def test_unknown_option_hint_names_the_option(lint_agent: str, tmp_path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text('profile = "lint-base"\n[cluster.rsc_defaults]\nresource-stickness = 100\n'
+                    '[cluster.properties]\nstonith-enabled = "maybe"\n')
+    code, _out, err = run_cli(["check", str(site)], capsys, PROFILES)
+    assert code == 65
+    assert "CRM127 unknown-option cluster.rsc_defaults.resource-stickness: Pacemaker has no resource meta " \
+           "attribute 'resource-stickness' (did you mean 'resource-stickiness'?)" in err
+    assert "CRM128 invalid-option-value cluster.properties.stonith-enabled" in err  # all findings at once
+
+
+def test_options_come_from_the_installed_pacemaker() -> None:
+    from crmtool import pacemaker
+
+    options = pacemaker.cluster_options()
+    assert options["stonith-enabled"].type == "boolean"
+    assert "ignore" in options["no-quorum-policy"].choices
+    assert {"dc-deadtime", "enable-acl", "cluster-recheck-interval"} <= set(options)

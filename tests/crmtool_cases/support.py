@@ -36,8 +36,9 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str],
 
 @pytest.fixture
 def lint_agent(monkeypatch: pytest.MonkeyPatch) -> str:
-    """Registers the test-only agent ``crmtool-lint`` for the duration of a test."""
+    """Registers the test-only agent ``crmtool-lint`` (and one that cannot be imported) for a test."""
     from agents import registry
 
     monkeypatch.setitem(registry.AGENTS, "crmtool-lint", "tests.crmtool_cases.lint_agent")
+    monkeypatch.setitem(registry.AGENTS, "crmtool-unimportable", "tests.crmtool_cases.no_such_module")
     return "crmtool-lint"
