@@ -284,8 +284,8 @@ class Drbd(Agent):
         return problems
 
     def stop_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
-        if not _on_path("drbdsetup"):
-            return OCF.SUCCESS
+        if not _on_path("drbdsetup") or self.config.drbd_resource is None:
+            return OCF.SUCCESS  # no resource name we could trust: nothing provably ours to take down
         done = run(["drbdsetup", "down", self.resource], self.deadline, cap=COMMAND_CAP_S)
         return OCF.SUCCESS if done.returncode == 0 or done.returncode in NOT_UP else OCF.ERR_GENERIC
 
@@ -490,12 +490,16 @@ class Drbd(Agent):
         current = first.split(":", 1)[0]
         return current if len(current) == 16 and all(c in "0123456789ABCDEFabcdef" for c in current) else ""
 
-    def forget_preservations(self, peer: str | None = None) -> None:
+    def forget_preservations(self, peer: str = "") -> None:
         """Drop the records of copies (a running worker keeps its folder; it no longer authorises)."""
-        peers = [peer] if peer else [p.name for p in (self.status() or Status({})).peers]
-        for name in peers:
-            for record in (f"preserve-{name}", f"preserve-failed-{name}"):
-                self.state.remove(record)
+        try:
+            names = os.listdir(self.state.path)
+        except OSError:
+            return
+        for name in names:
+            if name in (f"preserve-{peer}", f"preserve-failed-{peer}") or (
+                    not peer and name.startswith("preserve-")):
+                self.state.remove(name)
 
     def preservation(self, peer: str, mine: dict[str, str], theirs: dict[str, str]) -> tuple[str | None, str]:
         """(folder, "") once a verified copy of the current generation exists, else (None, why not yet)."""
@@ -506,35 +510,48 @@ class Drbd(Agent):
             return None, "its data generation cannot be read, so its data cannot be preserved"
         record = (self.state.read(f"preserve-{peer}") or "").split(" ", 2)
         identity = Identity.parse(" ".join(record[:2])) if len(record) == 3 else None
+        if identity is not None and (keep.read_json(os.path.join(record[2], keep.REQUEST)) or {}).get(
+                "generation") != generation:
+            self.state.remove(f"preserve-{peer}")  # a copy of another generation: not ours to wait for
+            identity = None
         if identity is not None:
-            folder = record[2]
-            if keep.verified(folder, generation):
-                self.publish({"state": "verified", "generation": generation, "folder": folder},
-                             self.progress_attribute)
-                return folder, ""
-            if identity.alive():
-                done, total = keep.progress(folder) or (0, 0)
-                percent = f"{100 * done // total}%" if total else "0%"
-                self.publish({"state": "copying", "done": percent, "bytes": str(done), "total": str(total),
-                              "folder": folder}, self.progress_attribute)
-                return None, f"preserving its data into {folder} ({percent})"
-            self.preserve_failed(peer, keep.failure(folder) or "the copy stopped before it was verified")
-        failed = (self.state.read(f"preserve-failed-{peer}") or "").split(" ", 1)
-        if len(failed) == 2 and time.time() - float(failed[0]) < PRESERVE_RETRY_S:
-            return None, (f"its data could not be preserved ({failed[1]}); "
+            observed = self.observe(peer, generation, identity, record[2])
+            if observed is not None:
+                return observed
+        failed = (self.state.read(f"preserve-failed-{peer}") or "").split(" ", 2)
+        if len(failed) == 3 and failed[1] == generation and time.time() - float(failed[0]) < PRESERVE_RETRY_S:
+            return None, (f"its data could not be preserved ({failed[2]}); "
                           f"next attempt within {PRESERVE_RETRY_S:.0f} s")
         try:
             folder = self.start_preserving(peer, generation, mine, theirs)
         except (OSError, keep.PreserveError) as exc:
             reason = str(exc) if isinstance(exc, keep.PreserveError) else f"{exc.strerror or exc}"
-            self.preserve_failed(peer, reason)
+            self.preserve_failed(peer, generation, reason)
             return None, f"its data could not be preserved ({reason})"
         return None, f"preserving its data into {folder}"
 
-    def preserve_failed(self, peer: str, reason: str) -> None:
+    def observe(self, peer: str, generation: str, worker: Identity,
+                folder: str) -> tuple[str | None, str] | None:
+        """What the worker copying ``folder`` achieved: done, still copying, or (None) it failed."""
+        from agents import drbd_preserve as keep
+
+        if keep.verified(folder, generation):
+            self.publish({"state": "verified", "generation": generation, "folder": folder},
+                         self.progress_attribute)
+            return folder, ""
+        if worker.alive():
+            done, total = keep.progress(folder) or (0, 0)
+            percent = f"{100 * done // total}%" if total else "0%"
+            self.publish({"state": "copying", "done": percent, "bytes": str(done), "total": str(total),
+                          "folder": folder}, self.progress_attribute)
+            return None, f"preserving its data into {folder} ({percent})"
+        self.preserve_failed(peer, generation, keep.failure(folder) or "the copy stopped unverified")
+        return None
+
+    def preserve_failed(self, peer: str, generation: str, reason: str) -> None:
         self.log.error(f"preserving {self.resource}'s data before discarding it failed: {reason}")
         self.state.remove(f"preserve-{peer}")
-        self.state.write(f"preserve-failed-{peer}", f"{time.time():.3f} {reason}")
+        self.state.write(f"preserve-failed-{peer}", f"{time.time():.3f} {generation} {reason}")
         self.publish({"state": "failed"}, self.progress_attribute)
 
     def start_preserving(self, peer: str, generation: str, mine: dict[str, str],

@@ -114,6 +114,38 @@ def test_parameter_and_configuration_errors(three):
     assert agent("alpha", "stop").rc == 0
 
 
+MISREAD_VALUES = (
+    {"drbd_resource": "all"},  # drbdadm down all: every resource of the node
+    {"drbd_resource": "ALL"},
+    {"drbd_resource": "--force"},  # an option to drbdadm and drbdsetup
+    {"drbd_resource": "-c/etc/drbd.conf"},
+    {"split_brain_policy": "discard-node", "split_brain_victim": "--discard-my-data"},
+    {"split_brain_policy": "discard-node", "split_brain_victim": "all"},
+    {"preserve_dir": "relative/preserved"},
+    {"preserve_dir": "/var/lib/../../tmp"},
+    {"drbdconf": "-d"},
+)
+
+
+def test_parameter_values_other_programs_would_misread_are_refused(three):
+    drbd, agent = three
+    for node in drbd.nodes:
+        assert agent(node, "start").rc == 0
+    good = dict(agent.params)
+    agent.params.update(split_brain_policy="discard-node", split_brain_victim="beta")
+    assert agent("alpha", "validate-all").rc == 0  # negative control: sound values pass
+    for values in MISREAD_VALUES:
+        agent.params = {**good, **values}
+        result = agent("alpha", "validate-all")
+        assert result.rc == 6, (values, result.rc, result.stderr)
+        assert len(result.exit_reasons) == 1 and "Traceback" not in result.stderr, values
+        assert agent("alpha", "stop").rc == 0, values
+        if "drbd_resource" in values:  # no resource name stop could trust: it took nothing down
+            assert all(drbd.status(node) for node in drbd.nodes), values
+        agent.params = dict(good)
+        assert agent("alpha", "start").rc == 0
+
+
 def test_post_start_notification_reconnects_peers(three):
     drbd, agent = three
     for node in drbd.nodes:

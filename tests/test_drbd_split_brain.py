@@ -7,6 +7,7 @@ backing device taken just before the reconnect).  With ``disconnect`` nothing ch
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -191,3 +192,99 @@ def test_discard_younger_primary(scenario):
 def test_discard_least_changes(scenario):
     drbd, agent, sums = scenario("discard-least-changes", alpha_bytes=4096, beta_bytes=2 << 20)
     check_preserved(drbd, agent, victim="alpha", survivor="beta", sums=sums)
+
+
+def plant(agent, node, name, text):
+    """A record in the agent's state directory on ``node``, as an earlier run could have left it."""
+    path = os.path.join(agent.rsctmp(node), "openstack-drbd-r0")
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, name), "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
+def stale_copy(drbd, victim):
+    """A finished-looking copy of the victim's device, of another data generation."""
+    folder = os.path.join(drbd.workdir, "stale")
+    os.makedirs(folder)
+    size = os.path.getsize(backing(drbd, victim))
+    write(os.path.join(folder, "data.img"), b"\0" * size)
+    manifest = {"generation": "0123456789ABCDEF", "files": [{"name": "data.img", "bytes": size}]}
+    for name in ("manifest.json", "request.json"):
+        write(os.path.join(folder, name), json.dumps(manifest).encode())
+    return folder
+
+
+def test_a_leftover_preservation_record_does_not_authorise_a_discard(scenario):
+    drbd, agent, sums = scenario("discard-node", split_brain_victim="alpha")
+    plant(agent, "alpha", "preserved-beta", "/nonexistent")  # the marker format of earlier versions
+    plant(agent, "alpha", "preserve-beta", f"1 0 {stale_copy(drbd, 'alpha')}")  # dead worker, old copy
+    # A real copy of the current generation is made before the discard, whatever was left behind.
+    check_preserved(drbd, agent, victim="alpha", survivor="beta", sums=sums)
+
+
+def test_promote_forgets_earlier_preservations():
+    with replicas(("alpha", "beta"), quorum=False) as drbd:
+        agent = Cluster(drbd, preserve_dir=os.path.join(drbd.workdir, "preserved"))
+        for node in drbd.nodes:
+            assert agent(node, "start").rc == 0
+        state = plant(agent, "alpha", "preserve-beta", "1 0 /nonexistent")
+        plant(agent, "alpha", "preserve-failed-beta", "0 0123456789ABCDEF no room")
+        assert agent("alpha", "promote").rc == 0
+        assert not [name for name in os.listdir(state) if name.startswith("preserve")]
+
+
+@contextlib.contextmanager
+def small_filesystem(path, size="2m"):
+    os.makedirs(path)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", path], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", path], check=True)
+
+
+def test_a_copy_that_cannot_be_made_leaves_the_victim_disconnected(scenario):
+    drbd, agent, sums = scenario("discard-node", split_brain_victim="alpha")
+    with small_filesystem(os.path.join(drbd.workdir, "preserved")) as root:
+        results = settle(agent, budget_s=0)  # ROUNDS monitors: nothing changes without a copy
+        victim = results["alpha"]
+        assert victim.rc == 190, (victim.rc, victim.stderr)
+        assert "could not be preserved" in victim.exit_reasons[0]
+        assert "stays disconnected" in victim.exit_reasons[0]
+        assert drbd.status("alpha")["connections"][0]["connection-state"] == "StandAlone"
+        assert sha256(backing(drbd, "alpha")) == sums["alpha"]  # nothing discarded
+        assert sha256(backing(drbd, "beta")) == sums["beta"]
+        assert "state=failed" in agent.attribute("alpha", "drbd-preserve-r0")
+        assert "state=failed" in crm_mon_attribute(agent.cib, "alpha", "drbd-preserve-r0")
+        assert not os.listdir(root)  # refused before writing anything
+
+
+def test_the_worker_verifies_from_disk_and_writes_the_manifest_last(tmp_path):
+    from agents import drbd_preserve as keep
+
+    source = tmp_path / "device"
+    source.write_bytes(os.urandom(3 << 20) + b"\0" * (5 << 20))
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    keep.write_file(str(folder), keep.REQUEST, json.dumps({"source": str(source), "generation": "A" * 16}))
+    assert keep.main([str(folder)]) == 0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["files"] == [{"name": "data.img", "bytes": 8 << 20, "sha256": sha256(source)}]
+    assert keep.verified(str(folder), "A" * 16)
+    assert not keep.verified(str(folder), "B" * 16)  # another data generation: not preserved
+    assert keep.progress(str(folder)) == (8 << 20, 8 << 20)
+    (folder / "data.img").write_bytes(b"short")
+    assert not keep.verified(str(folder), "A" * 16)  # a copy that does not match its manifest
+
+
+def test_the_worker_leaves_no_partial_copy(tmp_path):
+    from agents import drbd_preserve as keep
+
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    keep.write_file(str(folder), keep.REQUEST, json.dumps({"source": str(tmp_path / "missing"),
+                                                           "generation": "A" * 16}))
+    assert keep.main([str(folder)]) == 1
+    assert "No such file" in keep.failure(str(folder))
+    assert not (folder / "data.img").exists() and not (folder / "manifest.json").exists()
