@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import mmap
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -112,6 +113,56 @@ def test_acknowledged_writes_survive_the_primary_crash(three):
     three.run("alpha", "drbdadm", "up", three.resource)
     assert conn(three, "alpha", "beta")["connection-state"] == "Connected"
     assert os.path.realpath(three.disk("alpha")) == os.path.realpath(three.disk("beta"))
+
+
+def raw_write(device, offset, data, flush):
+    """An O_DIRECT write straight to the device (no page cache above it), flushed or not."""
+    buffer = mmap.mmap(-1, 4096)
+    buffer.write(data.ljust(4096, b"\0"))
+    fd = os.open(device, os.O_RDWR | os.O_DIRECT)
+    try:
+        assert os.pwrite(fd, buffer, offset) == 4096
+        if flush:
+            os.fsync(fd)  # a block-layer flush
+    finally:
+        os.close(fd)
+
+
+def raw_read(path, offset, length):
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        return handle.read(length)
+
+
+def test_unflushed_writes_die_with_the_primary_flushed_ones_are_on_every_connected_replica():
+    with replicas(mkfs=False) as drbd:
+        drbd.up_all()
+        drbd.run("alpha", "drbdadm", "primary", drbd.resource)
+        device = drbd.device("alpha")
+        raw_write(device, 0, b"flushed", flush=True)
+        raw_write(device, 1 << 20, b"unflushed", flush=False)
+        assert raw_read(device, 1 << 20, 9) == b"unflushed"  # the Primary reads its own writes
+        images = {os.path.realpath(drbd.disk(node)) for node in drbd.nodes}
+        assert len(images) == 1  # connected: one image
+        (image,) = images
+        assert raw_read(image, 0, 7) == b"flushed"
+        assert raw_read(image, 1 << 20, 9) == b"\0" * 9
+        drbd.crash("alpha")
+        assert volatile_disks(drbd.workdir) == []
+        drbd.run("beta", "drbdadm", "primary", drbd.resource)
+        assert raw_read(drbd.device("beta"), 0, 7) == b"flushed"
+        assert raw_read(drbd.device("beta"), 1 << 20, 9) == b"\0" * 9
+        for node in ("beta", "gamma"):
+            assert raw_read(os.path.realpath(drbd.disk(node)), 0, 7) == b"flushed"
+
+
+def test_a_clean_demotion_flushes_what_the_primary_wrote(two):
+    two.up_all()
+    two.run("alpha", "drbdadm", "primary", two.resource)
+    raw_write(two.device("alpha"), 1 << 20, b"written", flush=False)
+    two.run("alpha", "drbdadm", "secondary", two.resource)
+    assert volatile_disks(two.workdir) == []
+    assert raw_read(os.path.realpath(two.disk("beta")), 1 << 20, 7) == b"written"
 
 
 def test_quorum_majority(three):
@@ -237,15 +288,35 @@ def test_concurrent_commands_from_many_nodes_stay_consistent(three):
 def test_down_releases_loop_devices_and_device_nodes(two):
     two.up_all()
     two.run("alpha", "drbdadm", "primary", two.resource)
-    loops = subprocess.run(["losetup", "-j", os.path.realpath(two.disk("alpha"))], capture_output=True,
-                           text=True, check=True).stdout
-    assert loops.strip()
+    assert loops_under(two.workdir)
     for node in two.nodes:
         two.run(node, "drbdadm", "down", two.resource)
         assert not os.path.exists(two.device(node))
-    loops = subprocess.run(["losetup", "-j", os.path.realpath(two.disk("alpha"))], capture_output=True,
-                           text=True, check=True).stdout
-    assert loops.strip() == ""
+    assert loops_under(two.workdir) == []
+    assert volatile_disks(two.workdir) == []
+
+
+def loops_under(directory):
+    out = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
+                         capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in out.splitlines() if directory in line]
+
+
+def volatile_disks(directory):
+    """Live (not zombie) volatile disk processes serving a file under ``directory``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+            with open(f"/proc/{pid}/stat") as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and any(arg.endswith(b"volatile_disk.py") for arg in argv) \
+                and any(arg.decode(errors="replace").startswith(directory) for arg in argv):
+            found.append(int(pid))
+    return found
 
 
 def test_fixture_cleans_up_even_when_the_test_fails():

@@ -35,6 +35,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 
+from tests.drbd_double import volatile
 from tests.drbd_double.config import ConfigError, Resource
 
 DRBD_MAJOR = 147
@@ -196,8 +197,14 @@ class Cluster:
 
     def _attach_loop(self, name: str) -> None:
         node = self.node(name)
-        loop = subprocess.run(["losetup", "--find", "--show", node["data"]], check=True,
-                              capture_output=True, text=True).stdout.strip()
+        backing = volatile.start(node["data"], os.path.join(self.dir, "volatile", name))
+        node["volatile"] = backing.record()
+        try:
+            loop = subprocess.run(["losetup", "--find", "--show", backing.path], check=True,
+                                  capture_output=True, text=True).stdout.strip()
+        except subprocess.CalledProcessError:
+            volatile.kill(node.pop("volatile"))
+            raise
         node["loop"] = loop
         st = os.stat(loop)
         self._make_node(name, os.major(st.st_rdev), os.minor(st.st_rdev))
@@ -218,6 +225,8 @@ class Cluster:
         if node["loop"]:
             subprocess.run(["losetup", "--detach", node["loop"]], check=False, capture_output=True)
             node["loop"] = ""
+        if node.get("volatile"):
+            volatile.stop(node.pop("volatile"))
         if node["minor"]:
             self._make_node(name, DRBD_MAJOR, self.res.hosts[name].minor)
 
@@ -536,8 +545,10 @@ class Cluster:
         self.kernel_log(name, "down")
 
     def crash(self, name: str) -> None:
-        """The node died: its kernel state is gone at once; meta data and data stay."""
+        """The node died: its kernel state is gone at once; meta data and flushed data stay."""
         node = self.node(name)
+        if node.get("volatile"):  # first: nothing unflushed may reach the image after the crash
+            volatile.kill(node.pop("volatile"))
         if node["loop"]:
             subprocess.run(["losetup", "--detach", node["loop"]], check=False, capture_output=True)
         self._remove_node(name)
