@@ -10,11 +10,14 @@ from inside a node, exactly as the README tells an operator to do.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
-from nscluster.cluster import HARNESS_PROPERTIES, NODE_NIC, Cluster, ClusterSpec
+from crmtool.load import DEFAULT_STORAGE_NODES
+from nscluster.cluster import HARNESS_PROPERTIES, NODE_NIC, REPO_ROOT, Cluster, ClusterSpec
 
 PROFILE = "openstack-3ctl"
 CRMTOOL = "/usr/local/bin/crmtool"
@@ -47,6 +50,8 @@ class Stack:
     # A slow fence device: seconds the fence agent waits before acting.
     fence_delay_s: int = 0
     monitor_interval: str = "5s"
+    # The site's storage nodes (``[storage] nodes``); empty: the profile's default, the first three.
+    storage_nodes: tuple[str, ...] = ()
     # Site tables applied last, as an operator's site file would: add resources, re-enable
     # profile entries ({"primitive.mysql": {"enabled": True}}), change parameters.
     site_overrides: Mapping[str, Mapping[str, object]] = dataclasses.field(default_factory=dict)
@@ -94,7 +99,30 @@ def site_tables(spec: ClusterSpec, stack: Stack) -> dict[str, dict[str, object]]
         tables[f"clone.{DUMMY}-clone"] = {"resource": DUMMY, "meta": {"interleave": True}}
     for name, table in stack.site_overrides.items():
         tables[name] = {**tables.get(name, {}), **table}
+    tables["storage"] = storage_table(tables, stack)
     return tables
+
+
+@functools.cache
+def storage_bound() -> tuple[str, ...]:
+    """The profile's resources that live on the storage nodes only (``[storage] resources``)."""
+    with open(REPO_ROOT / "cib-templates" / f"{PROFILE}.toml", "rb") as handle:
+        return tuple(tomllib.load(handle)["storage"]["resources"])
+
+
+def storage_nodes(spec: ClusterSpec, stack: Stack) -> tuple[str, ...]:
+    return tuple(sorted(stack.storage_nodes or spec.node_names[:DEFAULT_STORAGE_NODES]))
+
+
+def storage_table(tables: Mapping[str, Mapping[str, object]], stack: Stack) -> dict[str, object]:
+    """The profile's storage-bound resources that this site runs (binding a disabled one is an error),
+    and the site's storage nodes."""
+    running = [rsc for rsc in storage_bound()
+               if all(tables.get(f"{kind}.{rsc}", {}).get("enabled", True) for kind in ("clone", "group"))]
+    table: dict[str, object] = {"resources": running}
+    if stack.storage_nodes:
+        table["nodes"] = list(stack.storage_nodes)
+    return table
 
 
 def site_file(spec: ClusterSpec, stack: Stack) -> str:

@@ -74,6 +74,12 @@ def spec_fields(run_id: str | None = None, state_root: Path = DEFAULT_STATE_ROOT
 class Database:
     cluster: Cluster
     minor_base: int = 0
+    # The nodes with a replica (the site's storage nodes); empty: every node.
+    storage_nodes: tuple[str, ...] = ()
+
+    @property
+    def replicas(self) -> tuple[str, ...]:
+        return self.storage_nodes or self.cluster.spec.node_names
 
     @property
     def config(self) -> Path:
@@ -89,12 +95,12 @@ class Database:
 
     def device(self, node: str) -> str:
         """The node's own DRBD device (what ``NODE_DEVICE`` links to inside the node)."""
-        return f"/dev/drbd{self.minor_base + self.cluster.spec.node_names.index(node)}"
+        return f"/dev/drbd{self.minor_base + self.replicas.index(node)}"
 
     # --- the DRBD double, driven from the harness ---------------------------------------------
 
     def drbd_double(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = self._node_env(self.cluster.spec.node_names[0])
+        env = self._node_env(self.replicas[0])
         done = subprocess.run([str(DRBD_BIN / "drbd-double"), "-c", str(self.drbd_conf), *args], env=env,
                               capture_output=True, text=True, timeout=60, check=False)
         if check and done.returncode != 0:
@@ -104,7 +110,9 @@ class Database:
 
     def follow_fault(self, event: str, node: str) -> None:
         """What the cluster's faults do to DRBD, which the double cannot see by itself."""
-        others = [name for name in self.cluster.spec.node_names if name != node]
+        if node not in self.replicas:
+            return
+        others = [name for name in self.replicas if name != node]
         if event == "power-off":
             self.drbd_double("crash", DRBD_RESOURCE, node, check=False)
         elif event == "isolate":
@@ -128,7 +136,7 @@ class Database:
         # Test code (not type-checked with the harness): the double's own configuration writer.
         fixture = importlib.import_module("tests.drbd_double.fixture")
         self._check_spec()
-        names = self.cluster.spec.node_names
+        names = self.replicas
         directory = drbd_dir(self.cluster.spec.state_dir)
         directory.mkdir()
         image = directory / "initial.img"
@@ -255,7 +263,7 @@ class Database:
         import json
 
         roles = {}
-        for name in self.cluster.spec.node_names:
+        for name in self.replicas:
             done = subprocess.run([str(DRBD_BIN / "drbdsetup"), "status", "--json", DRBD_RESOURCE],
                                   env=self._node_env(name), capture_output=True, text=True, timeout=60,
                                   check=False)

@@ -10,24 +10,27 @@ from nscluster.cluster import Cluster, ClusterStatus
 VIPS = (config.PUBLIC_VIP, config.DATABASE_VIP)
 
 
-def cloned_everywhere(stack: config.Stack) -> list[str]:
-    """Primitives cloned on every node: the Dummy clone and the clones the site adds."""
-    clones = [config.DUMMY] if stack.dummy_clone else []
+def cloned(cluster: Cluster, stack: config.Stack) -> dict[str, tuple[str, ...]]:
+    """Cloned primitives and where they run: the Dummy clone and the clones the site adds on every
+    node, those bound to the storage (DRBD) on the storage nodes."""
+    everyone = tuple(sorted(cluster.nodes))
+    clones = {config.DUMMY: everyone} if stack.dummy_clone else {}
     for name, table in stack.site_overrides.items():
         resource = table.get("resource")
         if name.startswith("clone.") and isinstance(resource, str) and table.get("enabled", True):
-            clones.append(resource)
+            bound = name.removeprefix("clone.") in config.storage_bound()
+            clones[resource] = config.storage_nodes(cluster.spec, stack) if bound else everyone
     return clones
 
 
 def fully_running(cluster: Cluster, stack: config.Stack) -> Callable[[ClusterStatus], bool]:
     everyone = tuple(sorted(cluster.nodes))
-    clones = cloned_everywhere(stack)
+    clones = cloned(cluster, stack)
 
     def check(status: ClusterStatus) -> bool:
         return (status.has_quorum and status.online == frozenset(everyone)
                 and all(len(status.where(vip)) == 1 for vip in VIPS)
-                and all(status.where(clone) == everyone for clone in clones)
+                and all(status.where(clone) == nodes for clone, nodes in clones.items())
                 and all(r.role == "Started" for r in status.resources if r.id.startswith("fence-")))
 
     return check
