@@ -24,13 +24,20 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from agents.ocf.params import Param
     from crmtool.model import Colocation, Description, Location, Order, Primitive
 
     Rule = Callable[[Description, str], Iterator[Finding]]
 
 XML_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
-SECRET_NAME = re.compile(r"(^|[_-])(pass|passwd|password|secret|token|api_key|private_key)\Z", re.IGNORECASE)
-SECRET_REFERENCE = re.compile(r"_(script|file|path|cmd)\Z", re.IGNORECASE)
+# The last word of a parameter name that holds a secret itself (password_script names a program).
+SECRET_WORDS = ("pass", "passwd", "password", "pwd", "passphrase", "secret", "token", "community", "kg")
+SECRET_SUFFIXES = ("secret_key", "secret-key", "secretkey", "api_key", "api-key", "apikey", "private_key",
+                   "private-key")
+# Where an agent without a *_script parameter finds credentials on its own.
+AGENT_CREDENTIALS = {
+    "stonith:fence_aws": " (boto3's own chain: /root/.aws/credentials or the instance's IAM role)",
+}
 FALSE_WORDS = ("false", "no", "0", "off", "n")
 TRUE_WORDS = ("true", "yes", "1", "on", "y")
 SCORE = re.compile(r"[+-]?([0-9]+|INFINITY)", re.IGNORECASE)
@@ -443,12 +450,37 @@ def _option_problem(name: str, value: str, type_: str, choices: tuple[str, ...])
 
 
 def _secrets(desc: Description, provider: str) -> Iterator[Finding]:
+    """Secrets of other providers' agents and fence agents, by name (ours declare them: _check_params)."""
+    from crmtool import pacemaker
+
     for primitive in desc.primitives:
+        agent = primitive.agent
+        if agent.standard == "ocf" and agent.provider == provider:
+            continue
         for name, value in primitive.params.items():
-            if value and SECRET_NAME.search(name) and not SECRET_REFERENCE.search(name):
+            if value and is_secret_name(name):
+                declared = pacemaker.agent_parameters(agent.standard, agent.provider, agent.type)
                 yield Finding("secret-in-clear", primitive.param_path(name),
-                              f"{name} is written in clear: reference it instead (e.g. {name}_script or a "
-                              "file only root can read)")
+                              f"{name} is written in clear: {_secret_hint(str(agent), name, declared)}")
+
+
+def is_secret_name(name: str) -> bool:
+    """password, db_passwd, secret_key, passphrase, os-token ... but not password_script or bypass."""
+    lower = name.lower()
+    return re.split(r"[_-]", lower)[-1] in SECRET_WORDS or lower.endswith(SECRET_SUFFIXES)
+
+
+def _secret_hint(agent: str, name: str, declared: frozenset[str] | None) -> str:
+    """A real way to keep the secret out of the CIB, from the agent's own meta-data."""
+    if declared is None:
+        return (f"{agent}'s meta-data is not installed here, so no alternative can be named: keep the "
+                "secret in a root-only file the agent reads, if it has such a parameter")
+    alternatives = [a for a in (f"{name}_script", f"{name}_file") if a in declared]
+    if alternatives:
+        what = "program that prints it" if alternatives[0].endswith("_script") else "file that holds it"
+        return f"set {alternatives[0]} instead (a root-only {what}) and remove {name}"
+    return (f"{agent} has no {name}_script or {name}_file parameter: leave {name} unset and give the agent "
+            "its credentials outside the CIB" + AGENT_CREDENTIALS.get(agent, ""))
 
 
 def _agent_params(desc: Description, provider: str) -> Iterator[Finding]:
@@ -493,8 +525,9 @@ def _check_params(primitive: Primitive, params: tuple[object, ...]) -> Iterator[
         if param.deprecated_for:
             yield Finding("deprecated-parameter", path, f"{name} is deprecated: use {param.deprecated_for}")
         if param.secret and value:
+            hint = _credentials_hint(declared)
             yield Finding("secret-in-clear", path,
-                          f"{name} is a secret: it would be stored in the CIB in clear")
+                          f"{name} is a secret: it would be stored in the CIB in clear{hint}")
         try:
             param.coerce(value)
         except ValueError as exc:
@@ -505,6 +538,11 @@ def _check_params(primitive: Primitive, params: tuple[object, ...]) -> Iterator[
                 and param.name not in aliases:
             yield Finding("missing-required-parameter", f"{primitive.path}.params",
                           f"{primitive.agent} requires {param.name!r}")
+
+
+def _credentials_hint(declared: dict[str, Param]) -> str:
+    files = [p.name for p in declared.values() if p.name == "credentials" or p.name.endswith("_credentials")]
+    return f"; put it in the root-only file named by {files[0]} instead" if files else ""
 
 
 RULES: tuple[Rule, ...] = (

@@ -7,6 +7,7 @@ command line.
 from __future__ import annotations
 
 import os
+import re
 
 from crmtool.findings import NoInput, Unavailable
 
@@ -20,11 +21,12 @@ TOOL_TIMEOUT_S = 120
 
 
 def run(argv: list[str], *, cib_file: str | None = None, input_bytes: bytes | None = None,
-        ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[bytes]:
+        ok: tuple[int, ...] = (0,), env_extra: dict[str, str] | None = None,
+        ) -> subprocess.CompletedProcess[bytes]:
     """Run a tool; ``cib_file`` points it at a file instead of the live cluster."""
     import subprocess
 
-    env = dict(os.environ)
+    env = {**os.environ, **(env_extra or {})}
     if cib_file is not None:
         env["CIB_file"] = cib_file
     try:
@@ -130,3 +132,40 @@ def _daemon_options(daemon: str) -> list[Option]:
         options.append(Option(parameter.get("name", ""), content.get("type", "string"),
                               content.get("default"), choices))
     return options
+
+
+FENCE_AGENT_DIR = "/usr/sbin"
+OCF_ROOT = "/usr/lib/ocf"
+AGENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_AGENT_PARAMS: dict[str, frozenset[str] | None] = {}
+
+
+def agent_parameters(standard: str, provider: str | None, type_: str) -> frozenset[str] | None:
+    """The parameter names an installed agent's meta-data declares (None: not installed or unreadable).
+
+    Fence agents answer ``-o metadata``, OCF agents ``meta-data``; read once per process.
+    """
+    key = f"{standard}:{provider}:{type_}"
+    if key not in _AGENT_PARAMS:
+        _AGENT_PARAMS[key] = _read_agent_parameters(standard, provider, type_)
+    return _AGENT_PARAMS[key]
+
+
+def _read_agent_parameters(standard: str, provider: str | None, type_: str) -> frozenset[str] | None:
+    if not AGENT_NAME.match(type_) or (provider is not None and not AGENT_NAME.match(provider)):
+        return None
+    if standard == "stonith":
+        path, argv_tail, env = os.path.join(FENCE_AGENT_DIR, type_), ["-o", "metadata"], {}
+    elif standard == "ocf" and provider:
+        path = os.path.join(OCF_ROOT, "resource.d", provider, type_)
+        argv_tail, env = ["meta-data"], {"OCF_ROOT": OCF_ROOT}
+    else:
+        return None
+    if not os.path.isfile(path):
+        return None
+    try:
+        done = run([path, *argv_tail], env_extra=env)
+        root = parse(done.stdout)
+    except (Unavailable, SyntaxError):
+        return None
+    return frozenset(p.get("name", "") for p in root.iterfind("parameters/parameter"))

@@ -83,7 +83,10 @@ def test_unregistered_agent_of_another_provider_is_not_ours(lint_agent: str) -> 
 
 @pytest.mark.parametrize(("name", "flagged"), [
     ("password", True), ("passwd", True), ("db_password", True), ("os-token", True), ("api_key", True),
+    ("secret_key", True), ("passphrase", True), ("ssl-passphrase", True), ("hexadecimal_kg", True),
+    ("community", True), ("auth_token", True),
     ("bypass", False), ("password_script", False), ("secret_file", False), ("tokenizer", False),
+    ("access_key_file", False), ("passive", False), ("ssh_key", False), ("keystone_url", False),
 ])
 def test_secret_names(name: str, flagged: bool, lint_agent: str) -> None:
     text = f'profile = "lint-base"\n[primitive.web.params]\n{name} = "x"\n'
@@ -189,3 +192,37 @@ def test_options_come_from_the_installed_pacemaker() -> None:
     assert options["stonith-enabled"].type == "boolean"
     assert "ignore" in options["no-quorum-policy"].choices
     assert {"dc-deadtime", "enable-acl", "cluster-recheck-interval"} <= set(options)
+
+
+@pytest.mark.parametrize(("fencing", "path", "hint"), [
+    # fence_aws has no *_script parameter: the hint names where it finds credentials itself
+    ('agent = "fence_aws"\nparams = { secret_key = "x" }', "fencing.params.secret_key",
+     "/root/.aws/credentials"),
+    # fence_ipmilan's meta-data has passwd_script and password_script
+    ('agent = "fence_ipmilan"\nparams = { passwd = "x" }', "fencing.params.passwd",
+     "set passwd_script instead"),
+    ('agent = "fence_ipmilan"\nparams = { password = "x" }', "fencing.params.password",
+     "set password_script instead"),
+])
+def test_secret_hint_names_what_the_agent_has(fencing: str, path: str, hint: str, lint_agent: str,
+                                              tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = tmp_path / "site.toml"
+    site.write_text(f'profile = "lint-base"\n[fencing]\n{fencing}\n')
+    code, _out, err = run_cli(["check", str(site)], capsys, PROFILES)
+    assert code == 65
+    line = next(line for line in err.splitlines() if "CRM114" in line)
+    assert line.startswith(f"error CRM114 secret-in-clear {path}: ") and hint in line, line
+
+
+def test_our_agents_secret_hint_names_their_credentials_file(tmp_path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.crmtool_cases.support import example_text
+
+    site = tmp_path / "site.toml"
+    site.write_text(example_text() + '\n[primitive.mysql.params]\ntest_passwd = "x"\n')
+    code, _out, err = run_cli(["check", str(site)], capsys)
+    assert code == 65
+    assert ("error CRM114 secret-in-clear primitive.mysql.params.test_passwd: test_passwd is a secret: it "
+            "would be stored in the CIB in clear; put it in the root-only file named by credentials "
+            "instead") in err
+    assert "test_passwd_script" not in err
