@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 # resource may still run wins: a configuration error is wrong everywhere.
 SEVERITY = (OCF.ERR_CONFIGURED, OCF.ERR_PERM, OCF.ERR_INSTALLED, OCF.ERR_GENERIC)
 SUCCESS_CODES = frozenset((OCF.SUCCESS, OCF.RUNNING_PROMOTED))
+# Pacemaker 2.1.5 lists degraded monitors among failed actions (without counting them) and keeps
+# the entry after recovery: the transient node attribute <resource>-health says what holds now.
+HEALTH = {OCF.DEGRADED: "degraded", OCF.DEGRADED_PROMOTED: "degraded-promoted"}
+HEALTH_STATE_FILE = "published-health"
+HEALTH_CAP_S = 5.0
 
 
 class Agent:
@@ -140,6 +145,8 @@ class Agent:
             if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                 raise
             code, reason = agent._unexpected(action, exc)
+        if action in ("monitor", "stop"):
+            _publish_health(cls.name, env, HEALTH.get(code, "") if action == "monitor" else "", deadline, log)
         if code not in SUCCESS_CODES and reason:
             if code == OCF.NOT_RUNNING:
                 log.info(f"{action} returned {code.name}: {reason}")
@@ -178,6 +185,36 @@ class Agent:
 
         self.log.error(f"{action}: unexpected error\n" + "".join(traceback.format_exception(exc)))
         return OCF.ERR_GENERIC, f"{action} failed unexpectedly: {type(exc).__name__}: {exc}"
+
+
+def _publish_health(agent: str, env: Environment, health: str, deadline: Deadline, log: Logger) -> None:
+    """Set ``<resource>-health`` to ``health`` on this node, or delete it when ``health`` is empty.
+
+    Only when it changes (the last value published is kept in the state directory): a
+    crm_attribute call costs about 10 ms. A failure is logged and retried by the next monitor.
+    """
+    import subprocess
+
+    from agents.ocf.state import StateDir
+
+    state = StateDir(env.rsctmp, agent, env.instance)
+    if (state.read(HEALTH_STATE_FILE) or "") == health:
+        return
+    primitive = env.instance.split(":", 1)[0]  # one attribute per node for all clone instances
+    argv = ["crm_attribute", "-l", "reboot", "-n", f"{primitive}-health",
+            *(["-N", env.node] if env.node else []), *(["-v", health] if health else ["-D"])]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False,
+                              timeout=deadline.timeout(HEALTH_CAP_S))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning(f"publishing {primitive}-health failed: {type(exc).__name__}")
+        return
+    if done.returncode != 0:
+        log.warning(f"publishing {primitive}-health failed: crm_attribute exited {done.returncode}")
+    elif health:
+        state.write(HEALTH_STATE_FILE, health)
+    else:
+        state.remove(HEALTH_STATE_FILE)
 
 
 def _normalise(result: object) -> OCF:
