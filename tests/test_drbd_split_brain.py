@@ -288,3 +288,61 @@ def test_the_worker_leaves_no_partial_copy(tmp_path):
     assert keep.main([str(folder)]) == 1
     assert "No such file" in keep.failure(str(folder))
     assert not (folder / "data.img").exists() and not (folder / "manifest.json").exists()
+
+
+BIG_MB = 2048
+BIG_DATA_MB = 1024
+
+
+def write_random(path, megabytes):
+    with open(path, "wb") as handle:
+        for _ in range(megabytes // 8):
+            handle.write(os.urandom(8 << 20))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@pytest.mark.skipif(os.environ.get("DRBD_BIG") != "1",
+                    reason="measurement with a 2 GiB device (minutes): run with DRBD_BIG=1")
+def test_preserve_and_resync_of_a_2gib_device():
+    """The victim holds 1 GiB of fresh data on a 2 GiB device; every monitor stays short while the
+    detached copy runs; report the preservation and the resync in seconds and MB/s."""
+    with replicas(("alpha", "beta"), quorum=False, size_mb=BIG_MB) as drbd:
+        agent = Cluster(drbd, split_brain_policy="discard-node", split_brain_victim="alpha",
+                        preserve_dir=os.path.join(drbd.workdir, "preserved"))
+        for node in drbd.nodes:
+            assert agent(node, "start").rc == 0
+        write_as_primary(drbd, agent, "alpha", "shared", 8192, demote=False)
+        drbd.block("alpha", "beta")
+        assert agent("alpha", "monitor").rc == 191
+        with mounted(drbd.device("alpha"), os.path.join(drbd.workdir, "mnt-alpha")) as mnt:
+            write_random(os.path.join(mnt, "alpha-only"), BIG_DATA_MB)
+        assert agent("alpha", "demote").rc == 0
+        write_as_primary(drbd, agent, "beta", "beta-only", 4096, demote=True)
+        drbd.unblock()
+        slowest, seen, marks, start = 0.0, set(), {}, time.monotonic()
+        while time.monotonic() - start < 900 and "resynced" not in marks:
+            for node in drbd.nodes:
+                began = time.monotonic()
+                result = agent(node, "monitor")
+                slowest = max(slowest, time.monotonic() - began)
+                if node == "alpha":
+                    progress = agent.attribute("alpha", "drbd-preserve-r0") or ""
+                    seen.add(progress.split(" ", 1)[0])
+                    if "state=verified" in progress:
+                        marks.setdefault("preserved", time.monotonic())
+                if marks.get("preserved") and result.rc in (0, 8):
+                    marks.setdefault(f"ok-{node}", time.monotonic())
+            if all(f"ok-{n}" in marks for n in drbd.nodes):
+                marks["resynced"] = time.monotonic()
+        assert "resynced" in marks, marks
+        (folder,) = os.listdir(os.path.join(drbd.workdir, "preserved"))
+        with open(os.path.join(drbd.workdir, "preserved", folder, "manifest.json"), encoding="utf-8") as f:
+            worker_s = json.load(f)["seconds"]
+        preserve_s, resync_s = marks["preserved"] - start, marks["resynced"] - marks["preserved"]
+        mb = BIG_MB * 1.048576
+        print(f"\n2 GiB device, {BIG_DATA_MB} MiB written: preserve {preserve_s:.1f} s from the first "
+              f"monitor ({mb / preserve_s:.0f} MB/s; worker copy+verify {worker_s:.1f} s, "
+              f"{mb / worker_s:.0f} MB/s), resync {resync_s:.1f} s ({mb / max(resync_s, 0.001):.0f} MB/s), "
+              f"slowest monitor {slowest:.2f} s, progress states seen {sorted(seen)}")
+        assert "state=copying" in seen and slowest < 20
