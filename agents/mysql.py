@@ -173,14 +173,30 @@ class Greeting:
         self.error = error
 
 
-def _recv_exactly(sock: _socket.socket, count: int) -> bytes:
+def _recv_exactly(sock: _socket.socket, count: int, until: float) -> bytes:
+    """``count`` bytes, all of them by the monotonic time ``until`` (TimeoutError otherwise)."""
+    import time
+
     data = b""
     while len(data) < count:
+        left = until - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the greeting did not arrive in time")
+        sock.settimeout(left)
         chunk = sock.recv(count - len(data))
         if not chunk:
             raise ConnectionResetError("connection closed before the greeting")
         data += chunk
     return data
+
+
+def read_packet(sock: _socket.socket, until: float) -> bytes:
+    """The payload of the next protocol packet, whole by the monotonic time ``until``.
+
+    A server that trickles its greeting byte by byte cannot stretch the wait past it.
+    """
+    header = _recv_exactly(sock, 4, until)
+    return _recv_exactly(sock, int.from_bytes(header[:3], "little"), until)
 
 
 def read_greeting(path: str, timeout: float) -> Greeting:
@@ -191,15 +207,16 @@ def read_greeting(path: str, timeout: float) -> Greeting:
     """
     import _socket
     import sys
+    import time
 
+    until = time.monotonic() + timeout
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(max(timeout, 0.001))
         sock.connect(path)
         cred = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)  # struct ucred: pid, uid, gid
         peer_pid = int.from_bytes(cred[:4], sys.byteorder, signed=True)
-        header = _recv_exactly(sock, 4)
-        payload = _recv_exactly(sock, int.from_bytes(header[:3], "little"))
+        payload = read_packet(sock, until)
     finally:
         sock.close()
     if payload[0] == ERR_PACKET:

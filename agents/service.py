@@ -48,6 +48,9 @@ WILDCARD_ADDRESSES = frozenset(("0.0.0.0", "::"))  # noqa: S104 - recognised, no
 SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 LOG_TAIL_LINES = 6
 DEPENDENCY_CAP_S = 5.0
+# The deep check's API call gets this share of the monitor's budget, the dependency checks the rest.
+API_SHARE = 0.5
+DEFAULT_PORTS = {"http": 80, "https": 443}
 START_POLL_S = 0.02
 # Parameters of the retired ocf:openstack:* shell agents that no longer mean anything.
 IGNORED_LEGACY = {
@@ -140,6 +143,11 @@ class ApiService(Agent):
         config = str(self.config.config)
         if not os.path.isfile(config):
             problems.append(OCFError(OCF.ERR_CONFIGURED, f"configuration file {config} does not exist"))
+        elif self.env.action in ("start", "validate-all"):
+            try:
+                self.service_options()
+            except ConfigBroken as exc:
+                problems.append(exc)
         if self.env.action in ("start", "validate-all"):
             problems += self.credentials_problems()
             # Not on the monitor path: a monitor only looks at the process recorded at start.
@@ -243,7 +251,10 @@ class ApiService(Agent):
             return [str(self.config.uwsgi_binary), "--plugins", "python3", "--http-socket", self.endpoint,
                     "--wsgi-file", binary, "--master", "--die-on-term", "--skip-atexit", "--lazy-apps",
                     "--enable-threads", "--need-app", "--no-orphans", "--thunder-lock",
-                    "--processes", str(self.config.workers), "--buffer-size", "65535", *extra]
+                    "--processes", str(self.config.workers), "--buffer-size", "65535",
+                    # --http-socket closes the connection after every answer: say so (HTTP/1.1 §9.6),
+                    # or a keep-alive client sends its next request on a closed connection.
+                    "--add-header", "Connection: close", *extra]
         if self.launcher == "wsgi-script":
             return [binary, "--host", self.host, "--port", str(self.port), *extra]
         if self.launcher == "eventlet":
@@ -351,11 +362,21 @@ class ApiService(Agent):
             raise OCFError(OCF.ERR_GENERIC, f"GET {path} answered {response.status}")
 
     def deep_check(self) -> None:
+        """Real work, then the dependencies, each in its own share of the budget.
+
+        A hung API must not eat the time of the dependency checks: they would then report a
+        healthy database as unreachable, and the hung API would be degraded instead of restarted.
+        """
+        from agents.ocf.codes import DeadlineExceeded
+        from agents.ocf.deadline import Deadline
+
         failure = ""
         try:
-            self.real_work()
+            self.real_work(Deadline(self.deadline.remaining() * API_SHARE))
         except Degraded:
             raise
+        except DeadlineExceeded as exc:
+            failure = f"{self.name} did not finish the deep check in time ({exc.reason})"
         except OCFError as exc:
             failure = exc.reason
         problems = self.dependency_problems()
@@ -364,61 +385,89 @@ class ApiService(Agent):
         if failure:
             raise OCFError(OCF.ERR_GENERIC, failure)
 
-    def real_work(self) -> None:
+    def real_work(self, deadline: Deadline) -> None:
         credentials = self.credentials()
         if self.issues_tokens:
-            issue_token(self.deadline, credentials, self.host, self.port)
+            issue_token(deadline, credentials, self.host, self.port)
             return
-        token = self.foreign_token(credentials)
-        response = self.ask(self.work_path, {"X-Auth-Token": token})
+        token = self.foreign_token(credentials, deadline)
+        response = self.ask(self.work_path, {"X-Auth-Token": token}, deadline)
         if response.status != 200:
             raise OCFError(OCF.ERR_GENERIC, f"GET {self.work_path} answered {response.status}")
 
-    def foreign_token(self, credentials: dict[str, str]) -> str:
+    def foreign_token(self, credentials: dict[str, str], deadline: Deadline) -> str:
         from urllib.parse import urlsplit
 
         url = urlsplit(credentials["auth_url"])
-        port = url.port or (443 if url.scheme == "https" else 80)
-        if url.scheme != "http":
-            raise Degraded(f"keystone at {credentials['auth_url']}: only http auth_url can be checked")
+        problem = self.auth_url_problem(credentials["auth_url"])
+        if problem:
+            raise Degraded(problem)
         try:
-            return issue_token(self.deadline, credentials, url.hostname or "", port,
-                               prefix=url.path.rstrip("/"))
+            return issue_token(deadline, credentials, url.hostname or "",
+                               url.port or DEFAULT_PORTS[url.scheme], prefix=url.path.rstrip("/"),
+                               tls=url.scheme == "https")
         except OCFError as exc:
             raise Degraded(f"keystone: {exc.reason}") from None
 
-    def ask(self, path: str, headers: dict[str, str]) -> Response:
+    def auth_url_problem(self, auth_url: str) -> str:
+        """Why the deep check may not send its password to ``auth_url``; empty when it may."""
+        from urllib.parse import urlsplit
+
+        from agents.http import is_loopback
+
+        try:
+            url = urlsplit(auth_url)
+            url.port  # noqa: B018 - raises ValueError on a malformed port
+        except ValueError:
+            return "auth_url of the credentials is not a URL"
+        if url.scheme not in DEFAULT_PORTS or not url.hostname:
+            return "auth_url of the credentials must be an http:// or https:// URL"
+        if url.scheme == "http" and not is_loopback(url.hostname) and not self.config.allow_plain_http:
+            return (f"auth_url {url.scheme}://{url.hostname} would carry the password in clear over the "
+                    "network: use https, or set allow_plain_http=true for a trusted network")
+        return ""
+
+    def ask(self, path: str, headers: dict[str, str], deadline: Deadline) -> Response:
         from agents.http import Unreachable, request
 
         try:
-            return request(self.deadline, self.host, self.port, path, headers=headers)
+            return request(deadline, self.host, self.port, path, headers=headers)
         except Unreachable as exc:
             raise OCFError(OCF.ERR_GENERIC, f"GET {path}: {exc.reason}") from None
 
     def dependency_problems(self) -> list[str]:
         from agents import dependencies
 
-        options = self.service_options()
-        cap = min(DEPENDENCY_CAP_S, self.deadline.remaining() / 3)
+        try:
+            options = self.service_options()
+        except ConfigBroken as exc:
+            # The running service read its configuration at start; only the next start would fail.
+            return [exc.reason]
+        checks = [(dependencies.database_problems, url) for url in
+                  (options.get(section, option, fallback="") for section, option in self.database_options)
+                  if url]
+        transport_url = options.get("DEFAULT", "transport_url", fallback="") if self.uses_rabbit else ""
+        if transport_url:
+            checks.append((dependencies.rabbit_problems, transport_url))
         problems = []
-        for section, option in self.database_options:
-            url = options.get(section, option, fallback="")
-            if url:
-                problems += dependencies.database_problems(url, self.deadline, cap, self.log)
-        if self.uses_rabbit:
-            url = options.get("DEFAULT", "transport_url", fallback="")
-            if url:
-                problems += dependencies.rabbit_problems(url, self.deadline, cap, self.log)
+        for done, (check, url) in enumerate(checks):
+            # An equal share of what is left for each check still to come: a slow one cannot starve the next.
+            cap = min(DEPENDENCY_CAP_S, self.deadline.remaining() / (len(checks) - done))
+            problems += check(url, self.deadline, cap, self.log)
         return problems
 
     def service_options(self) -> configparser.ConfigParser:
         import configparser
 
+        config = str(self.config.config)
         parser = configparser.ConfigParser(interpolation=None, strict=False, default_section="\x00none")
         try:
-            parser.read(str(self.config.config), encoding="utf-8")
+            parser.read(config, encoding="utf-8")
         except configparser.Error as exc:
-            raise OCFError(OCF.ERR_CONFIGURED, f"cannot parse {self.config.config}: {exc}") from None
+            # Where, never what: the offending line may hold a password (the reason lands in the CIB).
+            raise ConfigBroken(f"cannot parse {config}{_where(exc)} ({type(exc).__name__})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigBroken(f"cannot parse {config}: not UTF-8 (byte {exc.start})") from None
         return parser
 
     # Credentials -------------------------------------------------------------
@@ -462,6 +511,26 @@ class ApiService(Agent):
         return found
 
 
+class ConfigBroken(OCFError):
+    """The service's configuration file cannot be parsed on this node.
+
+    ERR_INSTALLED, not ERR_CONFIGURED: the file is this node's (another node's copy may be
+    fine), so Pacemaker should try elsewhere rather than stop the resource everywhere.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(OCF.ERR_INSTALLED, reason)
+
+
+def _where(exc: configparser.Error) -> str:
+    """`` at line N`` (or lines N, M) of a configparser error, without the lines themselves."""
+    lines = [number for number, _text in getattr(exc, "errors", [])] or \
+        [number for number in [getattr(exc, "lineno", None)] if number]
+    if not lines:
+        return ""
+    return f" at line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines[:5]))}"
+
+
 class Degraded(OCFError):
     """The service works, but something it depends on does not."""
 
@@ -470,7 +539,7 @@ class Degraded(OCFError):
 
 
 def issue_token(deadline: Deadline, credentials: dict[str, str], host: str, port: int, *,
-                prefix: str = "/v3") -> str:
+                prefix: str = "/v3", tls: bool = False) -> str:
     """POST /v3/auth/tokens with a password; the token, or an OCFError saying why not."""
     import json
 
@@ -488,7 +557,7 @@ def issue_token(deadline: Deadline, credentials: dict[str, str], host: str, port
     path = prefix + "/auth/tokens"
     body = json.dumps({"auth": auth}).encode("utf-8")
     try:
-        response = request(deadline, host, port, path, method="POST", body=body)
+        response = request(deadline, host, port, path, method="POST", body=body, tls=tls)
     except Unreachable as exc:
         raise OCFError(OCF.ERR_GENERIC, f"token request: {exc.reason}") from None
     if response.status in (401, 403):
@@ -643,6 +712,7 @@ def build_params(cls: type[ApiService]) -> tuple[Param, ...]:
     launch_defaults = ", ".join(f"{launcher}: {binary}" for launcher, binary in cls.launchers.items())
     params = [
         Param("config", shortdesc="Configuration file of the service", default=cls.default_config,
+              check=_check_file_path,
               longdesc=f"The {cls.name} configuration file. Its database and broker settings are what "
                        "the depth-20 monitor checks."),
         Param("user", shortdesc="User the service runs as", default=cls.default_user),
@@ -655,22 +725,28 @@ def build_params(cls: type[ApiService]) -> tuple[Param, ...]:
                        "--config-file); wsgi-script: the WSGI script's built-in server (--host, --port); "
                        "command: binary and extra_args exactly as given. Supported here: "
                        f"{', '.join(cls.launchers)}, command."),
-        Param("binary", shortdesc="The service program or WSGI entry point",
+        Param("binary", shortdesc="The service program or WSGI entry point", check=_check_binary,
               longdesc=f"The service program (the WSGI file for uwsgi). Empty means the default for the "
                        f"launcher ({launch_defaults}).", default=""),
-        Param("uwsgi_binary", shortdesc="uWSGI program (launcher uwsgi)", default="/usr/bin/uwsgi"),
+        Param("uwsgi_binary", shortdesc="uWSGI program (launcher uwsgi)", default="/usr/bin/uwsgi",
+              check=_check_file_path),
         Param("workers", "integer", minimum=1, maximum=256, default=2,
               shortdesc="Worker processes",
               longdesc="uWSGI processes; for eventlet, the service's worker option when set explicitly."),
-        Param("host", shortdesc="Address the service listens on (and is checked on)", default="0.0.0.0"),  # noqa: S104 - the services' own default
+        Param("host", shortdesc="Address the service listens on (and is checked on)",
+              longdesc="An IPv4 or IPv6 address (0.0.0.0 or :: for all), or a host name.",
+              default="0.0.0.0", check=_check_host),  # noqa: S104 - the services' own default
         Param("port", "integer", minimum=1, maximum=65535, default=cls.default_port,
               shortdesc="TCP port the service listens on (and is checked on)"),
         Param("version_path", shortdesc="URL path of the version document checked at depth 10",
+              longdesc="Starts with /; printable ASCII without spaces (percent-encode anything else).",
+              check=_check_url_path,
               default=cls.version_path),
         Param("extra_args", shortdesc="More command-line arguments",
               longdesc="Appended to the command line; split like a POSIX shell would, but never run by one.",
               default=""),
         Param("log_file", shortdesc="File receiving the service's standard output and error",
+              check=_check_file_path,
               default=f"{log_dir}/{cls.name}-ocf.log"),
         Param("credentials", shortdesc="Root-only file with the deep-check credentials",
               longdesc="An ini-style file, mode 0600, owned by root, with a section (credentials_section) "
@@ -680,9 +756,44 @@ def build_params(cls: type[ApiService]) -> tuple[Param, ...]:
                        "monitor.", default="", reloadable=True),
         Param("credentials_section", shortdesc="Section of the credentials file", default="credentials",
               reloadable=True),
+        Param("allow_plain_http", "boolean", default=False, reloadable=True,
+              shortdesc="Let the deep check send its password over plain http",
+              longdesc="The depth-20 check of a service that asks keystone for a token sends the "
+                       "credentials' password to auth_url. By default it does so only over https "
+                       "(certificate checked against the system's CA store) or over plain http to a "
+                       "loopback address. true also allows plain http to another host: only for a "
+                       "network where nobody else can listen."),
     ]
     params += legacy_params(cls)
     return tuple(params)
+
+
+def _check_file_path(value: object) -> None:
+    text = str(value)
+    if not text.startswith("/") or not text.isprintable():
+        raise ValueError(f"must be an absolute path of printable characters, not {text!r}")
+
+
+def _check_binary(value: object) -> None:
+    if value:
+        _check_file_path(value)
+
+
+def _check_host(value: object) -> None:
+    """An address or a DNS name: it is written into configuration files and command lines."""
+    import re
+
+    from agents.http import literal_family
+
+    text = str(value).strip("[]") if str(value).startswith("[") else str(value)
+    if literal_family(text) is None and not re.fullmatch(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})", text):
+        raise ValueError(f"must be an IP address or a host name (letters, digits, '.', '-'), not {text!r}")
+
+
+def _check_url_path(value: object) -> None:
+    from agents.http import check_path
+
+    check_path(str(value))
 
 
 def legacy_params(cls: type[ApiService]) -> list[Param]:

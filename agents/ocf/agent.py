@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 # resource may still run wins: a configuration error is wrong everywhere.
 SEVERITY = (OCF.ERR_CONFIGURED, OCF.ERR_PERM, OCF.ERR_INSTALLED, OCF.ERR_GENERIC)
 SUCCESS_CODES = frozenset((OCF.SUCCESS, OCF.RUNNING_PROMOTED))
+# State files are named openstack-<agent>-<instance>: room for the longest agent name within NAME_MAX.
+MAX_INSTANCE_LENGTH = 200
 # Pacemaker 2.1.5 lists degraded monitors among failed actions (without counting them) and keeps
 # the entry after recovery: the transient node attribute <resource>-health says what holds now.
 HEALTH = {OCF.DEGRADED: "degraded", OCF.DEGRADED_PROMOTED: "degraded-promoted"}
@@ -129,6 +131,8 @@ class Agent:
     @classmethod
     def _dispatch(cls, action: str, environ: Mapping[str, str]) -> OCF:
         env = Environment(action, environ)
+        if len(env.instance) > MAX_INSTANCE_LENGTH:
+            return _overlong_instance(env, environ)
         log = Logger(f"{cls.name}({env.instance})", environ)
         config, errors = parse(cls.params, environ)
         for param in cls.params:
@@ -215,6 +219,20 @@ def _publish_health(agent: str, env: Environment, health: str, deadline: Deadlin
         state.write(HEALTH_STATE_FILE, health)
     else:
         state.remove(HEALTH_STATE_FILE)
+
+
+def _overlong_instance(env: Environment, environ: Mapping[str, str]) -> OCF:
+    """A resource name too long for the state files named after it: nothing can run under it.
+
+    Start refuses it, so stop and a probe know that nothing of it runs here.
+    """
+    if env.action == "stop":
+        return OCF.SUCCESS
+    if env.is_probe:
+        return OCF.NOT_RUNNING
+    _exit_reason(environ, f"the resource name is {len(env.instance)} characters long; at most "
+                          f"{MAX_INSTANCE_LENGTH} are supported (state files are named after it)")
+    return OCF.ERR_CONFIGURED
 
 
 def _normalise(result: object) -> OCF:
