@@ -42,12 +42,20 @@ def database_problems(url: str, deadline: Deadline, cap: float, log: Logger) -> 
     if kind == "sqlite":
         return _sqlite_problems(parts.path)
     unix_socket = parse_qs(parts.query).get("unix_socket", [""])[0]
-    port = parts.port or DEFAULT_PORTS.get(kind, 3306)
+    try:
+        port = parts.port or DEFAULT_PORTS.get(kind, 3306)
+    except ValueError:
+        return [f"the database URL's port is not a number (host {parts.hostname})"]
     where = unix_socket or f"{parts.hostname}:{port}"
-    timeout = min(cap, deadline.remaining())
+    return _server_problems(kind, unix_socket, parts.hostname or "localhost", port, where,
+                            deadline, min(cap, deadline.remaining()))
+
+
+def _server_problems(kind: str, unix_socket: str, host: str, port: int, where: str, deadline: Deadline,
+                     timeout: float) -> list[str]:
     until = time.monotonic() + timeout
     try:
-        conn = _connect(unix_socket, parts.hostname or "localhost", port, deadline, until)
+        conn = _connect(unix_socket, host, port, deadline, until)
         with conn:
             if kind in ("mysql", "mariadb"):
                 return _mysql_greeting(conn, where, until)

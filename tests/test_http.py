@@ -105,6 +105,11 @@ def test_a_database_that_refuses_is_named_so():
     assert problems == [f"database at 127.0.0.1:{port} refused the connection (nothing listens there)"]
 
 
+def test_a_database_url_with_a_bad_port_is_a_problem_not_a_traceback():
+    problems = dependencies.database_problems("mysql://u:p@db:33o6/x", Deadline(5), 1.0, LOG)
+    assert problems == ["the database URL's port is not a number (host db)"]
+
+
 def test_a_broker_that_refuses_or_hangs_is_named_so():
     with socket.create_server(("127.0.0.1", 0)) as placeholder:
         port = placeholder.getsockname()[1]
