@@ -18,6 +18,7 @@ import pytest
 from nscluster import config, health
 from nscluster.cluster import Cluster, wait_until
 from tests.cluster_conftest import start_cluster
+from tests.test_health_attribute import DEGRADED_NOW, FAILED_NOT_DEGRADED
 
 pytestmark = pytest.mark.cluster
 RESOURCE = "flagged"
@@ -83,9 +84,20 @@ def healthy(cluster: Cluster) -> Iterator[None]:
             cluster.run(node, ["rm", "-f", FLAG])
 
 
+def crm_mon_xml(cluster: Cluster) -> str:
+    return cluster.run(cluster.any_running_node(), ["crm_mon", "-1", "-A", "--output-as=xml"]).stdout
+
+
 def crm_mon(cluster: Cluster) -> ET.Element:
-    done = cluster.run(cluster.any_running_node(), ["crm_mon", "-1", "-A", "--output-as=xml"])
-    return ET.fromstring(done.stdout)  # noqa: S314 (crm_mon's own output)
+    return ET.fromstring(crm_mon_xml(cluster))  # noqa: S314 (crm_mon's own output)
+
+
+def xmllint(cluster: Cluster, xpath: str, document: str) -> str:
+    """An operator's query (docs/monitoring.md) on crm_mon's output; empty when nothing matches."""
+    done = cluster.run(cluster.any_running_node(), ["xmllint", "--xpath", xpath, "-"], input_text=document,
+                       check=False)
+    assert done.returncode in (0, 10), done.stderr  # 10: the XPath set is empty
+    return done.stdout.strip()
 
 
 def listed_failures(root: ET.Element) -> set[tuple[str, str, str]]:
@@ -129,6 +141,10 @@ def test_degraded_for_many_monitors_is_listed_as_failed_but_not_counted_and_the_
     assert (state.nodes, state.role, state.failed) == ((holder,), "Started", False)
     # What the framework adds: the node attribute that tells degraded apart from failed.
     assert health_attributes(root) == {holder: "degraded"}
+    document = crm_mon_xml(cluster)
+    assert xmllint(cluster, FAILED_NOT_DEGRADED, document) == "0"
+    attribute = f'<attribute name="{RESOURCE}-health" value="degraded"/>'
+    assert xmllint(cluster, DEGRADED_NOW, document) == attribute
 
     cluster.run(holder, ["rm", FLAG])
     wait_until(lambda: not health_attributes(crm_mon(cluster)), f"{RESOURCE}-health cleared", timeout_s=60)
@@ -144,5 +160,8 @@ def test_a_failed_monitor_is_counted_and_moves_the_resource(cluster):
     cluster.wait_status(lambda s: s.where(RESOURCE) not in ((), (holder,)),
                         f"{RESOURCE} moved away from {holder}", timeout_s=90)
     assert fail_count(cluster, holder) == 1
-    assert (holder, "monitor", "1") in listed_failures(crm_mon(cluster))
-    assert not health_attributes(crm_mon(cluster))
+    document = crm_mon_xml(cluster)
+    assert (holder, "monitor", "1") in listed_failures(ET.fromstring(document))  # noqa: S314
+    assert not health_attributes(ET.fromstring(document))  # noqa: S314
+    assert xmllint(cluster, FAILED_NOT_DEGRADED, document) == "1"
+    assert xmllint(cluster, DEGRADED_NOW, document) == ""

@@ -13,6 +13,10 @@ from tests.ocfrun import REPO, Result, agent_env, run_agent, source_agent
 
 AGENT = source_agent("tests/degraded_agent.py")
 NODE = "node1"
+DOCS = Path(REPO) / "docs" / "monitoring.md"
+# The queries docs/monitoring.md gives operators; the cluster test runs them on crm_mon's output.
+FAILED_NOT_DEGRADED = 'count(//failures/failure[@exitcode != "190" and @exitcode != "191"])'
+DEGRADED_NOW = '//node_attributes/node/attribute[substring(@name, string-length(@name) - 6) = "-health"]'
 
 
 class Resource:
@@ -118,3 +122,9 @@ def test_a_failed_publication_changes_no_result_and_is_retried(tmp_path):
     resource.node_joins()
     resource.act("monitor")
     assert resource.health() == "degraded"
+
+
+def test_the_documented_queries_are_the_tested_ones():
+    text = DOCS.read_text()
+    assert f"xmllint --xpath '{FAILED_NOT_DEGRADED}' -" in text
+    assert f"xmllint --xpath '{DEGRADED_NOW}' -" in text
