@@ -2,8 +2,8 @@
 
 Brings up three Pacemaker/Corosync nodes in namespaces, prepares the database
 on three DRBD replicas (the DRBD 9 test double: the kernel module cannot load
-here), pushes the configuration as an operator does (``crmtool render site.toml
-| cibadmin --replace --scope configuration --xml-pipe``: the profile's promotable
+here), applies the configuration as an operator does (``crmtool apply site.toml``,
+a patch with an epoch compare-and-swap that keeps what the cluster wrote: the profile's promotable
 ``drbd`` clone, Filesystem on the Primary, ``mysql``, the VIPs), prepares
 keystone on that database and adds the profile's keystone clone behind the
 public VIP, shows ``crm_mon -1``, gets a keystone token through the public VIP
@@ -59,13 +59,16 @@ def demo(cluster: Cluster) -> None:
     say(f"DRBD resource {database.DRBD_RESOURCE}: three UpToDate replicas (DRBD 9 test double, "
         f"{db.drbd_conf}) holding a MariaDB datadir")
 
-    step("2. The configuration: crmtool render of the default profile + a site file, pushed with cibadmin")
+    step("2. The configuration: the default profile + a site file, applied with crmtool apply")
     keystone = openstack.KeystoneInCluster(cluster, db_port=database.PORT)
     say("first the database (the drbd clone, then Filesystem, mysql and db-vip on the Primary)")
     stack = openstack.stack_with_keystone(cluster, db.overrides(), keystone, database.SOCKET)
     say("then keystone's clone on every node and the public VIP where keystone runs")
-    say(f"site file: {config.write_site(cluster, stack)}")
-    config.push(cluster, stack)
+    site = config.write_site(cluster, stack)
+    say(f"site file: {site}")
+    # apply, not render | cibadmin --replace: the replace would drop dc-version and cluster-name
+    applied = cluster.run(cluster.any_running_node(), [config.CRMTOOL, "apply", str(site)]).stdout
+    say(f"crmtool apply: {applied.strip()}")
     status = health.wait_healthy(cluster, stack)
     say("every resource is running")
     say(f"DRBD roles: {db.drbd_roles()}")
