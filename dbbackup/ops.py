@@ -16,7 +16,7 @@ from dbbackup import cluster
 from dbbackup.config import Config
 from dbbackup.errors import DATAERR, GENERIC, NOINPUT, UNAVAILABLE, BackupError
 from dbbackup.mariabackup import Runner, check_option_file, read_binlog, read_checkpoints
-from dbbackup.store import DATA, DIFF, FULL, Backup, Target, new_id, sha256, walk_files
+from dbbackup.store import DATA, DIFF, FULL, Backup, Target, describe_files, new_id
 
 FULL_MODE, DIFF_MODE, AUTO_MODE = "full", "differential", "auto"
 LOG_NAME = "mariabackup.log"
@@ -99,10 +99,7 @@ def take(cfg: Config, target: Target, kind: str, base: Backup | None) -> dict[st
 
 
 def describe(backup_id: str, kind: str, base: Backup | None, data: str, started: float) -> dict[str, Any]:
-    files = {}
-    for rel in walk_files(data):
-        full = os.path.join(data, rel)
-        files[rel] = {"size": os.path.getsize(full), "sha256": sha256(full)}
+    files = describe_files(data)
     checkpoints = read_checkpoints(data)
     return {
         "id": backup_id, "type": kind, "base": base.id if base else None, "created": started,
@@ -261,7 +258,7 @@ def stop_database(cfg: Config) -> None:
         raise BackupError(f"{cfg.cluster.resource} still runs after target-role=Stopped", UNAVAILABLE)
 
 
-def start_database(cfg: Config, here: str) -> str:
+def start_database(cfg: Config) -> str:
     if cfg.cluster is None:
         return "start the server now"
     cluster.set_target_role(cfg.cluster.resource, "Started")
@@ -269,7 +266,7 @@ def start_database(cfg: Config, here: str) -> str:
     nodes = cluster.locate(cfg.cluster.resource)
     if not nodes:
         raise BackupError(f"{cfg.cluster.resource} did not start again after the restore", UNAVAILABLE)
-    return f"{cfg.cluster.resource} runs again on {', '.join(nodes)} (this is {here})"
+    return f"{cfg.cluster.resource} runs again on {', '.join(nodes)}"
 
 
 def restore(cfg: Config, backup_id: str, dry_run: bool) -> Outcome:
@@ -290,10 +287,15 @@ def restore(cfg: Config, backup_id: str, dry_run: bool) -> Outcome:
         prepared = prepare(cfg, target, chain, scratch)
         stop_database(cfg)
         os.rename(cfg.datadir, aside)
-        os.mkdir(cfg.datadir, 0o750)
-        runner(cfg).copy_back(prepared, os.path.join(scratch, LOG_NAME))
-        chown_tree(cfg.datadir, cfg.owner)
+        try:
+            os.mkdir(cfg.datadir, 0o750)
+            runner(cfg).copy_back(prepared, os.path.join(scratch, LOG_NAME))
+            chown_tree(cfg.datadir, cfg.owner)
+        except (BackupError, OSError) as exc:
+            message = exc.message if isinstance(exc, BackupError) else f"{cfg.datadir}: {exc.strerror}"
+            raise BackupError(f"{message}; the database stays stopped, its previous datadir is in {aside}",
+                              getattr(exc, "code", GENERIC)) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return Outcome([*plan, f"restored {backup_id}; the previous datadir is kept in {aside}",
-                    start_database(cfg, why)])
+                    start_database(cfg)])
