@@ -3,7 +3,8 @@
 The only module that prints and exits.  Exit codes are Pacemaker's: 0 ok,
 1 generic, 64 usage, 65 data error in the description, 66 no input, 69 a
 tool is unavailable, 70 a crmtool bug, 73 an output file cannot be written,
-75 the CIB changed meanwhile (retry), 78 Pacemaker rejects the configuration.
+75 the CIB changed meanwhile (retry), 78 Pacemaker rejects the configuration,
+141 the reader of the output went away (as a tool killed by SIGPIPE).
 """
 
 from __future__ import annotations
