@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.drbd_double import volatile
 from tests.drbd_double.fixture import MountError, mounted, replicas
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mknod, mounts)")
@@ -163,6 +164,48 @@ def test_a_clean_demotion_flushes_what_the_primary_wrote(two):
     two.run("alpha", "drbdadm", "secondary", two.resource)
     assert volatile_disks(two.workdir) == []
     assert raw_read(os.path.realpath(two.disk("beta")), 1 << 20, 7) == b"written"
+
+
+NODE_SCRIPT = """
+loop=$(/usr/bin/python3 -I -S "$1" mount "$2" "$3") || exit 1
+echo kept > "$3/kept" && sync "$3/kept"
+echo lost > "$3/lost"
+echo "$loop"
+read -r _
+"""
+
+
+def test_a_volatile_directory_keeps_only_what_was_fsynced_when_its_node_dies(tmp_path):
+    """The helper for node-local directories (brokers' data): a node (PID and mount namespace)
+    writes two files, fsyncs one and dies; the image has only that one."""
+    image, directory = tmp_path / "dir.img", tmp_path / "dir"
+    directory.mkdir()
+    with open(image, "wb") as handle:
+        handle.truncate(32 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True, capture_output=True)
+    node = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", "--mount", "--propagation", "private", "--",
+         "/bin/sh", "-c", NODE_SCRIPT, "sh", volatile.__file__, str(image), str(directory)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        loop = node.stdout.readline().strip()
+        assert loop.startswith("/dev/loop"), loop
+        with open(f"/proc/{node.pid}/task/{node.pid}/children") as handle:
+            pid1 = int(handle.read().split()[0])
+        assert volatile_disks(str(tmp_path))
+        os.kill(pid1, 9)  # the node's power: its PID namespace dies, the disk with it
+        node.wait(30)
+    finally:
+        if node.poll() is None:
+            node.kill()
+            node.wait()
+    subprocess.run(["losetup", "--detach", loop], check=False)
+    assert volatile_disks(str(tmp_path)) == []
+    listing = subprocess.run(["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                              'mount -o loop "$1" "$2" && ls "$2" && cat "$2/kept"', "sh", str(image),
+                              str(directory)], capture_output=True, text=True, check=True).stdout.split()
+    assert "kept" in listing and "lost" not in listing
+    assert listing[-1] == "kept"
 
 
 def test_quorum_majority(three):

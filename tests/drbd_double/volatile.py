@@ -111,3 +111,31 @@ def stop(record: dict) -> None:
             os.close(fd)
     finally:
         _end(backing, signal.SIGTERM)
+
+
+def mount_directory(image: str, directory: str) -> str:
+    """Mount the ext4 file system in ``image`` at ``directory`` over a volatile disk started from
+    this process (run it inside a node: the disk dies with the node's PID namespace, the mount with
+    its mount namespace); returns the loop device, which the harness detaches after a crash."""
+    backing = start(image, f"{image}.disk")
+    try:
+        loop = subprocess.run(["losetup", "--find", "--show", backing.path], check=True,
+                              capture_output=True, text=True).stdout.strip()
+    except subprocess.CalledProcessError:
+        kill(backing.record())
+        raise
+    try:
+        subprocess.run(["mount", "-t", "ext4", loop, directory], check=True, capture_output=True)
+    except subprocess.CalledProcessError:
+        subprocess.run(["losetup", "--detach", loop], check=False)
+        kill(backing.record())
+        raise
+    return loop
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] != ["mount"] or len(sys.argv) != 4:
+        sys.exit("usage: volatile.py mount IMAGE DIRECTORY")
+    print(mount_directory(sys.argv[2], sys.argv[3]))
