@@ -417,17 +417,26 @@ class Drbd(Agent):
         return status, "; ".join(reasons)
 
     def my_facts(self, status: Status, peer: str) -> dict[str, str]:
-        entry = status.peer(peer)
         return {
-            "state": "detected", "peer": peer, "role": status.role,
-            "changes": str(entry.out_of_sync if entry else 0),
+            "state": "detected", "peer": peer, "role": status.role, "changes": self.changes(peer),
             "promoted": self.state.read("promoted_at") or "0",
             "policy": str(self.config.split_brain_policy),
         }
 
+    def changes(self, peer: str) -> str:
+        """KiB out of sync with ``peer``, taken once per split brain: both nodes then compare the
+        same published facts, and the statistics (a whole-device comparison in the double) are
+        not re-read by every monitor while the data is preserved."""
+        known = self.state.read(f"changes-{peer}")
+        if known is None:
+            entry = (self.status(statistics=True) or Status({})).peer(peer)
+            known = str(entry.out_of_sync if entry else 0)
+            self.state.write(f"changes-{peer}", known)
+        return known
+
     def apply_policy(self, status: Status, peer: str, theirs: dict[str, str] | None) -> str:
         policy = str(self.config.split_brain_policy)
-        mine = self.my_facts(self.status(statistics=True) or status, peer)
+        mine = self.my_facts(status, peer)
         prefix = f"split brain with {peer} on {self.resource}"
         if policy == "disconnect":
             self.publish(mine)
@@ -479,6 +488,7 @@ class Drbd(Agent):
         self.publish(facts)
         self.log.warning(f"split brain with {peer} on {self.resource} is resolved: {encode_facts(facts)}")
         self.state.remove(f"split-brain-{peer}")
+        self.state.remove(f"changes-{peer}")
         self.forget_preservations(peer)
 
     # -- preservation ----------------------------------------------------------------
