@@ -21,6 +21,7 @@ in the CIB.
 from __future__ import annotations
 
 import os
+from functools import cached_property
 
 from agents.ocf.actions import Advert, action
 from agents.ocf.agent import Agent
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
     from typing import Any
 
+    from agents.ocf.daemon import Daemon
     from agents.ocf.state import StateDir
 
 SERVER_NAMES = frozenset(("mariadbd", "mysqld"))
@@ -48,7 +50,6 @@ ER_CON_COUNT_ERROR = 1040  # too many connections: the server is alive, only ful
 ER_NO_SUCH_TABLE = 1146
 ER_BAD_DB_ERROR = 1049
 READY_POLL_S = 0.005
-LOG_TAIL_LINES = 3
 SERVER_ENV_KEEP = ("TZ", "LANG", "LC_ALL")
 IDENTIFIER_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
 
@@ -229,23 +230,24 @@ def read_greeting(path: str, timeout: float) -> Greeting:
 
 
 def read_option_file(path: str, groups: Sequence[str] = ("client",)) -> dict[str, str]:
-    """``key = value`` pairs of the given groups of a MySQL option file (quotes removed)."""
+    """``key = value`` pairs of the given groups of a root-only MySQL option file (quotes removed)."""
+    from agents.ocf.daemon import read_credentials_text
+
     values: dict[str, str] = {}
     current = ""
-    with open(path, encoding="utf-8") as handle:
-        for raw in handle:
-            line = raw.strip()
-            if not line or line[0] in "#;":
-                continue
-            if line.startswith("[") and line.endswith("]"):
-                current = line[1:-1].strip()
-                continue
-            if current not in groups or "=" not in line:
-                continue
-            key, value = (part.strip() for part in line.split("=", 1))
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            values[key.replace("_", "-")] = value
+    for raw in read_credentials_text(path).splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1].strip()
+            continue
+        if current not in groups or "=" not in line:
+            continue
+        key, value = (part.strip() for part in line.split("=", 1))
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.replace("_", "-")] = value
     return values
 
 
@@ -316,6 +318,12 @@ class MySQL(Agent):
 
         return StateDir(self.env.rsctmp, self.name, self.env.instance)
 
+    @cached_property
+    def daemon(self) -> Daemon:
+        from agents.ocf.daemon import Daemon
+
+        return Daemon(self.state, "server", record=STATE_FILE)
+
     def _str(self, name: str) -> str:
         value = self.config.get(name)
         return "" if value is None else str(value)
@@ -360,19 +368,15 @@ class MySQL(Agent):
             yield OCFError(OCF.ERR_INSTALLED, f"group {self._str('group')} does not exist")
 
     def _check_credentials_file(self, path: str) -> Iterator[OCFError]:
+        from agents.ocf.daemon import CredentialsError
+
         try:
-            info = os.stat(path)
-        except OSError as exc:
-            yield OCFError(OCF.ERR_INSTALLED, f"credentials file {path}: {exc.strerror}")
-            return
-        if info.st_uid != 0 or info.st_mode & 0o077:
-            mode = info.st_mode & 0o777
-            yield OCFError(OCF.ERR_INSTALLED, f"credentials file {path} must be owned by root with mode "
-                                              f"0600 (it is uid {info.st_uid}, mode {mode:04o})")
+            read_option_file(path)
+        except CredentialsError as problem:
+            yield problem
 
     def _recorded(self) -> Identity | None:
-        text = self.state.read(STATE_FILE)
-        identity = Identity.parse(text) if text else None
+        identity = self.daemon.recorded()
         return identity if identity is not None and identity.alive() else None
 
     def _running(self) -> Identity | None:
@@ -389,7 +393,7 @@ class MySQL(Agent):
             found = Identity.of(pid)
             if found is not None:
                 self.log.info(f"adopting server pid {pid} running in {self._str('datadir')}")
-                self.state.write(STATE_FILE, found.dump())
+                self.daemon.remember(found)
                 return found
         return None
 
@@ -425,11 +429,9 @@ class MySQL(Agent):
         if identity is None:
             self._refuse_unsafe_datadir()
             argv = self._server_argv()
-            log_offset = self._prepare_files()
+            self._prepare_files()
             identity = self._spawn(argv)
-        else:
-            log_offset = self._log_size()
-        self._wait_ready(identity, log_offset)
+        self._wait_ready(identity)
         return OCF.SUCCESS
 
     def _refuse_unsafe_datadir(self) -> None:
@@ -478,7 +480,7 @@ class MySQL(Agent):
             raise OCFError(OCF.ERR_CONFIGURED, f"additional_parameters: {exc}") from None
         return argv
 
-    def _prepare_files(self) -> int:
+    def _prepare_files(self) -> None:
         from agents.ocf.proc import User
 
         user = User.lookup(self._str("user"), self._str("group"))
@@ -487,31 +489,21 @@ class MySQL(Agent):
             if not os.path.isdir(directory):
                 os.makedirs(directory, mode=0o755)
                 os.chown(directory, user.uid, user.gid)
-        return self._log_size()
-
-    def _log_size(self) -> int:
-        try:
-            return os.stat(self._str("log")).st_size
-        except OSError:
-            return 0
 
     def _spawn(self, argv: list[str]) -> Identity:
-        from agents.ocf.proc import User, spawn
+        from agents.ocf.proc import User
 
         user = User.lookup(self._str("user"), self._str("group"))
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
         env.update({key: os.environ[key] for key in SERVER_ENV_KEEP if key in os.environ})
         self.log.info(f"starting {' '.join(argv)}")
-        identity = spawn(argv, user=user, log_path=self._str("log"), env=env, cwd="/")
-        self.state.write(STATE_FILE, identity.dump())
-        return identity
+        return self.daemon.spawn(argv, user=user, log_path=self._str("log"), env=env, cwd="/")
 
-    def _wait_ready(self, identity: Identity, log_offset: int) -> None:
+    def _wait_ready(self, identity: Identity) -> None:
         socket_path = self._str("socket")
         while True:
             if not identity.alive():
-                self.state.remove(STATE_FILE)
-                raise OCFError(OCF.ERR_GENERIC, f"server exited during start: {self._log_tail(log_offset)}")
+                raise OCFError(OCF.ERR_GENERIC, self.daemon.exited())
             try:
                 greeting = read_greeting(socket_path, self.deadline.timeout(1.0))
                 if greeting.peer_pid == identity.pid:
@@ -522,21 +514,8 @@ class MySQL(Agent):
                 pass
             if self.deadline.expired():
                 raise DeadlineExceeded(f"waiting for the server to answer on {socket_path} "
-                                       f"({self._log_tail(log_offset)})")
+                                       f"({self.daemon.where_to_look()})")
             self.deadline.sleep(READY_POLL_S)
-
-    def _log_tail(self, offset: int) -> str:
-        try:
-            with open(self._str("log"), "rb") as handle:
-                handle.seek(offset)
-                lines = handle.read().decode("utf-8", "replace").splitlines()
-        except OSError as exc:
-            return f"error log {self._str('log')} unreadable: {exc.strerror}"
-        lines = [line.strip() for line in lines if line.strip()]
-        # The exit reason is one short line: the server's own errors say most.
-        errors = [line for line in lines if "[ERROR]" in line or "[FATAL]" in line]
-        tail = errors[-LOG_TAIL_LINES:] if errors else lines[-LOG_TAIL_LINES:]
-        return " | ".join(tail) if tail else "the error log says nothing"
 
     # stop ------------------------------------------------------------------
 
@@ -570,13 +549,10 @@ class MySQL(Agent):
         return raw in ("", self._str("datadir"))
 
     def _stop_server(self, identity: Identity) -> None:
-        from agents.ocf.proc import stop_session
-
         stat = read_stat(identity.pid)
-        what = f"{stat.comm if stat else 'server'} pid {identity.pid}"
-        stop_session(identity, self.deadline, what=what)
-        self.state.remove(STATE_FILE)
-        self.log.info(f"stopped {what} after {self.deadline.elapsed():.2f} s")
+        self.daemon.what = f"{stat.comm if stat else 'server'} pid {identity.pid}"
+        self.daemon.stop(self.deadline, identity)
+        self.log.info(f"stopped {self.daemon.what} after {self.deadline.elapsed():.2f} s")
 
     # monitor ---------------------------------------------------------------
 
@@ -595,10 +571,7 @@ class MySQL(Agent):
         user, password = self._str("test_user"), self._str("test_passwd")
         path = self._str("credentials")
         if path:
-            try:
-                options = read_option_file(path)
-            except (OSError, UnicodeDecodeError) as exc:
-                raise OCFError(OCF.ERR_GENERIC, f"cannot read credentials file {path}: {exc}") from None
+            options = read_option_file(path)
             user = options.get("user", user)
             password = options.get("password", password)
         self.log.add_secret(password)

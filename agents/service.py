@@ -25,12 +25,21 @@ from the CIB or a command line.
 from __future__ import annotations
 
 import os
+from functools import cached_property
 
 from agents.ocf.actions import Advert, action
 from agents.ocf.agent import Agent
 from agents.ocf.codes import OCF, OCFError
+from agents.ocf.daemon import (
+    CredentialsError,
+    Daemon,
+    listening_inodes,
+    owns_socket,
+    read_credentials_text,
+    socket_owner,
+)
 from agents.ocf.params import Param
-from agents.ocf.proc import Identity, User, read_stat, spawn, stop_session
+from agents.ocf.proc import Identity, User
 from agents.ocf.state import StateDir
 
 TYPE_CHECKING = False
@@ -43,10 +52,7 @@ if TYPE_CHECKING:
 
 LAUNCHERS = ("uwsgi", "eventlet", "wsgi-script", "command")
 HEALTHY_VERSION_STATUS = frozenset((200, 300))
-LISTEN = "0A"
-WILDCARD_ADDRESSES = frozenset(("0.0.0.0", "::"))  # noqa: S104 - recognised, not bound
 SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-LOG_TAIL_LINES = 6
 DEPENDENCY_CAP_S = 5.0
 # The deep check's API call gets this share of the monitor's budget, the dependency checks the rest.
 API_SHARE = 0.5
@@ -101,10 +107,7 @@ class ApiService(Agent):
 
     @action("stop", timeout=30)
     def stop(self) -> OCF:
-        identity = self.recorded()
-        if identity is not None:
-            stop_session(identity, self.deadline, what=self.name)
-        self.state.remove("identity")
+        self.daemon.stop(self.deadline)
         self.state.remove("listen.conf")
         return OCF.SUCCESS
 
@@ -149,7 +152,7 @@ class ApiService(Agent):
             except ConfigBroken as exc:
                 problems.append(exc)
         if self.env.action in ("start", "validate-all"):
-            problems += self.credentials_problems()
+            problems += self.credentials_problems()  # node-local: ERR_INSTALLED
             # Not on the monitor path: a monitor only looks at the process recorded at start.
             try:
                 self.user()
@@ -178,6 +181,10 @@ class ApiService(Agent):
     @property
     def state(self) -> StateDir:
         return StateDir(self.env.rsctmp, self.name, self.env.instance)
+
+    @cached_property
+    def daemon(self) -> Daemon:
+        return Daemon(self.state, self.name)
 
     @property
     def launcher(self) -> str:
@@ -218,8 +225,7 @@ class ApiService(Agent):
             raise OCFError(OCF.ERR_CONFIGURED, f"extra_args cannot be split: {exc}") from None
 
     def recorded(self) -> Identity | None:
-        text = self.state.read("identity")
-        return Identity.parse(text) if text else None
+        return self.daemon.recorded()
 
     def warn_legacy(self) -> None:
         for name in self.config.given:
@@ -238,11 +244,9 @@ class ApiService(Agent):
         env = {"PATH": SERVICE_PATH, "HOME": home, "LANG": "C.UTF-8", "USER": user.name,
                "LOGNAME": user.name, **self.entry_point_env()}
         log_path = self.console_log()
-        self.service_log_start = file_size(self.service_log())
         self.log.info(f"starting {self.name} on {self.endpoint}: {' '.join(argv)}")
-        identity = spawn(argv, user=user, log_path=log_path, env=env, cwd=home)
-        self.state.write("identity", identity.dump())
-        return identity
+        return self.daemon.spawn(argv, user=user, log_path=log_path, env=env, cwd=home,
+                                 more_logs=[self.service_log()])
 
     def command_line(self) -> list[str]:
         extra = self.extra_args()
@@ -303,9 +307,7 @@ class ApiService(Agent):
         last = "no answer yet"
         while True:
             if not identity.alive():
-                self.state.remove("identity")
-                raise OCFError(OCF.ERR_GENERIC, f"{self.name} exited during start; last log lines: "
-                               f"{self.log_tail()}")
+                raise OCFError(OCF.ERR_GENERIC, self.daemon.exited())
             try:
                 response = request(self.deadline, self.host, self.port, str(self.config.version_path),
                                    cap=2.0)
@@ -319,16 +321,8 @@ class ApiService(Agent):
             if self.deadline.remaining() <= START_POLL_S:
                 break
             self.deadline.sleep(START_POLL_S)
-        raise OCFError(OCF.ERR_GENERIC, f"{self.name} did not answer in time ({last}); last log lines: "
-                       f"{self.log_tail()}")
-
-    def log_tail(self) -> str:
-        """The service's last errors since this start (its own log), then its console's last lines."""
-        service_log = self.service_log()
-        errors = [line for line in tail_lines(service_log, 400, getattr(self, "service_log_start", 0))
-                  if " ERROR " in line or " CRITICAL " in line][-2:] if service_log else []
-        lines = [*errors, *tail_lines(str(self.config.log_file), LOG_TAIL_LINES)]
-        return redact_urls(self.log.redact(" | ".join(lines))) or "(log is empty)"
+        raise OCFError(OCF.ERR_GENERIC, f"{self.name} did not answer in time ({last}); "
+                       f"{self.daemon.where_to_look()}")
 
     def service_log(self) -> str:
         options = self.service_options()
@@ -477,22 +471,19 @@ class ApiService(Agent):
         if not path:
             return []
         try:
-            info = os.stat(path)
-        except OSError as exc:
-            return [OCFError(OCF.ERR_CONFIGURED, f"credentials file {path}: {exc.strerror}")]
-        if info.st_mode & 0o077 or info.st_uid != os.geteuid():
-            return [OCFError(OCF.ERR_CONFIGURED, f"credentials file {path} must be owned by "
-                             f"uid {os.geteuid()} and readable by it alone (mode 0600), "
-                             f"not mode {info.st_mode & 0o777:04o} uid {info.st_uid}")]
+            read_credentials(path, str(self.config.credentials_section))
+        except CredentialsError as problem:
+            return [problem]
         return []
 
     def credentials(self) -> dict[str, str]:
         path = str(self.config.credentials or "")
-        for problem in self.credentials_problems():
-            # The service may be fine; only our deep check cannot run: never stop it for that.
-            raise Degraded(problem.reason)
         if path:
-            found = read_credentials(path, str(self.config.credentials_section))
+            try:
+                found = read_credentials(path, str(self.config.credentials_section))
+            except CredentialsError as problem:
+                # The service may be fine; only our deep check cannot run: never stop it for that.
+                raise Degraded(problem.reason) from None
         elif self.config.get("os_username") and self.config.get("os_password"):
             found = {"username": str(self.config.get("os_username")),
                      "password": str(self.config.get("os_password")),
@@ -572,137 +563,18 @@ def issue_token(deadline: Deadline, credentials: dict[str, str], host: str, port
 def read_credentials(path: str, section: str) -> dict[str, str]:
     import configparser
 
+    text = read_credentials_text(path)
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except (OSError, configparser.Error) as exc:
-        raise OCFError(OCF.ERR_CONFIGURED, f"cannot read credentials file {path}: "
-                       f"{type(exc).__name__}") from None
+        parser.read_string(text, source=path)
+    except configparser.Error as exc:
+        line = getattr(exc, "lineno", None)
+        where = f" at line {line}" if line else ""
+        raise CredentialsError(f"cannot parse credentials file {path}{where} "
+                               f"({type(exc).__name__})") from None
     if not parser.has_section(section):
-        raise OCFError(OCF.ERR_CONFIGURED, f"credentials file {path} has no [{section}] section")
+        raise CredentialsError(f"credentials file {path} has no [{section}] section")
     return dict(parser.items(section))
-
-
-# /proc readers ---------------------------------------------------------------
-
-def listening_inodes(host: str, port: int) -> set[str]:
-    """Inodes of LISTEN sockets on ``port`` that would serve ``host``."""
-    from agents import sockdiag
-
-    wanted = _packed(host)
-    try:
-        sockets = sockdiag.listening()
-    except OSError:
-        sockets = list(_proc_listening())
-    return {str(inode) for address, bound_port, inode in sockets
-            if bound_port == port and _serves(address, wanted)}
-
-
-def _serves(address: bytes, wanted: bytes | None) -> bool:
-    bound = None if address == bytes(len(address)) else address
-    return wanted is None or bound in (None, wanted) or _mapped(bound) == wanted
-
-
-def _proc_listening() -> Iterable[tuple[bytes, int, int]]:
-    """The same from /proc/net/tcp{,6}: slower, for kernels without sock_diag."""
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table, encoding="ascii") as handle:
-                next(handle, None)
-                for line in handle:
-                    fields = line.split()
-                    address, _colon, port_hex = fields[1].partition(":")
-                    if fields[3] == LISTEN:
-                        yield _unhex(address), int(port_hex, 16), int(fields[9])
-        except OSError:
-            continue
-
-
-def _packed(host: str) -> bytes | None:
-    """The address as bytes, or None for a wildcard (which conflicts with everything)."""
-    import _socket
-
-    host = host.strip("[]")
-    if host in WILDCARD_ADDRESSES or not host:
-        return None
-    for family in (_socket.AF_INET, _socket.AF_INET6):
-        try:
-            return _socket.inet_pton(family, host)
-        except OSError:
-            continue
-    return None
-
-
-def _unhex(address: str) -> bytes:
-    raw = bytes.fromhex(address)
-    # /proc/net/tcp* print each 32-bit word in host (little-endian) order.
-    return b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-
-
-def _mapped(address: bytes | None) -> bytes | None:
-    if address is not None and len(address) == 16 and address[:12] == b"\0" * 10 + b"\xff\xff":
-        return address[12:]
-    return address
-
-
-def owns_socket(identity: Identity, inodes: set[str]) -> bool:
-    """Whether the process we started (or, failing that, its session) holds one of ``inodes``."""
-    if _holds(identity.pid, inodes):
-        return True
-    return any(_holds(member.pid, inodes) for member in identity.session_members()
-               if member.pid != identity.pid)
-
-
-def _holds(pid: int, inodes: set[str]) -> bool:
-    wanted = {f"socket:[{inode}]" for inode in inodes}
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
-                return True
-        except OSError:
-            continue
-    return False
-
-
-def socket_owner(inodes: set[str]) -> str:
-    from agents.ocf.proc import all_stats
-
-    for stat in all_stats():
-        if _holds(stat.pid, inodes):
-            found = read_stat(stat.pid)
-            return f"pid {stat.pid} ({found.comm if found else '?'})"
-    return "another process"
-
-
-def tail_lines(path: str, count: int, since: int = 0) -> list[str]:
-    """The last ``count`` non-empty lines of a file, reading from byte ``since`` on at most."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(handle.tell() - 65536, since, 0))
-            data = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    return [line.strip() for line in data.splitlines() if line.strip()][-count:]
-
-
-def file_size(path: str) -> int:
-    try:
-        return os.path.getsize(path) if path else 0
-    except OSError:
-        return 0
-
-
-def redact_urls(text: str) -> str:
-    """Passwords inside URLs (database, transport) never leave in an exit reason."""
-    import re
-
-    return re.sub(r"(://[^:/@\s]*):[^@\s]*@", r"\1:***@", text)
 
 
 # Parameters, derived from a subclass's facts ------------------------------------

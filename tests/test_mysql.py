@@ -373,13 +373,21 @@ def test_a_blocked_query_fails_depth_10_within_budget(resource, site):
     ok(resource("monitor", depth=10, test_table=table))
 
 
-def test_a_server_dying_at_start_fails_with_its_error_log(resource, site):
+def test_a_server_dying_at_start_names_its_status_and_error_log(resource, site):
+    import re
+
     started = time.monotonic()
     result = resource("start", additional_parameters="--innodb-buffer-pool-size=32M --no-such-option='a b'")
     assert result.rc == 1, result.stderr
     assert time.monotonic() - started < 30
     reason = result.exit_reasons[0]
-    assert "exited during start" in reason and "no-such-option" in reason, reason
+    where = re.search(rf"exited with status (\d+) during start; see {re.escape(site.db.log)} from byte (\d+)",
+                      reason)
+    assert where is not None and where.group(1) != "0", reason
+    assert "no-such-option" not in reason, reason  # logs stay in logs
+    with open(site.db.log, "rb") as handle:
+        handle.seek(int(where.group(2)))
+        assert b"no-such-option" in handle.read()
     assert mariadbd_pids_on(site.db.datadir) == []
     ok(resource("start"))
 

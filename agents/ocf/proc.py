@@ -113,8 +113,27 @@ class Identity:
         return stat is not None and stat.state in "Tt"
 
     def session_members(self) -> list[ProcStat]:
-        """Live processes of the session this process leads (itself included)."""
-        return [s for s in all_stats() if s.alive and self.pid in (s.session, s.pid)
+        """Live processes of the session this process leads (itself included), while it is ours.
+
+        Only a leader that is provably ours (pid *and* start time) vouches for its session.
+        A pid held by a process with another start time was reused, and the kernel never
+        reuses a pid that still names a live session: nothing of ours is left then.  A
+        session whose leader is gone cannot be proved ours either (see ``leaderless``).
+        """
+        leader = read_stat(self.pid)  # a zombie leader still holds its pid: still proof
+        if leader is None or leader.start_time != self.start_time:
+            return []
+        return [s for s in all_stats() if s.alive and self.pid in (s.pid, s.session)]
+
+    def leaderless(self) -> list[ProcStat]:
+        """Live processes of a session whose leader (this identity) is gone: never signalled.
+
+        Once every process of our session had exited, the pid could go to another program
+        that started its own session and exited in turn; its children would look the same.
+        """
+        if read_stat(self.pid) is not None:
+            return []
+        return [s for s in all_stats() if s.alive and s.session == self.pid
                 and s.start_time >= self.start_time]
 
 
@@ -165,25 +184,34 @@ class User:
         return cls(name, entry.pw_uid, gid, groups, entry.pw_dir)
 
 
-def spawn(argv: Sequence[str], *, user: User | None, log_path: str, env: Mapping[str, str],
-          cwd: str = "/") -> Identity:
-    """Start a daemon in a new session, as ``user``, output appended to ``log_path``."""
+def launch(argv: Sequence[str], *, user: User | None, log_fd: int, env: Mapping[str, str],
+           cwd: str = "/") -> subprocess.Popen[bytes]:
+    """Start a daemon in a new session, as ``user`` (ids dropped in the child before exec),
+    its output going to ``log_fd`` (see ``agents.ocf.daemon.open_log``)."""
     import subprocess
 
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    kwargs: dict[str, object] = {}
+    if user is not None and os.geteuid() == 0:
+        kwargs = {"user": user.uid, "group": user.gid, "extra_groups": user.groups}
     try:
-        if user is not None:
-            os.fchown(log_fd, user.uid, user.gid)
-        kwargs: dict[str, object] = {}
-        if user is not None and os.geteuid() == 0:
-            kwargs = {"user": user.uid, "group": user.gid, "extra_groups": user.groups}
-        child = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd,
-                                 cwd=cwd, env=dict(env), start_new_session=True, close_fds=True,
-                                 **kwargs)  # type: ignore[call-overload]
+        child: subprocess.Popen[bytes] = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, cwd=cwd, env=dict(env),
+            start_new_session=True, close_fds=True, **kwargs)  # type: ignore[call-overload]
     except FileNotFoundError:
         raise OCFError(OCF.ERR_INSTALLED, f"{argv[0]} is not installed") from None
     except PermissionError as exc:
         raise OCFError(OCF.ERR_PERM, f"cannot run {argv[0]}: {exc.strerror}") from None
+    return child
+
+
+def spawn(argv: Sequence[str], *, user: User | None, log_path: str, env: Mapping[str, str],
+          cwd: str = "/") -> Identity:
+    """``launch`` with the log opened safely; the identity of the new daemon."""
+    from agents.ocf.daemon import open_log
+
+    log_fd = open_log(log_path, user)
+    try:
+        child = launch(argv, user=user, log_fd=log_fd, env=env, cwd=cwd)
     finally:
         os.close(log_fd)
     identity = Identity.of(child.pid)
@@ -194,9 +222,13 @@ def spawn(argv: Sequence[str], *, user: User | None, log_path: str, env: Mapping
 
 
 def signal_all(members: Sequence[ProcStat], signum: int) -> None:
+    """Signal each member that is still the process we saw (same pid and start time)."""
     import signal  # not at module level: its enums cost 1.5 ms on every monitor
 
     for member in members:
+        now = read_stat(member.pid)
+        if now is None or now.start_time != member.start_time:
+            continue
         try:
             os.kill(member.pid, signum)
             if signum == signal.SIGTERM:
@@ -205,26 +237,65 @@ def signal_all(members: Sequence[ProcStat], signum: int) -> None:
             pass
 
 
+class Session:
+    """The processes of a session proved ours while its leader was (pid + start time each)."""
+
+    def __init__(self, leader: Identity) -> None:
+        self.leader = leader
+        self.seen: dict[int, ProcStat] = {}
+
+    def alive(self) -> list[ProcStat]:
+        for member in self.leader.session_members():  # empty once the leader is gone or not ours
+            self.seen.setdefault(member.pid, member)
+        alive = []
+        for pid, member in list(self.seen.items()):
+            now = read_stat(pid)
+            if now is None or now.start_time != member.start_time or not now.alive:
+                del self.seen[pid]
+            else:
+                alive.append(now)
+        return alive
+
+
 def stop_session(identity: Identity, deadline: Deadline, term_grace_s: float | None = None,
                  what: str = "process") -> None:
     """TERM the whole session, wait, KILL what is left, and verify it is gone.
 
-    ``term_grace_s`` bounds the polite phase; by default it may use all of the
-    budget but the last second, which is kept for KILL and the final check.
+    Only processes proved ours are signalled: the leader by pid and start time, the other
+    members while that leader is alive (each then known by its own pid and start time).
+    ``term_grace_s`` bounds the polite phase; by default it may use all of the budget but
+    the last second, which is kept for KILL and the final check.
     """
     import signal
 
-    members = identity.session_members()
+    session = Session(identity)
+    members = session.alive()
     if not members:
+        _await_leaderless(identity, deadline, what)
         return
     signal_all(members, signal.SIGTERM)
     grace = max(deadline.remaining() - 1.0, 0.0)
     if term_grace_s is not None:
         grace = min(grace, term_grace_s)
     try:
-        deadline.wait_for(lambda: not identity.session_members(), f"stopping {what}", cap=grace)
+        deadline.wait_for(lambda: not session.alive(), f"stopping {what}", cap=grace)
         return
     except DeadlineExceeded:
         pass
-    signal_all(identity.session_members(), signal.SIGKILL)
-    deadline.wait_for(lambda: not identity.session_members(), f"killing {what}")
+    signal_all(session.alive(), signal.SIGKILL)
+    deadline.wait_for(lambda: not session.alive(), f"killing {what}")
+
+
+LEADERLESS_WAIT_S = 5.0
+
+
+def _await_leaderless(identity: Identity, deadline: Deadline, what: str) -> None:
+    """Give the workers of a crashed leader a moment to exit on their own (they watch their
+    parent); they are not provably ours, so they are never signalled."""
+    if not identity.leaderless():
+        return
+    try:
+        deadline.wait_for(lambda: not identity.leaderless(), f"the workers of a dead {what} to exit",
+                          cap=min(LEADERLESS_WAIT_S, max(deadline.remaining() - 1.0, 0.0)))
+    except DeadlineExceeded:
+        pass

@@ -22,6 +22,7 @@ from tests.services.stack import AGENT_DIR, HOST, PORTS, Stack
 
 AGENTS = ("keystone", "glance-api", "nova-api")
 PORT_OF = {"keystone": PORTS["keystone"], "glance-api": PORTS["glance"], "nova-api": PORTS["nova"]}
+USER_OF = {"keystone": "keystone", "glance-api": "glance", "nova-api": "nova"}
 EXIT_REASON = "ocf-exit-reason:"
 
 
@@ -38,6 +39,15 @@ class Result:
         return f"Result(rc={self.rc}, {self.elapsed:.2f}s, stderr={self.stderr[-600:]!r})"
 
 
+def log_dir(workdir: str, name: str) -> str:
+    """A log directory of the service's user, as /var/log/keystone is (the agent opens logs as that
+    user)."""
+    path = os.path.join(workdir, f"{name}-logs")
+    os.makedirs(path, exist_ok=True)
+    shutil.chown(path, USER_OF[name], USER_OF[name])
+    return path
+
+
 class ServiceAgent:
     """Our installed agent for one service, run the way Pacemaker's executor runs it."""
 
@@ -47,7 +57,7 @@ class ServiceAgent:
         self.rsctmp = workdir
         self.logfile = os.path.join(workdir, "agents.log")
         self.params = {"config": stack.configs[name], "host": HOST, "port": str(PORT_OF[name]),
-                       "workers": "1", "log_file": os.path.join(workdir, f"{name}-console.log"),
+                       "workers": "1", "log_file": os.path.join(log_dir(workdir, name), "console.log"),
                        "credentials": stack.credentials}
         self.params.update(params)
         self.instance = f"test-{name}"

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.services.conftest import AGENTS, PORT_OF
+from tests.services.conftest import AGENTS, PORT_OF, log_dir
 from tests.services.stack import AGENT_DIR, HOST
 
 pytestmark = pytest.mark.services
@@ -176,11 +176,20 @@ def test_port_taken_by_another_process(agent_for):
         assert agent("monitor").rc == 7
 
 
-def test_death_during_start_reports_log_lines(agent_for):
+def test_death_during_start_names_status_and_log_not_log_content(agent_for):
+    import re
+
     agent = agent_for("glance-api", extra_args="--no-such-option 'two words'")
     start = agent("start")
     assert start.rc == 1, start
-    assert "exited during start" in start.reason and "no-such-option" in start.reason, start
+    console = agent.params["log_file"]
+    where = re.search(rf"exited with status (\d+) during start; see {re.escape(console)} from byte (\d+)",
+                      start.reason)
+    assert where is not None and where.group(1) != "0", start
+    assert "no-such-option" not in start.reason, start  # logs stay in logs
+    with open(console, "rb") as handle:
+        handle.seek(int(where.group(2)))
+        assert b"no-such-option" in handle.read()
     assert agent("monitor").rc == 7
 
 
@@ -191,8 +200,9 @@ def test_bad_credentials_file_mode(agent_for, stack):
     os.chmod(loose, 0o644)
     agent = agent_for("keystone", credentials=loose)
     result = agent("validate-all")
-    assert result.rc == 6 and "0600" in result.reason, result
-    assert agent("start").rc == 6
+    # One node's file: ERR_INSTALLED (node-local), never ERR_CONFIGURED (stops the clone everywhere).
+    assert result.rc == 5 and "0600" in result.reason, result
+    assert agent("start").rc == 5
     # A running service is not stopped for it: depth 0 is fine, the deep check reports degraded.
     agent.params["credentials"] = stack.credentials
     assert agent("start").rc == 0
@@ -222,7 +232,7 @@ def test_retired_agent_parameters(agent_for, stack):
 def test_ocf_tester(stack, workdir, name):
     port = str(PORT_OF[name])
     params = {"config": stack.configs[name], "host": HOST, "port": port, "workers": "1",
-              "log_file": os.path.join(workdir, f"{name}-tester.log")}
+              "log_file": os.path.join(log_dir(workdir, name), "tester.log")}
     argv = ["ocf-tester", "-n", f"tester-{name}"]
     for key, value in params.items():
         argv += ["-o", f"{key}={value}"]
