@@ -22,20 +22,24 @@ from tests.test_health_attribute import DEGRADED_NOW, FAILED_NOT_DEGRADED
 
 pytestmark = pytest.mark.cluster
 RESOURCE = "flagged"
+PROMOTABLE = "flaggedp"  # a promotable clone of the same agent: 191 on its Promoted instance
 PROVIDER = "openstack-test"
 AGENT_DIR = Path("/usr/lib/ocf/resource.d") / PROVIDER
 MODULE_DIR = Path("/usr/lib/ocf/lib") / PROVIDER
 INSTALLED_AGENT = Path("/usr/lib/ocf/resource.d/openstack/vip")
-FLAG = "/run/openstack-test-degraded"
-STATE_DIR = f"/run/resource-agents/openstack-degraded-{RESOURCE}"
-MONITOR_INTERVAL_S = 1
 DEGRADED_MONITORS = 12  # many intervals: with migration-threshold=1 a single counted failure moves it
 STACK = config.Stack(dummy_clone=False, site_overrides={
     f"primitive.{RESOURCE}": {
-        "agent": f"ocf:{PROVIDER}:degraded",
-        "meta": {"migration-threshold": 1},
-        "ops": [{"name": "monitor", "interval": f"{MONITOR_INTERVAL_S}s", "timeout": "20s"}]},
-    f"primitive.{RESOURCE}.params": {"flag": FLAG},
+        "agent": f"ocf:{PROVIDER}:degraded", "meta": {"migration-threshold": 1},
+        "ops": [{"name": "monitor", "interval": "1s", "timeout": "20s"}]},
+    f"primitive.{RESOURCE}.params": {"flag": f"/run/openstack-test-{RESOURCE}"},
+    f"primitive.{PROMOTABLE}": {
+        "agent": f"ocf:{PROVIDER}:degraded", "meta": {"migration-threshold": 1},
+        "ops": [{"name": "monitor", "interval": "1s", "timeout": "20s", "role": "Promoted"},
+                {"name": "monitor", "interval": "2s", "timeout": "20s", "role": "Unpromoted"}]},
+    f"primitive.{PROMOTABLE}.params": {"flag": f"/run/openstack-test-{PROMOTABLE}"},
+    f"clone.{PROMOTABLE}-clone": {"resource": PROMOTABLE, "promotable": True,
+                                  "meta": {"promoted-max": 1, "interleave": True}},
 })
 
 
@@ -54,6 +58,7 @@ def test_agent() -> Iterator[None]:
         "#!/usr/bin/python3 -IS",
         "import sys",
         f"sys.path[:0] = [{installed_lib()!r}, {str(MODULE_DIR)!r}]",
+        "sys.path.append('/usr/lib/python3/dist-packages')",  # lxml renders the meta-data
         "from agents.ocf.launch import run",
         f"run('degraded', 'degraded_agent', {str(MODULE_DIR / 'no-cache')!r})",
         ""))
@@ -81,7 +86,12 @@ def healthy(cluster: Cluster) -> Iterator[None]:
     yield
     for node in cluster.nodes:
         if cluster.nodes[node].powered:
-            cluster.run(node, ["rm", "-f", FLAG])
+            cluster.run(node, ["rm", "-f", *(f"{flag(r)}{suffix}" for r in (RESOURCE, PROMOTABLE)
+                                             for suffix in ("", ".monitors"))])
+
+
+def flag(resource: str) -> str:
+    return f"/run/openstack-test-{resource}"
 
 
 def crm_mon_xml(cluster: Cluster) -> str:
@@ -100,31 +110,37 @@ def xmllint(cluster: Cluster, xpath: str, document: str) -> str:
     return done.stdout.strip()
 
 
-def listed_failures(root: ET.Element) -> set[tuple[str, str, str]]:
-    """(node, task, exit code) of crm_mon's failed resource actions of the resource."""
+def listed_failures(root: ET.Element, resource: str = RESOURCE) -> set[tuple[str, str, str]]:
+    """(node, task, exit code) of crm_mon's failed resource actions of ``resource``."""
     return {(f.get("node", ""), f.get("task", ""), f.get("exitcode", ""))
-            for f in root.iterfind("failures/failure") if (f.get("op_key") or "").startswith(f"{RESOURCE}_")}
+            for f in root.iterfind("failures/failure") if (f.get("op_key") or "").startswith(f"{resource}_")}
 
 
-def health_attributes(root: ET.Element) -> dict[str, str]:
+def health_attributes(root: ET.Element, resource: str = RESOURCE) -> dict[str, str]:
     """``<resource>-health`` per node, as ``crm_mon -A`` shows it."""
     return {node.get("name", ""): attribute.get("value", "")
             for node in root.iterfind("node_attributes/node")
-            for attribute in node.iterfind("attribute") if attribute.get("name") == f"{RESOURCE}-health"}
+            for attribute in node.iterfind("attribute") if attribute.get("name") == f"{resource}-health"}
 
 
-def fail_count(cluster: Cluster, node: str) -> int:
-    done = cluster.run(node, ["crm_failcount", "--query", "-r", RESOURCE, "-N", node, "-q"])
+def fail_count(cluster: Cluster, node: str, resource: str = RESOURCE) -> int:
+    done = cluster.run(node, ["crm_failcount", "--query", "-r", resource, "-N", node, "-q"])
     return int(done.stdout.strip())
 
 
-def degraded_monitors(cluster: Cluster, node: str) -> int:
-    done = cluster.run(node, ["cat", f"{STATE_DIR}/degraded-monitors"], check=False)
-    return int(done.stdout.strip() or 0)
+def degraded_monitors(cluster: Cluster, node: str, resource: str = RESOURCE) -> int:
+    done = cluster.run(node, ["cat", f"{flag(resource)}.monitors"], check=False)
+    return len(done.stdout.strip())
 
 
-def set_flag(cluster: Cluster, node: str, text: str) -> None:
-    cluster.run(node, ["tee", FLAG], input_text=text)
+def set_flag(cluster: Cluster, node: str, text: str, resource: str = RESOURCE) -> None:
+    cluster.run(node, ["tee", flag(resource)], input_text=text)
+
+
+def promoted_on(cluster: Cluster) -> str:
+    (node,) = {n for r in cluster.status().resources if r.id == PROMOTABLE and r.role == "Promoted"
+               for n in r.nodes}
+    return node
 
 
 def test_degraded_for_many_monitors_is_listed_as_failed_but_not_counted_and_the_resource_stays(cluster):
@@ -146,7 +162,7 @@ def test_degraded_for_many_monitors_is_listed_as_failed_but_not_counted_and_the_
     attribute = f'<attribute name="{RESOURCE}-health" value="degraded"/>'
     assert xmllint(cluster, DEGRADED_NOW, document) == attribute
 
-    cluster.run(holder, ["rm", FLAG])
+    cluster.run(holder, ["rm", flag(RESOURCE)])
     wait_until(lambda: not health_attributes(crm_mon(cluster)), f"{RESOURCE}-health cleared", timeout_s=60)
     # The failed action stays listed after recovery, until a cleanup; the attribute does not.
     assert listed_failures(crm_mon(cluster)) == {(holder, "monitor", "190")}
@@ -165,3 +181,16 @@ def test_a_failed_monitor_is_counted_and_moves_the_resource(cluster):
     assert not health_attributes(ET.fromstring(document))  # noqa: S314
     assert xmllint(cluster, FAILED_NOT_DEGRADED, document) == "1"
     assert xmllint(cluster, DEGRADED_NOW, document) == ""
+
+
+def test_degraded_promoted_for_many_monitors_is_not_counted_and_stays_promoted(cluster):
+    holder = promoted_on(cluster)
+    set_flag(cluster, holder, "degraded", PROMOTABLE)
+    wait_until(lambda: degraded_monitors(cluster, holder, PROMOTABLE) >= DEGRADED_MONITORS,
+               f"{DEGRADED_MONITORS} degraded monitors of the Promoted instance on {holder}", timeout_s=120)
+    health.settle(cluster)
+    root = crm_mon(cluster)
+    assert listed_failures(root, PROMOTABLE) == {(holder, "monitor", "191")}
+    assert fail_count(cluster, holder, PROMOTABLE) == 0
+    assert promoted_on(cluster) == holder
+    assert health_attributes(root, PROMOTABLE) == {holder: "degraded-promoted"}
