@@ -195,7 +195,8 @@ def _publish_health(agent: str, env: Environment, health: str, deadline: Deadlin
     """Set ``<resource>-health`` to ``health`` on this node, or delete it when ``health`` is empty.
 
     Only when it changes (the last value published is kept in the state directory): a
-    crm_attribute call costs about 10 ms. A failure is logged and retried by the next monitor.
+    crm_attribute call is a process and a round trip to the attribute manager, a file read is not.
+    A failure is logged and retried by the next monitor.
     """
     import subprocess
 
