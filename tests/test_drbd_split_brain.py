@@ -306,7 +306,11 @@ def write_random(path, megabytes):
                     reason="measurement with a 2 GiB device (minutes): run with DRBD_BIG=1")
 def test_preserve_and_resync_of_a_2gib_device():
     """The victim holds 1 GiB of fresh data on a 2 GiB device; every monitor stays short while the
-    detached copy runs; report the preservation and the resync in seconds and MB/s."""
+    detached copy runs; report the preservation (first monitor to the one that finds the copy
+    verified) and the resync (that monitor's start to both nodes healthy) in seconds and MB/s.
+    The double's split-brain handshake and statistics compare whole images, so the monitors that
+    detect the split brain are slow here (not with DRBD, which compares UUIDs); they are reported,
+    not bounded."""
     with replicas(("alpha", "beta"), quorum=False, size_mb=BIG_MB) as drbd:
         agent = Cluster(drbd, split_brain_policy="discard-node", split_brain_victim="alpha",
                         preserve_dir=os.path.join(drbd.workdir, "preserved"))
@@ -320,17 +324,19 @@ def test_preserve_and_resync_of_a_2gib_device():
         assert agent("alpha", "demote").rc == 0
         write_as_primary(drbd, agent, "beta", "beta-only", 4096, demote=True)
         drbd.unblock()
-        slowest, seen, marks, start = 0.0, set(), {}, time.monotonic()
+        slowest, copying, seen, marks, start = 0.0, 0.0, set(), {}, time.monotonic()
         while time.monotonic() - start < 900 and "resynced" not in marks:
             for node in drbd.nodes:
                 began = time.monotonic()
                 result = agent(node, "monitor")
                 slowest = max(slowest, time.monotonic() - began)
+                if "preserving its data" in "".join(result.exit_reasons):
+                    copying = max(copying, time.monotonic() - began)
                 if node == "alpha":
                     progress = agent.attribute("alpha", "drbd-preserve-r0") or ""
                     seen.add(progress.split(" ", 1)[0])
-                    if "state=verified" in progress:
-                        marks.setdefault("preserved", time.monotonic())
+                    if "state=verified" in progress:  # this monitor discarded and reconnected
+                        marks.setdefault("preserved", began)
                 if marks.get("preserved") and result.rc in (0, 8):
                     marks.setdefault(f"ok-{node}", time.monotonic())
             if all(f"ok-{n}" in marks for n in drbd.nodes):
@@ -344,5 +350,6 @@ def test_preserve_and_resync_of_a_2gib_device():
         print(f"\n2 GiB device, {BIG_DATA_MB} MiB written: preserve {preserve_s:.1f} s from the first "
               f"monitor ({mb / preserve_s:.0f} MB/s; worker copy+verify {worker_s:.1f} s, "
               f"{mb / worker_s:.0f} MB/s), resync {resync_s:.1f} s ({mb / max(resync_s, 0.001):.0f} MB/s), "
-              f"slowest monitor {slowest:.2f} s, progress states seen {sorted(seen)}")
-        assert "state=copying" in seen and slowest < 20
+              f"slowest monitor while copying {copying:.2f} s, slowest of all {slowest:.2f} s, "
+              f"progress states seen {sorted(seen)}")
+        assert "state=copying" in seen and copying < 20
