@@ -33,15 +33,21 @@ class Backing:
     @property
     def path(self) -> str:
         """The file the loop device is set up on (the mount exists in the disk's own namespace)."""
-        return f"/proc/{self.pid}/root{self.mountpoint}/disk"
+        return f"{_procfs()}/{self.pid}/root{self.mountpoint}/disk"
 
     def record(self) -> dict:
         return asdict(self)
 
 
+def _procfs() -> str:
+    """Where the real procfs is: ``with-proc-drbd`` replaces /proc by a tmpfs of symlinks made
+    before the disk's process existed."""
+    return os.path.dirname(os.path.realpath("/proc/self"))
+
+
 def _start_time(pid: int) -> str:
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        with open(f"{_procfs()}/{pid}/stat", encoding="ascii") as handle:
             return handle.read().rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         return ""
@@ -49,7 +55,7 @@ def _start_time(pid: int) -> str:
 
 def _state(pid: int) -> str:
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+        with open(f"{_procfs()}/{pid}/stat", encoding="ascii") as handle:
             return handle.read().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "gone"
@@ -79,7 +85,8 @@ def start(image: str, mountpoint: str) -> Backing:
 def _ours(record: dict) -> Backing | None:
     """The disk if it runs in this PID namespace (a crashed node's died with its namespace)."""
     backing = Backing(**record)
-    if backing.pid_namespace != _pid_namespace() or _start_time(backing.pid) != backing.start_time:
+    if (not backing.start_time or backing.pid_namespace != _pid_namespace()
+            or _start_time(backing.pid) != backing.start_time):
         return None
     return backing
 
