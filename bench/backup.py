@@ -90,7 +90,7 @@ def run(bench: Bench) -> None:
     from tests.mariadb import Site, write_option_file
 
     megabytes = int(os.environ.get("BACKUP_BENCH_MB", "1024"))
-    site = Site(port=PORT, size_mb=megabytes * 3 + 400)
+    site = Site(port=PORT, size_mb=megabytes * 6 + 400)  # data, binary log, the restore and its aside
     work = tempfile.mkdtemp(prefix="bench-backup-", dir="/var/tmp")
     try:
         site.create()

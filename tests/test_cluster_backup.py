@@ -16,6 +16,7 @@ from tests.cluster_conftest import start_cluster
 
 pytestmark = pytest.mark.cluster
 COMMAND = "/usr/local/bin/openstack-ha-backup"
+BEFORE, AFTER = 7001, 7002  # row ids written before and after the differential
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +70,7 @@ def on_node(cluster, node: str, conf: str, *args: str) -> list[str]:
 
 
 def test_one_node_backs_up_and_a_crash_mid_backup_leaves_nothing_listed(backup_cluster):
-    cluster, stack, _db = backup_cluster
+    cluster, stack, db = backup_cluster
     conf, target = setup_backups(cluster)
     (holder,) = cluster.status().where("mysql")
 
@@ -97,11 +98,24 @@ def test_one_node_backs_up_and_a_crash_mid_backup_leaves_nothing_listed(backup_c
     (new_holder,) = cluster.status().where("mysql")
     assert new_holder != holder
 
+    address = cluster.spec.vip_address(1)
+    db.write(address, row_id=BEFORE)  # acknowledged before the differential
     done = subprocess.run(on_node(cluster, new_holder, conf, "run", "--auto"), capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     assert "removed leftover .staging-" in done.stdout
-    assert listed(target)[-1]["base"] == full["id"] and listed(target)[-1]["type"] == "diff"
+    diff = listed(target)[-1]
+    assert diff["base"] == full["id"] and diff["type"] == "diff"
+    db.write(address, row_id=AFTER)  # after it: a restore of the differential does not have it
+
+    # Restore full + differential through Pacemaker: mysql stopped and started by the cluster.
+    restore = subprocess.run(on_node(cluster, new_holder, conf, "restore", diff["id"]), capture_output=True,
+                             text=True, timeout=600, check=False)
+    assert restore.returncode == 0, restore.stdout + restore.stderr
+    assert f"mysql runs again on {new_holder}" in restore.stdout
+    health.wait_healthy(cluster, stack)
+    ids = set(db.ids(address))
+    assert BEFORE in ids and AFTER not in ids
     status = subprocess.run(on_node(cluster, new_holder, conf, "status", "--max-age", "3600"),
                             capture_output=True, text=True, timeout=120, check=False)
     assert status.returncode == 0, status.stdout + status.stderr
