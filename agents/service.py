@@ -54,8 +54,10 @@ LAUNCHERS = ("uwsgi", "eventlet", "wsgi-script", "command")
 HEALTHY_VERSION_STATUS = frozenset((200, 300))
 SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEPENDENCY_CAP_S = 5.0
-# The deep check's API call gets this share of the monitor's budget, the dependency checks the rest.
-API_SHARE = 0.5
+# Kept back from the deep check's API call for the dependency checks: 1.5 s each (a healthy
+# database or broker answers in milliseconds), at most 30 % of the budget. The API call gets the rest.
+DEPENDENCY_RESERVE_S = 1.5
+DEPENDENCY_SHARE_MAX = 0.3
 DEFAULT_PORTS = {"http": 80, "https": 443}
 START_POLL_S = 0.02
 # Parameters of the retired ocf:openstack:* shell agents that no longer mean anything.
@@ -366,7 +368,7 @@ class ApiService(Agent):
 
         failure = ""
         try:
-            self.real_work(Deadline(self.deadline.remaining() * API_SHARE))
+            self.real_work(Deadline(self.deadline.remaining() - self.dependency_reserve()))
         except Degraded:
             raise
         except DeadlineExceeded as exc:
@@ -378,6 +380,10 @@ class ApiService(Agent):
             raise Degraded("; ".join([*([failure] if failure else []), *problems]))
         if failure:
             raise OCFError(OCF.ERR_GENERIC, failure)
+
+    def dependency_reserve(self) -> float:
+        checks = len(self.database_options) + int(self.uses_rabbit)
+        return min(DEPENDENCY_RESERVE_S * checks, self.deadline.remaining() * DEPENDENCY_SHARE_MAX)
 
     def real_work(self, deadline: Deadline) -> None:
         credentials = self.credentials()
