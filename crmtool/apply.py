@@ -16,6 +16,7 @@ import os
 import tempfile
 
 from crmtool import pacemaker, validate
+from crmtool.exits import Exit
 from crmtool.findings import ConcurrentChange, CrmtoolError
 
 TYPE_CHECKING = False
@@ -90,9 +91,9 @@ def commit_file(path: str, cib_file: str | None) -> str:
     except OSError as exc:
         raise NoInput(f"{path}: {exc.strerror}") from None
     except SyntaxError as exc:
-        raise CrmtoolError(f"{path}: not a patch written by crmtool diff ({exc})", 65) from None
+        raise CrmtoolError(f"{path}: not a patch written by crmtool diff ({exc})", Exit.DATAERR) from None
     if patch.tag != "diff" or patch.find("version/source") is None:
-        raise CrmtoolError(f"{path}: not a versioned patch (no <version><source>)", 65)
+        raise CrmtoolError(f"{path}: not a versioned patch (no <version><source>)", Exit.DATAERR)
     return _patch(patch, cib_file)
 
 

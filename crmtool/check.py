@@ -8,14 +8,36 @@ from __future__ import annotations
 import re
 
 from crmtool.findings import (
+    CLUSTER_OWNED_PROPERTY,
+    COLOCATION_DIRECTION,
+    DANGLING_REFERENCE,
+    DEPRECATED_PARAMETER,
+    EQUAL_ROLE_MONITOR_INTERVALS,
+    EVEN_STORAGE_NODES,
+    FENCING_DISABLED,
+    ID_COLLISION,
+    INVALID_ID,
     INVALID_OPTION_VALUE,
+    INVALID_PARAMETER_VALUE,
+    MANDATORY_ORDER_INTO_CLONE,
+    MISSING_REQUIRED_PARAMETER,
     NODE_ID,
     NODE_NAME_CASE,
+    NON_INTERLEAVED_CLONE_CHAIN,
+    ORDER_CYCLE,
+    PROMOTE_WITHOUT_ROLE_COLOCATION,
     QUORUM_IGNORED,
+    RESOURCE_REUSED,
+    ROLE_ON_NON_PROMOTABLE,
+    SECRET_IN_CLEAR,
     SHARED_FENCE_TARGET,
     SHARED_VIP,
+    STORAGE_NODES,
+    TOO_FEW_NODES,
     UNKNOWN_AGENT,
     UNKNOWN_OPTION,
+    UNKNOWN_PARAMETER,
+    UNREGISTERED_AGENT,
     Finding,
 )
 from crmtool.load import interval_ms
@@ -94,30 +116,30 @@ def _dangling(desc: Description, provider: str) -> Iterator[Finding]:
 
     def missing(rsc: str, path: str) -> Iterator[Finding]:
         if rsc not in ids:
-            yield Finding("dangling-reference", path, f"no resource named {rsc!r}")
+            yield Finding(DANGLING_REFERENCE, path, f"no resource named {rsc!r}")
 
     def inner(rsc: str, path: str) -> Iterator[Finding]:
         clone = desc.clone_of(rsc)
         if clone is not None:
-            yield Finding("dangling-reference", path, f"{rsc!r} is inside clone {clone.id!r}: name the clone")
+            yield Finding(DANGLING_REFERENCE, path, f"{rsc!r} is inside clone {clone.id!r}: name the clone")
 
     for group in desc.groups:
         for index, member in enumerate(group.members):
             path = f"{group.path}.resources[{index}]"
             yield from missing(member, path)
             if member in ids and desc.primitive(member) is None:
-                yield Finding("dangling-reference", path,
+                yield Finding(DANGLING_REFERENCE, path,
                               f"{member!r} is not a primitive: groups hold primitives")
     for clone in desc.clones:
         yield from missing(clone.resource, f"{clone.path}.resource")
         if clone.resource in ids and desc.clone(clone.resource) is not None:
-            yield Finding("dangling-reference", f"{clone.path}.resource",
+            yield Finding(DANGLING_REFERENCE, f"{clone.path}.resource",
                           f"{clone.resource!r} is already a clone")
     for loc in desc.locations:
         yield from missing(loc.rsc, f"{loc.path}.rsc")
         yield from inner(loc.rsc, f"{loc.path}.rsc")
         if loc.node not in nodes:
-            yield Finding("dangling-reference", f"{loc.path}.node", f"no node named {loc.node!r}")
+            yield Finding(DANGLING_REFERENCE, f"{loc.path}.node", f"no node named {loc.node!r}")
     for col in desc.colocations:
         for rsc, key in ((col.rsc, "rsc"), (col.with_rsc, "with")):
             yield from missing(rsc, f"{col.path}.{key}")
@@ -131,18 +153,18 @@ def _dangling(desc: Description, provider: str) -> Iterator[Finding]:
 def _invalid_ids(desc: Description, provider: str) -> Iterator[Finding]:
     for rsc in desc.resources():
         if not XML_ID.match(rsc.id):
-            yield Finding("invalid-id", rsc.path, f"{rsc.id!r} is not a valid id (a letter or _, then "
+            yield Finding(INVALID_ID, rsc.path, f"{rsc.id!r} is not a valid id (a letter or _, then "
                           "letters, digits, '.', '_', '-')")
     for node in desc.nodes:
         if not XML_ID.match(node.name) and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.-]*", node.name):
-            yield Finding("invalid-id", node.path, f"{node.name!r} is not a valid node name")
+            yield Finding(INVALID_ID, node.path, f"{node.name!r} is not a valid node name")
 
 
 def _collisions(desc: Description, provider: str) -> Iterator[Finding]:
     seen: dict[str, str] = {}
     for element_id, path in _element_ids(desc):
         if element_id in seen:
-            yield Finding("id-collision", path, f"id {element_id!r} is already used by {seen[element_id]}")
+            yield Finding(ID_COLLISION, path, f"id {element_id!r} is already used by {seen[element_id]}")
         else:
             seen[element_id] = path
 
@@ -164,7 +186,7 @@ def _colocation_direction(desc: Description, provider: str) -> Iterator[Finding]
         anchor_is_single = (col.with_rsc in desc.resource_ids() and desc.clone(col.with_rsc) is None
                             and desc.clone_of(col.with_rsc) is None)
         if dependent_is_clone and anchor_is_single:
-            yield Finding("colocation-direction", col.path,
+            yield Finding(COLOCATION_DIRECTION, col.path,
                           f"clone {col.rsc!r} would follow the single resource {col.with_rsc!r}: "
                           f"write rsc = {col.with_rsc!r}, with = {col.rsc!r}")
 
@@ -176,7 +198,7 @@ def _promote_without_role_colocation(desc: Description, provider: str) -> Iterat
         matched = any(c.rsc == order.then and c.with_rsc == order.first and c.with_role == "Promoted"
                       for c in desc.colocations)
         if not matched:
-            yield Finding("promote-without-role-colocation", order.path,
+            yield Finding(PROMOTE_WITHOUT_ROLE_COLOCATION, order.path,
                           f"{order.then!r} starts after {order.first!r} is promoted, but no colocation "
                           f"puts it with the Promoted role (rsc = {order.then!r}, with = {order.first!r}, "
                           "with_role = \"Promoted\")")
@@ -195,7 +217,7 @@ def _order_cycles(desc: Description, provider: str) -> Iterator[Finding]:
         names, paths = zip(*cycle, strict=True)
         if frozenset(names) not in reported:
             reported.add(frozenset(names))
-            yield Finding("order-cycle", paths[0], "mandatory orders form a loop: " +
+            yield Finding(ORDER_CYCLE, paths[0], "mandatory orders form a loop: " +
                           " -> ".join((*names, names[0])) + f" ({', '.join(paths)})")
 
 
@@ -221,7 +243,7 @@ def _non_interleaved(desc: Description, provider: str) -> Iterator[Finding]:
     for anchor, dependent, path in pairs:
         first, then = desc.clone(anchor), desc.clone(dependent)
         if first is not None and then is not None and not then.interleaved:
-            yield Finding("non-interleaved-clone-chain", path,
+            yield Finding(NON_INTERLEAVED_CLONE_CHAIN, path,
                           f"clone {then.id!r} depends on clone {first.id!r} without interleave=true "
                           f"(set {then.path}.meta.interleave = true)")
 
@@ -234,7 +256,7 @@ def _role_monitor_intervals(desc: Description, provider: str) -> Iterator[Findin
                 continue
             ms = interval_ms(op.interval)
             if ms in seen:
-                yield Finding("equal-role-monitor-intervals", f"{op.path}.interval",
+                yield Finding(EQUAL_ROLE_MONITOR_INTERVALS, f"{op.path}.interval",
                               f"monitor interval {op.interval} is also used by {seen[ms]}; "
                               "each role's monitor needs its own interval")
             else:
@@ -247,13 +269,13 @@ def _reused(desc: Description, provider: str) -> Iterator[Finding]:
         for index, member in enumerate(group.members):
             path = f"{group.path}.resources[{index}]"
             if member in owner:
-                yield Finding("resource-reused", path, f"{member!r} is already used by {owner[member]}")
+                yield Finding(RESOURCE_REUSED, path, f"{member!r} is already used by {owner[member]}")
             else:
                 owner[member] = path
     for clone in desc.clones:
         path = f"{clone.path}.resource"
         if clone.resource in owner:
-            yield Finding("resource-reused", path,
+            yield Finding(RESOURCE_REUSED, path,
                           f"{clone.resource!r} is already used by {owner[clone.resource]}")
         else:
             owner[clone.resource] = path
@@ -264,13 +286,13 @@ def _roles(desc: Description, provider: str) -> Iterator[Finding]:
         sides = ((col.rsc, col.rsc_role, "rsc_role"), (col.with_rsc, col.with_role, "with_role"))
         for rsc, role, key in sides:
             if role in ("Promoted", "Unpromoted") and not desc.is_promotable(rsc):
-                yield Finding("role-on-non-promotable", f"{col.path}.{key}",
+                yield Finding(ROLE_ON_NON_PROMOTABLE, f"{col.path}.{key}",
                               f"{rsc!r} is not a promotable clone: it has no {role} role")
     for order in desc.orders:
         for rsc, action, key in ((order.first, order.first_action, "first_action"),
                                  (order.then, order.then_action, "then_action")):
             if action in ("promote", "demote") and not desc.is_promotable(rsc):
-                yield Finding("role-on-non-promotable", f"{order.path}.{key}",
+                yield Finding(ROLE_ON_NON_PROMOTABLE, f"{order.path}.{key}",
                               f"{rsc!r} is not a promotable clone: it is never {action}d")
 
 
@@ -280,7 +302,7 @@ def _mandatory_into_clone(desc: Description, provider: str) -> Iterator[Finding]
             continue
         first_single = order.first in desc.resource_ids() and desc.clone(order.first) is None
         if first_single and desc.clone(order.then) is not None:
-            yield Finding("mandatory-order-into-clone", f"{order.path}.kind",
+            yield Finding(MANDATORY_ORDER_INTO_CLONE, f"{order.path}.kind",
                           f"when {order.first!r} moves, every instance of {order.then!r} restarts on every "
                           "node: use kind = \"Optional\"")
 
@@ -288,13 +310,13 @@ def _mandatory_into_clone(desc: Description, provider: str) -> Iterator[Finding]
 def _fencing(desc: Description, provider: str) -> Iterator[Finding]:
     value = desc.properties.get("stonith-enabled", "true").lower()
     if value in FALSE_WORDS:
-        yield Finding("fencing-disabled", desc.paths.get("properties.stonith-enabled", "cluster.properties"),
+        yield Finding(FENCING_DISABLED, desc.paths.get("properties.stonith-enabled", "cluster.properties"),
                       "a node that stops answering cannot be fenced, so its resources are never recovered")
 
 
 def _too_few_nodes(desc: Description, provider: str) -> Iterator[Finding]:
     if len(desc.nodes) < MIN_NODES:
-        yield Finding("too-few-nodes", "nodes",
+        yield Finding(TOO_FEW_NODES, "nodes",
                       f"{len(desc.nodes)} node(s): quorum needs at least {MIN_NODES}")
 
 
@@ -370,22 +392,22 @@ def _storage_nodes(desc: Description, provider: str) -> Iterator[Finding]:
     known = set(desc.node_names())
     for index, node in enumerate(storage.nodes):
         if node not in known:
-            yield Finding("storage-nodes", f"{storage.path}[{index}]", f"no node named {node!r}")
+            yield Finding(STORAGE_NODES, f"{storage.path}[{index}]", f"no node named {node!r}")
         elif node in storage.nodes[:index]:
-            yield Finding("storage-nodes", f"{storage.path}[{index}]", f"{node!r} is named twice")
+            yield Finding(STORAGE_NODES, f"{storage.path}[{index}]", f"{node!r} is named twice")
     count = len(known.intersection(storage.nodes))
     if count < 2:
-        yield Finding("storage-nodes", storage.path,
+        yield Finding(STORAGE_NODES, storage.path,
                       f"{count} storage node(s): the database needs two replicas, three to survive a failure")
     elif count % 2 == 0:
-        yield Finding("even-storage-nodes", storage.path,
+        yield Finding(EVEN_STORAGE_NODES, storage.path,
                       f"{count} storage nodes: DRBD's quorum survives as few failures as with {count - 1}"
                       + (" (with 2, one failure stops the database's writes)" if count == 2 else ""))
     for rsc in storage.resources:
         clone = desc.clone(rsc)
         clone_max = clone.meta.get("clone-max") if clone is not None else None
         if clone is not None and clone_max != str(len(storage.nodes)):
-            yield Finding("storage-nodes", f"{clone.path}.meta.clone-max",
+            yield Finding(STORAGE_NODES, f"{clone.path}.meta.clone-max",
                           f"clone-max {clone_max} differs from the {len(storage.nodes)} storage nodes")
 
 
@@ -393,7 +415,7 @@ def _cluster_owned(desc: Description, provider: str) -> Iterator[Finding]:
     for name in CLUSTER_OWNED:
         if name in desc.properties:
             path = desc.paths.get(f"properties.{name}", "cluster.properties")
-            yield Finding("cluster-owned-property", path,
+            yield Finding(CLUSTER_OWNED_PROPERTY, path,
                           f"{name} is maintained by the cluster itself: remove it from the description")
 
 
@@ -460,7 +482,7 @@ def _secrets(desc: Description, provider: str) -> Iterator[Finding]:
         for name, value in primitive.params.items():
             if value and is_secret_name(name):
                 declared = pacemaker.agent_parameters(agent.standard, agent.provider, agent.type)
-                yield Finding("secret-in-clear", primitive.param_path(name),
+                yield Finding(SECRET_IN_CLEAR, primitive.param_path(name),
                               f"{name} is written in clear: {_secret_hint(str(agent), name, declared)}")
 
 
@@ -501,7 +523,7 @@ def _agent_params(desc: Description, provider: str) -> Iterator[Finding]:
         try:
             declared = registry.load(agent.type)
         except ImportError as exc:
-            yield Finding("unregistered-agent", f"{primitive.path}.agent",
+            yield Finding(UNREGISTERED_AGENT, f"{primitive.path}.agent",
                           f"{agent} is registered but cannot be imported ({exc}); "
                           "its parameters are not checked")
             continue
@@ -520,23 +542,23 @@ def _check_params(primitive: Primitive, params: tuple[object, ...]) -> Iterator[
 
             near = difflib.get_close_matches(name, declared, n=1)
             hint = f" (did you mean {near[0]!r}?)" if near else ""
-            yield Finding("unknown-parameter", path, f"{primitive.agent} has no parameter {name!r}{hint}")
+            yield Finding(UNKNOWN_PARAMETER, path, f"{primitive.agent} has no parameter {name!r}{hint}")
             continue
         if param.deprecated_for:
-            yield Finding("deprecated-parameter", path, f"{name} is deprecated: use {param.deprecated_for}")
+            yield Finding(DEPRECATED_PARAMETER, path, f"{name} is deprecated: use {param.deprecated_for}")
         if param.secret and value:
             hint = _credentials_hint(declared)
-            yield Finding("secret-in-clear", path,
+            yield Finding(SECRET_IN_CLEAR, path,
                           f"{name} is a secret: it would be stored in the CIB in clear{hint}")
         try:
             param.coerce(value)
         except ValueError as exc:
-            yield Finding("invalid-parameter-value", path, f"{name} {exc}")
+            yield Finding(INVALID_PARAMETER_VALUE, path, f"{name} {exc}")
     aliases = {p.deprecated_for for p in declared.values() if p.deprecated_for and p.name in primitive.params}
     for param in declared.values():
         if param.required and param.default is None and param.name not in primitive.params \
                 and param.name not in aliases:
-            yield Finding("missing-required-parameter", f"{primitive.path}.params",
+            yield Finding(MISSING_REQUIRED_PARAMETER, f"{primitive.path}.params",
                           f"{primitive.agent} requires {param.name!r}")
 
 

@@ -1,18 +1,17 @@
 """crmtool: one cluster description → a checked, simulated, safely applied CIB.
 
-The only module that prints and exits.  Exit codes are Pacemaker's: 0 ok,
-1 generic, 64 usage, 65 data error in the description, 66 no input, 69 a
-tool is unavailable, 70 a crmtool bug, 73 an output file cannot be written,
-75 the CIB changed meanwhile (retry), 78 Pacemaker rejects the configuration,
-141 the reader of the output went away (as a tool killed by SIGPIPE).
+The only module that prints and exits, with the statuses of crmtool.exits.
+Every command and flag is declared once, in COMMANDS and the Flag constants.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from typing import Literal, NamedTuple
 
-from crmtool.findings import CrmtoolError, DescriptionError
+from crmtool.exits import Exit
+from crmtool.findings import TOML_SYNTAX, CrmtoolError, DescriptionError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -23,11 +22,7 @@ if TYPE_CHECKING:
 
     from crmtool.pipeline import Result
 
-EXIT_USAGE = 64
 STDIN = "-"
-EXIT_CANTCREAT = 73
-EXIT_CONFIG = 78
-EXIT_BROKEN_PIPE = 128 + 13  # SIGPIPE
 SOURCE_TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "cib-templates")
 
 
@@ -56,7 +51,7 @@ class Context:
         try:
             return sys.stdin.buffer.read().decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise DescriptionError([Finding("toml-syntax", STDIN, str(exc))]) from None
+            raise DescriptionError([Finding(TOML_SYNTAX, STDIN, str(exc))]) from None
 
     def cib(self) -> str | None:
         """--cib as a path: ``-`` reads the CIB from standard input into a private file."""
@@ -66,10 +61,10 @@ class Context:
         import tempfile
 
         if getattr(self.args, "site", None) == STDIN:
-            raise CrmtoolError("standard input can hold the description or the CIB, not both", EXIT_USAGE)
+            raise CrmtoolError("standard input can hold the description or the CIB, not both", Exit.USAGE)
         if self.args.command == "apply":
             raise CrmtoolError("apply --cib - has no file to write the result to: name the CIB file",
-                               EXIT_USAGE)
+                               Exit.USAGE)
         if self.tmp is None:
             self.tmp = tempfile.TemporaryDirectory(prefix="crmtool-cib-")
         copy = os.path.join(self.tmp.name, "cib.xml")
@@ -95,28 +90,28 @@ def write_file(path: str, data: bytes) -> None:
         with open(path, "wb") as handle:
             handle.write(data)
     except OSError as exc:
-        raise CrmtoolError(f"cannot write {path}: {exc.strerror}", EXIT_CANTCREAT) from None
+        raise CrmtoolError(f"cannot write {path}: {exc.strerror}", Exit.CANTCREAT) from None
 
 
-def _closed_stdout() -> int:
+def _closed_stdout() -> Exit:
     """The reader went away (``| head``): quiet, as a shell tool killed by SIGPIPE."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush goes nowhere
     os.close(devnull)
-    return EXIT_BROKEN_PIPE
+    return Exit.BROKEN_PIPE
 
 
 # Commands ------------------------------------------------------------------
 
 
-def cmd_render(ctx: Context) -> int:
+def cmd_render(ctx: Context) -> Exit:
     from crmtool import pacemaker, render, validate
 
     configuration = ctx.result().configuration
     if ctx.args.live or ctx.args.cib:
         if ctx.args.full:
             raise CrmtoolError("--full renders a new CIB; --live/--cib render onto the current one",
-                               EXIT_USAGE)
+                               Exit.USAGE)
         from crmtool import apply
 
         ctx.output(render.to_bytes(apply.onto(configuration, ctx.cib())))
@@ -126,16 +121,16 @@ def cmd_render(ctx: Context) -> int:
         ctx.output(render.to_bytes(cib))
     else:
         ctx.output(render.to_bytes(configuration))
-    return 0
+    return Exit.OK
 
 
-def cmd_check(ctx: Context) -> int:
+def cmd_check(ctx: Context) -> Exit:
     result = ctx.result()
     print(f"{ctx.args.site}: ok ({len(result.warnings)} warning(s))")
-    return 0
+    return Exit.OK
 
 
-def cmd_verify(ctx: Context) -> int:
+def cmd_verify(ctx: Context) -> Exit:
     from crmtool import verify
 
     configuration = ctx.result().configuration
@@ -143,12 +138,12 @@ def cmd_verify(ctx: Context) -> int:
     for line in complaints:
         err(line)
     if complaints:
-        return EXIT_CONFIG
+        return Exit.CONFIG
     print(f"{ctx.args.site}: crm_verify clean")
-    return 0
+    return Exit.OK
 
 
-def cmd_simulate(ctx: Context) -> int:
+def cmd_simulate(ctx: Context) -> Exit:
     from crmtool import simulate
 
     result = ctx.result()
@@ -159,88 +154,120 @@ def cmd_simulate(ctx: Context) -> int:
         failed += not report.ok
     if failed:
         err(f"{failed} of {len(reports)} scenario(s) failed")
-        return 1
+        return Exit.ERROR
     print(f"{len(reports)} scenario(s) passed")
-    return 0
+    return Exit.OK
 
 
-def cmd_diff(ctx: Context) -> int:
+def cmd_diff(ctx: Context) -> Exit:
     from crmtool import apply, render
 
     plan = apply.plan(ctx.result().configuration, ctx.cib())
     if plan.patch is None:
         print("no changes")
-        return 0
+        return Exit.OK
     ctx.output(render.to_bytes(plan.patch))
-    return 0
+    return Exit.OK
 
 
-def cmd_apply(ctx: Context) -> int:
+def cmd_apply(ctx: Context) -> Exit:
     from crmtool import apply, render
 
     if ctx.args.patch:
         print(f"applied: version {apply.commit_file(ctx.args.patch, ctx.cib())}")
-        return 0
+        return Exit.OK
     plan = apply.plan(ctx.result().configuration, ctx.cib())
     if plan.patch is None:
         print(f"no changes (version {plan.epoch_text()} kept)")
-        return 0
+        return Exit.OK
     if ctx.args.dry_run:
         sys.stdout.buffer.write(render.to_bytes(plan.patch))
         for line in apply.simulated_transition(plan):
             print(line)
-        return 0
+        return Exit.OK
     new_epoch = apply.commit(plan)
     print(f"applied: version {plan.epoch_text()} -> {new_epoch}")
-    return 0
+    return Exit.OK
 
 
-def cmd_pcs(ctx: Context) -> int:
+def cmd_pcs(ctx: Context) -> Exit:
     from crmtool import pcs
 
     script = pcs.script(ctx.result().description, force=ctx.args.force)
     ctx.output(script.encode())
-    return 0
+    return Exit.OK
 
 
-def cmd_graph(ctx: Context) -> int:
+def cmd_graph(ctx: Context) -> Exit:
     from crmtool import graph
 
     dot = graph.dot(ctx.result().description)
     if ctx.args.svg:
         write_file(ctx.args.svg, graph.svg(dot))
     ctx.output(dot.encode())
-    return 0
+    return Exit.OK
 
 
-def cmd_agents(ctx: Context) -> int:
+def cmd_agents(ctx: Context) -> Exit:
     from crmtool import agents
 
     print(agents.describe(ctx.provider), end="")
-    return 0
+    return Exit.OK
 
 
-def cmd_codes(ctx: Context) -> int:
+def cmd_codes(ctx: Context) -> Exit:
     from crmtool.findings import CODES
 
     for code in CODES.values():
         print(f"{code.code} {code.name} ({code.severity}): {code.summary}")
-    return 0
+    return Exit.OK
 
 
-COMMANDS: dict[str, tuple[Callable[[Context], int], str]] = {
-    "render": (cmd_render, "print the CIB configuration (--full: a whole CIB with nodes)"),
-    "check": (cmd_check, "check the description, report every problem with its code"),
-    "verify": (cmd_verify, "run crm_verify on the rendered configuration"),
-    "simulate": (cmd_simulate, "simulate cold start, node and resource failures with crm_simulate"),
-    "diff": (cmd_diff, "show the versioned patch from the live CIB (or CIB_file) to the description"),
-    "apply": (cmd_apply, "apply the patch with an epoch compare-and-swap"),
-    "pcs": (cmd_pcs, "print the equivalent pcs -f command script"),
-    "graph": (cmd_graph, "print the order/colocation graph as DOT (--svg FILE: also an SVG)"),
-    "agents": (cmd_agents, "list our agents and their parameters"),
-    "codes": (cmd_codes, "list the report codes of check"),
+class Flag(NamedTuple):
+    names: tuple[str, ...]
+    help: str
+    action: Literal["store", "store_true", "append"] = "store"
+
+
+SITE = Flag(("site",), "the site description (TOML; - for standard input)")
+OUTPUT = Flag(("-o", "--output"), "write to this file instead of stdout")
+CIB = Flag(("--cib",), "a CIB file to work on (default: $CIB_file or the live cluster; - for standard input, "
+                       "except with apply)")
+FULL = Flag(("--full",), "a whole CIB from cibadmin --empty", "store_true")
+LIVE = Flag(("--live",), "merged onto the current CIB ($CIB_file, the live cluster or --cib) as apply would, "
+                         "for review; a cibadmin --replace of it has no compare-and-swap: use apply",
+            "store_true")
+SCENARIO = Flag(("--scenario",), "run only this scenario (repeatable)", "append")
+DRY_RUN = Flag(("--dry-run",), "show the patch and the transition only", "store_true")
+PATCH = Flag(("--patch",), "apply a patch saved by `diff -o` (refused if the CIB changed since; - for "
+                           "standard input)")
+FORCE = Flag(("--force",), "add --force to resource creation", "store_true")
+SVG = Flag(("--svg",), "also write an SVG with Graphviz")
+
+
+class Command(NamedTuple):
+    run: Callable[[Context], Exit]
+    help: str
+    flags: tuple[Flag, ...]
+
+
+COMMANDS: dict[str, Command] = {
+    "render": Command(cmd_render, "print the CIB configuration (--full: a whole CIB with nodes)",
+                      (SITE, OUTPUT, CIB, FULL, LIVE)),
+    "check": Command(cmd_check, "check the description, report every problem with its code", (SITE,)),
+    "verify": Command(cmd_verify, "run crm_verify on the rendered configuration", (SITE,)),
+    "simulate": Command(cmd_simulate, "simulate cold start, node and resource failures with crm_simulate",
+                        (SITE, SCENARIO)),
+    "diff": Command(cmd_diff, "show the versioned patch from the live CIB (or CIB_file) to the description",
+                    (SITE, OUTPUT, CIB)),
+    "apply": Command(cmd_apply, "apply the patch with an epoch compare-and-swap",
+                     (SITE, CIB, DRY_RUN, PATCH)),
+    "pcs": Command(cmd_pcs, "print the equivalent pcs -f command script", (SITE, OUTPUT, FORCE)),
+    "graph": Command(cmd_graph, "print the order/colocation graph as DOT (--svg FILE: also an SVG)",
+                     (SITE, OUTPUT, SVG)),
+    "agents": Command(cmd_agents, "list our agents and their parameters", ()),
+    "codes": Command(cmd_codes, "list the report codes of check", ()),
 }
-NEEDS_SITE = frozenset(COMMANDS) - {"agents", "codes"}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -252,39 +279,15 @@ def parser() -> argparse.ArgumentParser:
         def error(self, message: str) -> NoReturn:  # type: ignore[override]
             self.print_usage(sys.stderr)
             err(f"{self.prog}: {message}")
-            raise SystemExit(EXIT_USAGE)
+            raise SystemExit(Exit.USAGE)
 
     top = Parser(prog="crmtool", description=__doc__.splitlines()[0])
     top.add_argument("--templates", help="directory of the profiles (cib-templates)")
     sub = top.add_subparsers(dest="command", required=True, metavar="command")
-    for name, (_fn, help_text) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=help_text, description=help_text)
-        if name in NEEDS_SITE:
-            cmd.add_argument("site", help="the site description (TOML; - for standard input)")
-        if name in ("render", "diff", "pcs", "graph"):
-            cmd.add_argument("-o", "--output", help="write to this file instead of stdout")
-        if name in ("diff", "apply", "render"):
-            cmd.add_argument("--cib", help="a CIB file to work on (default: $CIB_file or the live cluster; "
-                             "- for standard input, except with apply)")
-        extra = {
-            "render": [
-                ("--full", {"action": "store_true", "help": "a whole CIB from cibadmin --empty"}),
-                ("--live", {"action": "store_true",
-                            "help": "merged onto the current CIB ($CIB_file, the live cluster or --cib) as "
-                                    "apply would, for review; a cibadmin --replace of it has no "
-                                    "compare-and-swap: use apply"}),
-            ],
-            "simulate": [("--scenario", {"action": "append", "help": "run only this scenario (repeatable)"})],
-            "apply": [
-                ("--dry-run", {"action": "store_true", "help": "show the patch and the transition only"}),
-                ("--patch", {"help": "apply a patch saved by `diff -o` (refused if the CIB changed since; "
-                                    "- for standard input)"}),
-            ],
-            "pcs": [("--force", {"action": "store_true", "help": "add --force to resource creation"})],
-            "graph": [("--svg", {"help": "also write an SVG with Graphviz"})],
-        }
-        for flag, options in extra.get(name, []):
-            cmd.add_argument(flag, **options)  # type: ignore[arg-type]
+    for name, command in COMMANDS.items():
+        cmd = sub.add_parser(name, help=command.help, description=command.help)
+        for flag in command.flags:
+            cmd.add_argument(*flag.names, help=flag.help, action=flag.action)
     return top
 
 
@@ -292,7 +295,8 @@ def main(argv: list[str] | None = None, templates_dir: str | None = None,
          provider: str = "openstack") -> None:
     args = parser().parse_args(argv)
     ctx = Context(args, args.templates or templates_dir or SOURCE_TEMPLATES, provider)
-    handler = COMMANDS[args.command][0]
+    handler = COMMANDS[args.command].run
+    code: Exit
     try:
         code = handler(ctx)
         sys.stdout.flush()  # a closed pipe is reported here, not by the interpreter's exit
@@ -305,14 +309,14 @@ def main(argv: list[str] | None = None, templates_dir: str | None = None,
         err(f"crmtool: {exc.message}")
         code = exc.exit_code
     except KeyboardInterrupt:
-        code = 130
+        code = Exit.INTERRUPTED
     except BrokenPipeError:
         code = _closed_stdout()
     except Exception as exc:  # last line of defence: a bug is exit 70, not a traceback
         if os.environ.get("CRMTOOL_DEBUG"):
             raise
         err(f"crmtool: internal error (a crmtool bug; CRMTOOL_DEBUG=1 shows the traceback): {exc!r}")
-        code = 70
+        code = Exit.SOFTWARE
     finally:
         if ctx.tmp is not None:
             ctx.tmp.cleanup()

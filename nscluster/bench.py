@@ -36,7 +36,7 @@ from collections.abc import Sequence
 
 from nscluster import config, health, openstack
 from nscluster import database as db_stack
-from nscluster.cluster import Cluster, ClusterError, ClusterSpec
+from nscluster.cluster import Cluster, ClusterError, ClusterSpec, run_cmd
 
 # Series: the VIP agent of both VIPs, and for the database series the mysql agent of the db group.
 AGENTS = {"vip": config.OUR_VIP, "IPaddr2": config.IPADDR2, "db": config.OUR_VIP, "db-shell": config.IPADDR2}
@@ -56,6 +56,8 @@ SERIES_LABELS = {
     "IPaddr2": "`ocf:heartbeat:IPaddr2` answers",
 }
 REBOOT_DELAY_S = 10.0
+WRITE_RATE_S = 5.0  # one client streaming commits through the database VIP, before the crashes
+WRITE_RATE_FIRST_ID = 1_000_000
 
 
 @dataclasses.dataclass
@@ -65,17 +67,19 @@ class Series:
     failovers: list[float] = dataclasses.field(default_factory=list)
     fences: list[float] = dataclasses.field(default_factory=list)
     tokens: list[float] = dataclasses.field(default_factory=list)
+    write_rate: float | None = None
 
     def row(self) -> list[str]:
         tokens = self.tokens
         token = [f"{statistics.median(tokens):.2f}", f"{max(tokens):.2f}"] if tokens else ["", ""]
         return [SERIES_LABELS[self.agent], TIMING_LABELS[self.timing], str(len(self.failovers)),
                 f"{statistics.median(self.failovers):.2f}", f"{max(self.failovers):.2f}",
-                f"{min(self.failovers):.2f}", *token, f"{statistics.median(self.fences):.2f}"]
+                f"{min(self.failovers):.2f}", *token, f"{statistics.median(self.fences):.2f}",
+                "" if self.write_rate is None else f"{self.write_rate:.0f}"]
 
 
 HEADER = ["series", "corosync timing", "crashes", "median s", "max s", "min s", "token median s",
-          "token max s", "fenced after (median s)"]
+          "token max s", "fenced after (median s)", "commits/s"]
 
 
 def progress_printer(prefix: str) -> tuple[float, object]:
@@ -106,6 +110,8 @@ def measure(agent: str, timing: str, crashes: int, verbose: bool) -> Series:
                                                   db_stack.SOCKET, base=stack)
         config.push(cluster, stack)
         health.wait_healthy(cluster, stack)
+        if database is not None:
+            series.write_rate = write_rate(cluster, database)
         for number in range(1, crashes + 1):
             try:
                 crash_once(cluster, database, keystone, series, number, crashes)
@@ -114,6 +120,12 @@ def measure(agent: str, timing: str, crashes: int, verbose: bool) -> Series:
                 print(f"  {agent}/{timing} crash {number}/{crashes} failed, series ends: {error}", flush=True)
                 break
     return series
+
+
+def write_rate(cluster: Cluster, database: db_stack.Database) -> float:
+    """Commits per second of one client inserting rows through the database VIP, one commit each."""
+    argv = database.writer_argv("stream", cluster.spec.vip_address(1), WRITE_RATE_S, WRITE_RATE_FIRST_ID)
+    return len(run_cmd(argv, timeout=WRITE_RATE_S + 60).stdout.split()) / WRITE_RATE_S
 
 
 def crash_once(cluster: Cluster, database: db_stack.Database | None,

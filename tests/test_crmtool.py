@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 from lxml import etree
 
-from crmtool import pipeline, render, validate
+from crmtool import findings, pipeline, render, validate
+from crmtool.exits import Exit
 from tests.crmtool_cases.support import EXAMPLE, GOLDEN, ROOT, SITES, TEMPLATES, example_text, run_cli
 
 SITE_FILES = sorted(glob.glob(os.path.join(SITES, "*.toml")))
@@ -114,22 +116,22 @@ def test_python_m_crmtool_from_the_source_tree() -> None:
 
 
 def test_exit_codes_and_no_traceback(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_cli(["render", str(tmp_path / "missing.toml")], capsys)[0] == 66
-    assert run_cli(["no-such-command"], capsys)[0] == 64
+    assert run_cli(["render", str(tmp_path / "missing.toml")], capsys)[0] == Exit.NOINPUT
+    assert run_cli(["no-such-command"], capsys)[0] == Exit.USAGE
     broken = tmp_path / "broken.toml"
     broken.write_text('profile = "openstack-3ctl"\n[primitive.db-vip.params]\nip = "not an address"\n')
     code, out, err = run_cli(["render", str(broken)], capsys)
-    assert code == 65 and out == ""
-    assert "CRM111 invalid-parameter-value primitive.db-vip.params.ip" in err
-    assert "CRM110 missing-required-parameter primitive.db-vip" not in err  # set, but invalid
+    assert code == Exit.DATAERR and out == ""
+    assert f"{findings.INVALID_PARAMETER_VALUE} primitive.db-vip.params.ip" in err
+    assert f"{findings.MISSING_REQUIRED_PARAMETER} primitive.db-vip" not in err  # set, but invalid
     binary = tmp_path / "binary.toml"
     binary.write_bytes(b"\xff\xfe\x00garbage")
     code, out, err = run_cli(["check", str(binary)], capsys)
-    assert code == 65 and "CRM001" in err
+    assert code == Exit.DATAERR and findings.TOML_SYNTAX.code in err
     for output in (out, err):
         assert "Traceback" not in output
     code, out, err = run_cli(["render", EXAMPLE, "-o", str(tmp_path / "no-dir" / "x.xml")], capsys)
-    assert code == 73 and "cannot write" in err
+    assert code == Exit.CANTCREAT and "cannot write" in err
 
 
 def test_schema_failure_is_a_crmtool_bug(monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,7 +144,7 @@ def test_schema_failure_is_a_crmtool_bug(monkeypatch, capsys: pytest.CaptureFixt
 
     monkeypatch.setattr(render, "configuration", broken)
     code, out, err = run_cli(["render", EXAMPLE], capsys)
-    assert code == 70 and out == ""
+    assert code == Exit.SOFTWARE and out == ""
     assert "schema rejects" in err
 
 
@@ -181,8 +183,8 @@ def test_main_honours_templates_dir_and_provider(tmp_path, capsys: pytest.Captur
     with pytest.raises(SystemExit) as stopped:
         cli.main(["check", str(site)], templates_dir=str(tmp_path), provider="acme")
     err = capsys.readouterr().err
-    assert stopped.value.code == 65
-    assert "CRM110 missing-required-parameter primitive.v.params" in err
+    assert stopped.value.code == Exit.DATAERR
+    assert f"{findings.MISSING_REQUIRED_PARAMETER} primitive.v.params" in err
 
 
 def test_profiles_installed_under_another_provider_keep_parameter_checks(
@@ -216,10 +218,10 @@ def test_profiles_installed_under_another_provider_keep_parameter_checks(
     site.write_text(example_text() + '\n[primitive.mysql.params]\ncredentails = "/etc/x"\n'
                     + '[primitive.keystone.params]\nport = "not-a-port"\n')
     code, _out, err = run("check", str(site))
-    assert code == 65, err
-    assert "CRM109 unknown-parameter primitive.mysql.params.credentails: ocf:acme:mysql" in err
-    assert "CRM111 invalid-parameter-value primitive.keystone.params.port" in err
-    assert "CRM113" not in err
+    assert code == Exit.DATAERR, err
+    assert f"{findings.UNKNOWN_PARAMETER} primitive.mysql.params.credentails: ocf:acme:mysql" in err
+    assert f"{findings.INVALID_PARAMETER_VALUE} primitive.keystone.params.port" in err
+    assert findings.UNREGISTERED_AGENT.code not in err
     code, out, _err = run("agents")
     assert "ocf:acme:mysql" in out and "ocf:openstack:" not in out
 
@@ -233,15 +235,43 @@ def test_docs_list_every_report_code() -> None:
         assert f"| {code.code} | `{code.name}` | {code.severity} | {code.summary} |" in doc
 
 
+def test_report_codes_render_as_published() -> None:
+    """The codes are public (scripts grep for them): a finding prints severity, code, name, path."""
+    finding = findings.Finding(findings.NODE_ID, "nodes.ctl1.id", "0 is not a corosync node id")
+    assert str(finding) == "error CRM123 node-id nodes.ctl1.id: 0 is not a corosync node id"
+
+
+def test_docs_table_of_exit_statuses_is_the_declared_one() -> None:
+    from crmtool import exits
+
+    with open(os.path.join(ROOT, "docs", "crmtool.md"), encoding="utf-8") as handle:
+        doc = handle.read()
+    assert exits.table() in doc
+    numbered = [line for line in doc.splitlines() if re.match(r"\| [0-9]+ \| `[A-Z_]+` \|", line)]
+    assert numbered == exits.table().splitlines()[2:]  # and no other status row elsewhere
+
+
+def test_exit_statuses_are_pacemakers() -> None:
+    """Each status below 128 is the one Pacemaker's tools use for it (crm_error names its CRM_EX_*)."""
+    import signal
+
+    for status in Exit:
+        if status < 128:
+            done = subprocess.run(["crm_error", "-X", "-n", str(int(status))], capture_output=True,
+                                  text=True, check=True)
+            assert done.stdout.split()[0] == f"CRM_EX_{status.name}", done.stdout
+    assert Exit.INTERRUPTED - 128 == signal.SIGINT and Exit.BROKEN_PIPE - 128 == signal.SIGPIPE
+
+
 def test_crm_verify_rejection_exits_78(tmp_path, monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
     from crmtool import check
 
-    # check rejects this value itself (CRM128): without that rule, crm_verify is the one to reject it
+    # check rejects this value itself (invalid-option-value): without that rule, crm_verify rejects it
     monkeypatch.setattr(check, "RULES", tuple(r for r in check.RULES if r is not check._cluster_options))
     site = tmp_path / "site.toml"
     site.write_text(example_text() + '\n[cluster.properties]\nno-quorum-policy = "bogus"\n')
     code, out, err = run_cli(["verify", str(site)], capsys)
-    assert code == 78, out + err
+    assert code == Exit.CONFIG, out + err
     assert "no-quorum-policy" in err
 
 
@@ -259,7 +289,7 @@ def test_profiles_merge_inherit_and_disable(tmp_path) -> None:
     (tmp_path / "loop2.toml").write_text('profile = "loop1"\n')
     with pytest.raises(DescriptionError) as caught:
         load.load_text('profile = "loop1"\n', str(tmp_path))
-    assert [(f.code.code, f.path) for f in caught.value.findings] == [("CRM002", "profile")]
+    assert [(f.code, f.path) for f in caught.value.findings] == [(findings.UNKNOWN_PROFILE, "profile")]
     with pytest.raises(DescriptionError):
         load.load_text('profile = "../etc/passwd"\n', str(tmp_path))
 
@@ -273,7 +303,7 @@ def test_an_unexpected_error_is_exit_70_not_a_traceback(monkeypatch, capsys) -> 
     monkeypatch.setattr(check, "check", explode)
     monkeypatch.delenv("CRMTOOL_DEBUG", raising=False)
     code, out, err = run_cli(["check", EXAMPLE], capsys)
-    assert code == 70 and out == ""
+    assert code == Exit.SOFTWARE and out == ""
     assert "internal error" in err and "Traceback" not in err
 
 
@@ -289,7 +319,7 @@ def test_a_closed_pipe_is_quiet(argv: list[str]) -> None:
                               stderr=subprocess.PIPE, env=env, check=False, timeout=120)
     finally:
         os.close(write_end)
-    assert done.returncode in (0, 141), done.stderr
+    assert done.returncode in (Exit.OK, Exit.BROKEN_PIPE), done.stderr
     assert done.stderr == b""
 
 
@@ -299,11 +329,11 @@ def test_a_missing_cib_file_is_named_exit_66(tmp_path, monkeypatch,
     for argv in (["diff", EXAMPLE, "--cib", missing], ["apply", EXAMPLE, "--cib", missing],
                  ["render", "--live", EXAMPLE, "--cib", missing]):
         code, out, err = run_cli(argv, capsys)
-        assert (code, out) == (66, ""), err
+        assert (code, out) == (Exit.NOINPUT, ""), err
         assert err == f"crmtool: {missing}: no such CIB file\n"
     monkeypatch.setenv("CIB_file", missing)
     code, _out, err = run_cli(["diff", EXAMPLE], capsys)
-    assert code == 66 and missing in err
+    assert code == Exit.NOINPUT and missing in err
 
 
 def test_dash_reads_standard_input(tmp_path, monkeypatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -318,7 +348,7 @@ def test_dash_reads_standard_input(tmp_path, monkeypatch, capsys: pytest.Capture
     assert out.encode() == rendered(EXAMPLE)
     stdin(b"\xff\xfe garbage")
     code, _out, err = run_cli(["check", "-"], capsys)
-    assert code == 65 and "CRM001 toml-syntax -:" in err
+    assert code == Exit.DATAERR and f"{findings.TOML_SYNTAX} -:" in err
     empty = subprocess.run(["cibadmin", "--empty"], capture_output=True, check=True).stdout
     stdin(empty)
     code, out, err = run_cli(["diff", EXAMPLE, "--cib", "-"], capsys)
@@ -332,4 +362,4 @@ def test_dash_reads_standard_input(tmp_path, monkeypatch, capsys: pytest.Capture
     assert code == 0 and out.startswith("applied"), err
     stdin(empty)
     code, _out, err = run_cli(["apply", EXAMPLE, "--cib", "-"], capsys)
-    assert code == 64 and "name the CIB file" in err
+    assert code == Exit.USAGE and "name the CIB file" in err

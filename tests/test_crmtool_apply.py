@@ -9,6 +9,7 @@ import pytest
 from lxml import etree
 
 from crmtool import apply, pipeline, verify
+from crmtool.exits import Exit
 from crmtool.findings import ConcurrentChange
 from tests.crmtool_cases.support import EXAMPLE, ROOT, TEMPLATES, example_text, run_cli
 
@@ -105,7 +106,7 @@ def test_a_change_between_diff_and_patch_is_detected_not_overwritten(tmp_path) -
     with pytest.raises(ConcurrentChange) as caught:
         apply.commit(plan)
     assert "configuration changed after the patch was prepared" in caught.value.message
-    assert caught.value.exit_code == 75
+    assert caught.value.exit_code == Exit.TEMPFAIL
     assert (tmp_path / "cib.xml").read_bytes() == between  # the other change stays, ours is not applied
     # a fresh plan includes the other change and applies
     assert apply.commit(apply.plan(configuration, cib))
@@ -119,7 +120,7 @@ def test_saved_patch_is_refused_after_a_concurrent_change(tmp_path, capsys) -> N
     assert run_cli(["diff", EXAMPLE, "--cib", cib, "-o", patch], capsys)[0] == 0
     tool("pcs", "-f", cib, "resource", "create", "other", "ocf:heartbeat:Dummy", "--no-default-ops", cib=cib)
     code, out, err = run_cli(["apply", EXAMPLE, "--cib", cib, "--patch", patch], capsys)
-    assert code == 75, out + err
+    assert code == Exit.TEMPFAIL, out + err
     assert "configuration changed after the patch was prepared" in err and "Traceback" not in err
     assert not read(cib).xpath("//primitive[@id='public-vip']")
     assert run_cli(["diff", EXAMPLE, "--cib", cib, "-o", patch], capsys)[0] == 0
@@ -155,7 +156,7 @@ def test_status_updates_between_diff_and_patch_do_not_block(tmp_path, capsys) ->
     assert read(cib).xpath("status//nvpair[@name='master-drbd']/@value") == ["3"]
     # the saved patch was made for the same configuration version: it is now refused (already applied)
     code, _out, err = run_cli(["apply", EXAMPLE, "--cib", cib, "--patch", patch], capsys)
-    assert code == 75 and "configuration changed" in err
+    assert code == Exit.TEMPFAIL and "configuration changed" in err
 
 
 def test_saved_patch_applies_after_a_status_update(tmp_path, capsys) -> None:
@@ -214,7 +215,7 @@ def test_render_live_piped_into_cibadmin_replace_keeps_what_the_cluster_maintain
 
 def test_render_live_refuses_full(capsys: pytest.CaptureFixture[str]) -> None:
     code, _out, err = run_cli(["render", EXAMPLE, "--live", "--full"], capsys)
-    assert code == 64, err
+    assert code == Exit.USAGE, err
 
 
 def test_apply_raises_the_epoch_by_exactly_one(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:

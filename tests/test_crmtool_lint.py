@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from crmtool import check, load
+from crmtool import check, findings, load
+from crmtool.exits import Exit
 from crmtool.findings import CODES, DescriptionError
 from tests.crmtool_cases.support import LINT, PROFILES, run_cli
 from tests.crmtool_cases.support import lint_agent as lint_agent  # noqa: PLC0414 (fixture)
@@ -45,7 +46,7 @@ def test_case_reports_its_code_at_its_path(case: str, lint_agent: str,
     assert all(findings), err
     reported = {(m.group(2), m.group(4)) for m in findings if m}
     assert (code, path) in reported, err
-    assert exit_code == (65 if CODES[code].severity == "error" else 0), err
+    assert exit_code == (Exit.DATAERR if CODES[code].severity == "error" else Exit.OK), err
     # the case breaks exactly one thing
     assert {c for c, _ in reported} == {code}, err
 
@@ -64,12 +65,13 @@ agnet = "x"
 """
     with pytest.raises(DescriptionError) as caught:
         check.check(load.load_text(text, PROFILES), "openstack")
-    codes = {f.code.code for f in caught.value.findings}
-    assert codes == {"CRM003"}  # the format is checked first: a typo stops before semantics
+    codes = {f.code for f in caught.value.findings}
+    assert codes == {findings.UNKNOWN_KEY}  # the format is checked first: a typo stops before semantics
     desc = load.load_text(text.replace('agnet = "x"', ""), PROFILES)
-    found = {(f.code.code, f.path) for f in check.check(desc, "openstack")}
-    assert found == {("CRM101", "colocation.web-with-api.with"), ("CRM111", "primitive.db-ip.params.port"),
-                     ("CRM115", "order.api-after-db.kind")}
+    found = {(f.code, f.path) for f in check.check(desc, "openstack")}
+    assert found == {(findings.DANGLING_REFERENCE, "colocation.web-with-api.with"),
+                     (findings.INVALID_PARAMETER_VALUE, "primitive.db-ip.params.port"),
+                     (findings.MANDATORY_ORDER_INTO_CLONE, "order.api-after-db.kind")}
 
 
 def test_unregistered_agent_of_another_provider_is_not_ours(lint_agent: str) -> None:
@@ -77,8 +79,8 @@ def test_unregistered_agent_of_another_provider_is_not_ours(lint_agent: str) -> 
     assert check.check(load.load_text(text, PROFILES), "openstack") == []
     # with another install provider, ocf:openstack:* is foreign and ocf:site:* is ours
     text = 'profile = "lint-base"\n[primitive.extra]\nagent = "ocf:site:crmtool-lint"\n'
-    found = [(f.code.code, f.path) for f in check.check(load.load_text(text, PROFILES), "site")]
-    assert ("CRM110", "primitive.extra.params") in found
+    found = [(f.code, f.path) for f in check.check(load.load_text(text, PROFILES), "site")]
+    assert (findings.MISSING_REQUIRED_PARAMETER, "primitive.extra.params") in found
 
 
 @pytest.mark.parametrize(("name", "flagged"), [
@@ -90,25 +92,25 @@ def test_unregistered_agent_of_another_provider_is_not_ours(lint_agent: str) -> 
 ])
 def test_secret_names(name: str, flagged: bool, lint_agent: str) -> None:
     text = f'profile = "lint-base"\n[primitive.web.params]\n{name} = "x"\n'
-    found = {f.code.code for f in check.check(load.load_text(text, PROFILES), "openstack")}
-    assert ("CRM114" in found) is flagged
+    found = {f.code for f in check.check(load.load_text(text, PROFILES), "openstack")}
+    assert (findings.SECRET_IN_CLEAR in found) is flagged
 
 
-def findings_of(text: str) -> set[tuple[str, str]]:
-    return {(f.code.code, f.path) for f in check.check(load.load_text(text, PROFILES), "openstack")}
+def findings_of(text: str) -> set[tuple[findings.Code, str]]:
+    return {(f.code, f.path) for f in check.check(load.load_text(text, PROFILES), "openstack")}
 
 
 @pytest.mark.parametrize(("nodes", "expected"), [
-    ("[nodes.ctl1]\nid = 0\n", {("CRM123", "nodes.ctl1.id")}),  # was silently replaced by 1
-    ("[nodes.ctl2]\nid = -2\n", {("CRM123", "nodes.ctl2.id")}),
-    ("[nodes.ctl2]\nid = 4294967296\n", {("CRM123", "nodes.ctl2.id")}),
-    ("[nodes.ctl1]\nid = 7\n[nodes.ctl2]\nid = 7\n", {("CRM123", "nodes.ctl2.id")}),
+    ("[nodes.ctl1]\nid = 0\n", {(findings.NODE_ID, "nodes.ctl1.id")}),  # was silently replaced by 1
+    ("[nodes.ctl2]\nid = -2\n", {(findings.NODE_ID, "nodes.ctl2.id")}),
+    ("[nodes.ctl2]\nid = 4294967296\n", {(findings.NODE_ID, "nodes.ctl2.id")}),
+    ("[nodes.ctl1]\nid = 7\n[nodes.ctl2]\nid = 7\n", {(findings.NODE_ID, "nodes.ctl2.id")}),
     ("[nodes.ctl1]\nid = 11\n[nodes.ctl2]\nid = 12\n[nodes.ctl3]\nid = 13\n", set()),  # negative control
-    ("[nodes.Ctl2]\n", {("CRM124", "nodes.Ctl2")}),
+    ("[nodes.Ctl2]\n", {(findings.NODE_NAME_CASE, "nodes.Ctl2")}),
     ("[nodes.ctl1]\nenabled = false\n[nodes.ctl2]\nenabled = false\n[nodes.ctl3]\nenabled = false\n",
-     {("CRM119", "nodes")}),  # zero nodes
+     {(findings.TOO_FEW_NODES, "nodes")}),  # zero nodes
 ])
-def test_node_checks(nodes: str, expected: set[tuple[str, str]], lint_agent: str) -> None:
+def test_node_checks(nodes: str, expected: set[tuple[findings.Code, str]], lint_agent: str) -> None:
     assert findings_of(f'profile = "lint-base"\n{nodes}') == expected
 
 
@@ -117,8 +119,8 @@ def test_duplicate_node_ids_stop_before_crm_simulate(lint_agent: str, tmp_path,
     site = tmp_path / "site.toml"
     site.write_text('profile = "lint-base"\n[nodes.ctl3]\nid = 2\n')
     code, out, err = run_cli(["simulate", str(site)], capsys, PROFILES)
-    assert code == 65 and "Traceback" not in out + err
-    assert "error CRM123 node-id nodes.ctl3.id: id 2 is already used by 'ctl2' " in err
+    assert code == Exit.DATAERR and "Traceback" not in out + err
+    assert f"error {findings.NODE_ID} nodes.ctl3.id: id 2 is already used by 'ctl2' " in err
 
 
 @pytest.mark.parametrize(("first", "same", "other"), [
@@ -131,7 +133,7 @@ def test_two_nodes_fenced_at_one_address(first: str, same: str, other: str, lint
     def site(second: str) -> str:
         return f'profile = "lint-base"\n[nodes.ctl1]\nfence = {first}\n[nodes.ctl2]\nfence = {second}\n'
 
-    assert {c for c, _ in findings_of(site(same))} == {"CRM125"}
+    assert {c for c, _ in findings_of(site(same))} == {findings.SHARED_FENCE_TARGET}
     assert findings_of(site(other)) == set()  # negative control: two BMCs, one PDU's two outlets
 
 
@@ -141,21 +143,22 @@ def test_database_vip_equal_to_public_vip(capsys: pytest.CaptureFixture[str], tm
     site = tmp_path / "site.toml"
     site.write_text(example_text().replace('ip = "192.0.2.20"', 'ip = "192.0.2.10"'))
     code, _out, err = run_cli(["check", str(site)], capsys)
-    assert code == 65
-    assert "error CRM126 shared-vip primitive.public-vip.params.ip: public-vip and db-vip both hold" in err
+    assert code == Exit.DATAERR
+    assert f"error {findings.SHARED_VIP} primitive.public-vip.params.ip: public-vip and db-vip both " \
+           "hold" in err
 
 
 @pytest.mark.parametrize(("section", "line", "expected"), [
-    ("rsc_defaults", "resource-stickness = 100", "CRM127"),
-    ("properties", "stonith-enabeld = true", "CRM127"),
-    ("op_defaults", "timeuot = \"20s\"", "CRM127"),
-    ("properties", 'stonith-enabled = "maybe"', "CRM128"),
-    ("properties", 'no-quorum-policy = "bogus"', "CRM128"),
-    ("properties", 'cluster-recheck-interval = "soon"', "CRM128"),
-    ("properties", 'batch-limit = "many"', "CRM128"),
-    ("rsc_defaults", 'failure-timeout = "x"', "CRM128"),
-    ("op_defaults", 'on-fail = "explode"', "CRM128"),
-    ("properties", 'no-quorum-policy = "ignore"', "CRM129"),
+    ("rsc_defaults", "resource-stickness = 100", findings.UNKNOWN_OPTION),
+    ("properties", "stonith-enabeld = true", findings.UNKNOWN_OPTION),
+    ("op_defaults", "timeuot = \"20s\"", findings.UNKNOWN_OPTION),
+    ("properties", 'stonith-enabled = "maybe"', findings.INVALID_OPTION_VALUE),
+    ("properties", 'no-quorum-policy = "bogus"', findings.INVALID_OPTION_VALUE),
+    ("properties", 'cluster-recheck-interval = "soon"', findings.INVALID_OPTION_VALUE),
+    ("properties", 'batch-limit = "many"', findings.INVALID_OPTION_VALUE),
+    ("rsc_defaults", 'failure-timeout = "x"', findings.INVALID_OPTION_VALUE),
+    ("op_defaults", 'on-fail = "explode"', findings.INVALID_OPTION_VALUE),
+    ("properties", 'no-quorum-policy = "ignore"', findings.QUORUM_IGNORED),
     # negative controls: Pacemaker's own spellings
     ("properties", 'stonith-enabled = "Yes"', None),
     ("properties", 'cluster-recheck-interval = "2min"', None),
@@ -166,7 +169,7 @@ def test_database_vip_equal_to_public_vip(capsys: pytest.CaptureFixture[str], tm
     ("rsc_defaults", 'target-role = "Stopped"', None),
     ("op_defaults", 'record-pending = true', None),
 ])
-def test_options_against_pacemakers_metadata(section: str, line: str, expected: str | None,
+def test_options_against_pacemakers_metadata(section: str, line: str, expected: findings.Code | None,
                                              lint_agent: str, capsys: pytest.CaptureFixture[str]) -> None:
     found = findings_of(f'profile = "lint-base"\n[cluster.{section}]\n{line}\n')
     name = line.split(" = ", maxsplit=1)[0]
@@ -179,10 +182,10 @@ def test_unknown_option_hint_names_the_option(lint_agent: str, tmp_path,
     site.write_text('profile = "lint-base"\n[cluster.rsc_defaults]\nresource-stickness = 100\n'
                     '[cluster.properties]\nstonith-enabled = "maybe"\n')
     code, _out, err = run_cli(["check", str(site)], capsys, PROFILES)
-    assert code == 65
-    assert "CRM127 unknown-option cluster.rsc_defaults.resource-stickness: Pacemaker has no resource meta " \
-           "attribute 'resource-stickness' (did you mean 'resource-stickiness'?)" in err
-    assert "CRM128 invalid-option-value cluster.properties.stonith-enabled" in err  # all findings at once
+    assert code == Exit.DATAERR
+    assert f"{findings.UNKNOWN_OPTION} cluster.rsc_defaults.resource-stickness: Pacemaker has no resource " \
+           "meta attribute 'resource-stickness' (did you mean 'resource-stickiness'?)" in err
+    assert f"{findings.INVALID_OPTION_VALUE} cluster.properties.stonith-enabled" in err  # all at once
 
 
 def test_options_come_from_the_installed_pacemaker() -> None:
@@ -209,9 +212,9 @@ def test_secret_hint_names_what_the_agent_has(fencing: str, path: str, hint: str
     site = tmp_path / "site.toml"
     site.write_text(f'profile = "lint-base"\n[fencing]\n{fencing}\n')
     code, _out, err = run_cli(["check", str(site)], capsys, PROFILES)
-    assert code == 65
-    line = next(line for line in err.splitlines() if "CRM114" in line)
-    assert line.startswith(f"error CRM114 secret-in-clear {path}: ") and hint in line, line
+    assert code == Exit.DATAERR
+    line = next(line for line in err.splitlines() if findings.SECRET_IN_CLEAR.code in line)
+    assert line.startswith(f"error {findings.SECRET_IN_CLEAR} {path}: ") and hint in line, line
 
 
 def test_our_agents_secret_hint_names_their_credentials_file(tmp_path,
@@ -221,8 +224,8 @@ def test_our_agents_secret_hint_names_their_credentials_file(tmp_path,
     site = tmp_path / "site.toml"
     site.write_text(example_text() + '\n[primitive.mysql.params]\ntest_passwd = "x"\n')
     code, _out, err = run_cli(["check", str(site)], capsys)
-    assert code == 65
-    assert ("error CRM114 secret-in-clear primitive.mysql.params.test_passwd: test_passwd is a secret: it "
-            "would be stored in the CIB in clear; put it in the root-only file named by credentials "
+    assert code == Exit.DATAERR
+    assert (f"error {findings.SECRET_IN_CLEAR} primitive.mysql.params.test_passwd: test_passwd is a secret: "
+            "it would be stored in the CIB in clear; put it in the root-only file named by credentials "
             "instead") in err
     assert "test_passwd_script" not in err
