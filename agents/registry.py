@@ -10,6 +10,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from agents.ocf.agent import Agent
 
+# The OCF provider directory our agents are installed under (ocf:<PROVIDER>:<type>).
+PROVIDER = "openstack"
+
 AGENTS: dict[str, str] = {
     "vip": "agents.vip",
     "keystone": "agents.keystone",

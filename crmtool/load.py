@@ -98,11 +98,11 @@ def resolve(data: dict[str, object], templates_dir: str, seen: tuple[str, ...] =
     return merged
 
 
-def load_file(path: str, templates_dir: str) -> Description:
-    return build(resolve(read_toml(path), templates_dir))
+def load_file(path: str, templates_dir: str, provider: str | None = None) -> Description:
+    return build(resolve(read_toml(path), templates_dir), provider)
 
 
-def load_text(text: str, templates_dir: str) -> Description:
+def load_text(text: str, templates_dir: str, provider: str | None = None) -> Description:
     """For tests and the property tests: a description given as TOML text."""
     import tomllib
 
@@ -110,17 +110,21 @@ def load_text(text: str, templates_dir: str) -> Description:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DescriptionError([Finding("toml-syntax", "<text>", str(exc))]) from None
-    return build(resolve(data, templates_dir))
+    return build(resolve(data, templates_dir), provider)
 
 
-def build(data: dict[str, object]) -> Description:
-    """Read merged TOML into a Description, or raise DescriptionError with every finding."""
+def build(data: dict[str, object], provider: str | None = None) -> Description:
+    """Read merged TOML into a Description, or raise DescriptionError with every finding.
+
+    ``provider``: the OCF provider our agents are installed under (default: the registry's);
+    operations of those agents default to the agents' adverts.
+    """
     findings: list[Finding] = []
     root = Table(data, "", findings, TOP_KEYS)
     desc = Description()
     _read_cluster(root, desc)
     _read_nodes(root, desc)
-    _read_resources(root, desc)
+    _read_resources(root, desc, provider)
     _read_fencing(root, desc)
     _read_constraints(root, desc)
     _read_storage(root, desc)
@@ -182,7 +186,7 @@ def _read_fencing(root: Table, desc: Description) -> None:
                         f"{host_param!r} is not a parameter name")
     params = fencing.scalars("params")
     meta = fencing.scalars("meta")
-    ops = _read_ops(fencing)
+    ops = [_filled(op, None) for op in _read_ops(fencing)]
     agent = Agent.parse(f"stonith:{agent_text}") if agent_text else None
     nodes = root.raw.get("nodes")
     for node in desc.nodes:
@@ -199,7 +203,7 @@ def _read_fencing(root: Table, desc: Description) -> None:
         desc.locations.append(Location(device, device, node.name, f"-{INFINITY}", path))
 
 
-def _read_resources(root: Table, desc: Description) -> None:
+def _read_resources(root: Table, desc: Description, provider: str | None) -> None:
     for rsc_id, table in root.tables("primitive", ("agent", "params", "meta", "ops", "enabled")):
         if not table.enabled():
             continue
@@ -209,8 +213,10 @@ def _read_resources(root: Table, desc: Description) -> None:
             table.finding("wrong-type", table.child_path("agent"),
                           f"{text!r} is not standard:provider:type or standard:type")
         if agent is not None:
-            desc.primitives.append(Primitive(rsc_id, agent, table.scalars("params"), table.scalars("meta"),
-                                             _read_ops(table), table.path))
+            primitive = Primitive(rsc_id, agent, table.scalars("params"), table.scalars("meta"),
+                                  _read_ops(table), table.path)
+            _with_adverts(primitive, provider)
+            desc.primitives.append(primitive)
     for rsc_id, table in root.tables("group", ("resources", "meta", "enabled")):
         if table.enabled():
             members = table.strings("resources", required=True)
@@ -232,14 +238,73 @@ def _read_ops(table: Table) -> list[Op]:
         name = op.string("name", required=True) or "monitor"
         if not OP_NAME.match(name):
             op.finding("wrong-type", op.child_path("name"), f"{name!r} is not an action name")
-        interval = op.duration("interval", "0s")
+        interval = op.duration("interval", "") or ""
         timeout = op.duration("timeout", None)
         role = op.string("role", None, choices=ROLES)
         depth = op.integer("depth", None)
         on_fail = op.string("on_fail", None, choices=("ignore", "block", "stop", "restart", "standby",
                                                       "fence", "demote"))
-        ops.append(Op(name, interval or "0s", timeout, role, depth, on_fail, f"{table.path}.ops[{index}]"))
+        ops.append(Op(name, interval, timeout, role, depth, on_fail, f"{table.path}.ops[{index}]"))
     return ops
+
+
+# Operations our agents advertise ---------------------------------------------
+
+# The actions a CIB lists: Pacemaker runs any other with op_defaults, not the agent's advert.
+LISTED_ACTIONS = ("start", "stop", "promote", "demote", "monitor")
+
+
+def advertised_ops(agent: Agent, path: str, provider: str | None = None) -> list[Op] | None:
+    """The operations our agent advertises in its meta-data, or None for another agent."""
+    from agents import registry
+
+    ours = provider or registry.PROVIDER
+    if agent.standard != "ocf" or agent.provider != ours or agent.type not in registry.AGENTS:
+        return None
+    try:
+        declared = registry.load(agent.type)
+    except ImportError:
+        return None  # reported by the checks (unregistered-agent)
+    return [Op(spec.name, f"{advert.interval or 0}s", f"{advert.timeout}s", advert.role, advert.depth, None,
+               path)
+            for spec in declared.action_specs.values() if spec.name in LISTED_ACTIONS
+            for advert in spec.adverts]
+
+
+def op_key(op: Op) -> tuple[str, str | None, int]:
+    return op.name, op.role, op.depth or 0
+
+
+def _with_adverts(primitive: Primitive, provider: str | None) -> None:
+    """Fill what the profile leaves out from the agent's adverts.
+
+    Every advertised action is listed; a stated operation takes the interval and timeout
+    it does not state from the advert with its name, role and depth.  Monitors are the
+    exception: stated monitors replace the advertised ones (a profile picks its depths).
+    """
+    adverts = advertised_ops(primitive.agent, f"{primitive.path}.ops", provider)
+    if adverts is None:
+        primitive.ops = [_filled(op, None) for op in primitive.ops]
+        return
+    by_key = {op_key(a): a for a in adverts}
+    stated = {op_key(op) for op in primitive.ops}
+    monitors_stated = any(op.name == "monitor" for op in primitive.ops)
+    unstated = [a for a in adverts
+                if op_key(a) not in stated and not (a.name == "monitor" and monitors_stated)]
+    ops = [*(_filled(op, by_key.get(op_key(op))) for op in primitive.ops), *unstated]
+    primitive.ops = sorted(ops, key=_action_rank)
+
+
+def _action_rank(op: Op) -> int:
+    return LISTED_ACTIONS.index(op.name) if op.name in LISTED_ACTIONS else len(LISTED_ACTIONS)
+
+
+def _filled(op: Op, advert: Op | None) -> Op:
+    if not op.interval:
+        op.interval = advert.interval if advert is not None else "0s"
+    if op.timeout is None and advert is not None:
+        op.timeout = advert.timeout
+    return op
 
 
 def _read_constraints(root: Table, desc: Description) -> None:

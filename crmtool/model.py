@@ -18,7 +18,7 @@ class Op:
     def __init__(self, name: str, interval: str, timeout: str | None, role: str | None,
                  depth: int | None, on_fail: str | None, path: str) -> None:
         self.name = name
-        self.interval = interval
+        self.interval = interval  # "" until load fills it in (the agent's advert, else 0s)
         self.timeout = timeout
         self.role = role
         self.depth = depth

@@ -41,10 +41,10 @@ def checked(description: Description, provider: str) -> Result:
 def from_file(path: str, templates_dir: str, provider: str) -> Result:
     from crmtool import load
 
-    return checked(load.load_file(path, templates_dir), provider)
+    return checked(load.load_file(path, templates_dir, provider), provider)
 
 
 def from_text(text: str, templates_dir: str, provider: str) -> Result:
     from crmtool import load
 
-    return checked(load.load_text(text, templates_dir), provider)
+    return checked(load.load_text(text, templates_dir, provider), provider)

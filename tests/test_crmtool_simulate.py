@@ -6,6 +6,7 @@ import functools
 import os
 
 import pytest
+from lxml import etree
 
 from crmtool import load, pipeline, render, simulate
 from tests.crmtool_cases.support import EXAMPLE, SITES, TEMPLATES, example_text, run_cli
@@ -124,8 +125,6 @@ def test_mandatory_keystone_order_restarts_glance_and_nova_and_is_caught() -> No
 
 
 def test_storage_nodes_render_bans_without_probes_and_clone_max() -> None:
-    from lxml import etree
-
     conf = render.configuration(description("5ctl-storage"))
     bans = {(c.get("rsc"), c.get("node")): (c.get("score"), c.get("resource-discovery"))
             for c in conf.iterfind("constraints/rsc_location") if c.get("resource-discovery")}
@@ -220,3 +219,37 @@ def test_cli_prints_a_placement_table_per_scenario(capsys: pytest.CaptureFixture
     assert "scenario cold-start: ok" in out and "scenario node-failure-ctl2: ok" in out
     assert "2 scenario(s) passed" in out
     assert run_cli(["simulate", EXAMPLE, "--scenario", "bogus"], capsys)[0] == 64
+
+
+# The profile's deliberate differences from our agents' adverts: (resource, action, role, depth) → interval.
+DELIBERATE = {("mysql", "monitor", None, 0): "10s"}
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_operations_of_our_agents_are_their_adverts(size: str) -> None:
+    from agents import registry
+
+    rendered = pipeline.from_file(os.path.join(SITES, f"{size}.toml"), TEMPLATES, registry.PROVIDER)
+    checked = 0
+    for primitive in rendered.configuration.iter("primitive"):
+        if primitive.get("provider") != registry.PROVIDER:
+            continue
+        declared = registry.load(primitive.get("type", ""))
+        adverts = {(spec.name, a.role, a.depth or 0): a for spec in declared.action_specs.values()
+                   for a in spec.adverts}
+        ops = {(op.get("name"), op.get("role"), _depth(op)): op for op in primitive.iter("op")}
+        for action in ("start", "stop", "promote", "demote"):
+            listed = (action, None, 0) in ops
+            assert listed == (action in declared.action_specs), (primitive.get("id"), action)
+        for key, op in ops.items():
+            advert = adverts[key]
+            interval = DELIBERATE.get((primitive.get("id"), *key), f"{advert.interval or 0}s")
+            assert (op.get("interval"), op.get("timeout")) == (interval, f"{advert.timeout}s"), \
+                (primitive.get("id"), key)
+            checked += 1
+    assert checked >= 20
+
+
+def _depth(op: etree._Element) -> int:
+    level = op.find(".//nvpair[@name='OCF_CHECK_LEVEL']")
+    return int(level.get("value", "0")) if level is not None else 0
