@@ -24,6 +24,7 @@ from crmtool.findings import (
     NODE_ID,
     NODE_NAME_CASE,
     NON_INTERLEAVED_CLONE_CHAIN,
+    OP_TIMEOUT_BELOW_ADVERT,
     ORDER_CYCLE,
     PROMOTE_WITHOUT_ROLE_COLOCATION,
     QUORUM_IGNORED,
@@ -40,7 +41,7 @@ from crmtool.findings import (
     UNREGISTERED_AGENT,
     Finding,
 )
-from crmtool.load import interval_ms
+from crmtool.load import advertised_ops, interval_ms, op_key
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -261,6 +262,20 @@ def _role_monitor_intervals(desc: Description, provider: str) -> Iterator[Findin
                               "each role's monitor needs its own interval")
             else:
                 seen[ms] = op.path
+
+
+def _op_timeouts(desc: Description, provider: str) -> Iterator[Finding]:
+    """A stated timeout below our agent's advert: Pacemaker cuts short what the agent may need."""
+    for primitive in desc.primitives:
+        adverts = {op_key(a): a for a in advertised_ops(primitive.agent, primitive.path, provider) or ()}
+        for op in primitive.ops:
+            advert = adverts.get(op_key(op))
+            if advert is None or op.timeout is None or advert.timeout is None:
+                continue
+            if interval_ms(op.timeout) < interval_ms(advert.timeout):
+                yield Finding(OP_TIMEOUT_BELOW_ADVERT, f"{op.path}.timeout",
+                              f"{op.name} timeout {op.timeout} is shorter than the {advert.timeout} "
+                              f"{primitive.agent} advertises (leave it out to use the agent's)")
 
 
 def _reused(desc: Description, provider: str) -> Iterator[Finding]:
@@ -569,7 +584,7 @@ def _credentials_hint(declared: dict[str, Param]) -> str:
 
 RULES: tuple[Rule, ...] = (
     _dangling, _invalid_ids, _collisions, _colocation_direction, _promote_without_role_colocation,
-    _order_cycles, _non_interleaved, _role_monitor_intervals, _reused, _roles, _mandatory_into_clone,
-    _fencing, _too_few_nodes, _storage_nodes, _cluster_owned, _secrets, _agent_params,
+    _order_cycles, _non_interleaved, _role_monitor_intervals, _op_timeouts, _reused, _roles,
+    _mandatory_into_clone, _fencing, _too_few_nodes, _storage_nodes, _cluster_owned, _secrets, _agent_params,
     _node_ids, _node_name_case, _fence_targets, _shared_vips, _cluster_options, _defaults,
 )

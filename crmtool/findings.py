@@ -87,6 +87,8 @@ INVALID_OPTION_VALUE = Code("CRM128", "invalid-option-value", ERROR, "a cluster 
 QUORUM_IGNORED = Code("CRM129", "quorum-ignored", WARNING, "no-quorum-policy=ignore: a partition without "
                       "quorum keeps running resources (split brain)")
 UNKNOWN_AGENT = Code("CRM130", "unknown-agent", ERROR, "an agent under our own provider that does not exist")
+OP_TIMEOUT_BELOW_ADVERT = Code("CRM131", "op-timeout-below-advert", WARNING, "an operation of our agent "
+                                "with a timeout shorter than the agent advertises for it")
 
 _DECLARED = (
     TOML_SYNTAX, UNKNOWN_PROFILE, UNKNOWN_KEY, WRONG_TYPE, MISSING_KEY, DANGLING_REFERENCE, INVALID_ID,
@@ -95,7 +97,7 @@ _DECLARED = (
     INVALID_PARAMETER_VALUE, DEPRECATED_PARAMETER, UNREGISTERED_AGENT, SECRET_IN_CLEAR,
     MANDATORY_ORDER_INTO_CLONE, RESOURCE_REUSED, ROLE_ON_NON_PROMOTABLE, FENCING_DISABLED, TOO_FEW_NODES,
     CLUSTER_OWNED_PROPERTY, STORAGE_NODES, EVEN_STORAGE_NODES, NODE_ID, NODE_NAME_CASE, SHARED_FENCE_TARGET,
-    SHARED_VIP, UNKNOWN_OPTION, INVALID_OPTION_VALUE, QUORUM_IGNORED, UNKNOWN_AGENT,
+    SHARED_VIP, UNKNOWN_OPTION, INVALID_OPTION_VALUE, QUORUM_IGNORED, UNKNOWN_AGENT, OP_TIMEOUT_BELOW_ADVERT,
 )
 
 CODES: dict[str, Code] = {c.code: c for c in _DECLARED}
