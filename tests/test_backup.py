@@ -36,12 +36,13 @@ class Database:
     def __init__(self, site: Site) -> None:
         self.site = site
         self.option_file = os.path.join(site.workdir, "backup.cnf")
+        self.password = ""
 
     def create(self) -> Database:
         with open(self.site.db.config, "a", encoding="utf-8") as handle:
             handle.write("\n[mysqld]\nlog-bin = mysql-bin\nserver-id = 1\n")
         self.site.db.start()
-        password = "bk-" + os.urandom(8).hex()
+        self.password = password = "bk-" + os.urandom(8).hex()
         self.root_sql(f"CREATE USER 'backup'@'localhost' IDENTIFIED BY '{password}';"
                       f"GRANT {BACKUP_GRANTS} ON *.* TO 'backup'@'localhost';"
                       "CREATE TABLE ocftest.acked (id INT PRIMARY KEY AUTO_INCREMENT, v CHAR(32))")
@@ -191,6 +192,10 @@ def test_full_differential_restore_brings_back_every_acknowledged_row(db: Databa
     assert diff["binlog"] and diff["binlog"]["file"].startswith("mysql-bin.")
     assert diff["size_bytes"] < full["size_bytes"]
     assert "checksums ok" in cmd.ok("verify", str(diff["id"]))
+    for backup in (full, diff):  # the password is in the option file only, not in logs or manifests
+        for name in ("mariabackup.log", "manifest.json"):
+            with open(os.path.join(cmd.target, str(backup["id"]), name), encoding="utf-8") as handle:
+                assert db.password not in handle.read()
 
     db.site.db.stop()
     datadir = db.site.db.datadir
