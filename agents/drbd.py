@@ -551,10 +551,10 @@ class Drbd(Agent):
             return folder, ""
         if worker.alive():
             done, total = keep.progress(folder) or (0, 0)
-            percent = f"{100 * done // total}%" if total else "0%"
-            self.publish({"state": "copying", "done": percent, "bytes": str(done), "total": str(total),
+            percent, step = f"{100 * done // total}%" if total else "0%", keep.phase(folder)
+            self.publish({"state": step, "done": percent, "bytes": str(done), "total": str(total),
                           "folder": folder}, self.progress_attribute)
-            return None, f"preserving its data into {folder} ({percent})"
+            return None, f"preserving its data into {folder} ({step}, {percent})"
         self.preserve_failed(peer, generation, keep.failure(folder) or "the copy stopped unverified")
         return None
 

@@ -132,6 +132,12 @@ def progress(folder: str) -> tuple[int, int] | None:
     return (done, total) if isinstance(done, int) and isinstance(total, int) else None
 
 
+def phase(folder: str) -> str:
+    """copying, then verifying (the copy is re-read from disk)."""
+    doc = read_json(os.path.join(folder, PROGRESS)) or {}
+    return "verifying" if doc.get("phase") == "verifying" else "copying"
+
+
 def failure(folder: str) -> str | None:
     try:
         with open(os.path.join(folder, FAILED), encoding="utf-8") as handle:
@@ -156,7 +162,7 @@ def _copy(source: str, target: str, folder: str) -> tuple[int, str]:
                 view = view[os.write(dst, view):]
             done += len(chunk)
             if time.monotonic() - reported >= PROGRESS_EVERY_S:
-                write_file(folder, PROGRESS, json.dumps({"done": done, "total": total}))
+                write_file(folder, PROGRESS, json.dumps({"done": done, "total": total, "phase": "copying"}))
                 reported = time.monotonic()
         os.fsync(dst)
         # The copy is on disk: drop it from the page cache so the check below reads the disk.
@@ -166,7 +172,7 @@ def _copy(source: str, target: str, folder: str) -> tuple[int, str]:
         os.close(dst)
     if done != total:
         raise PreserveError(f"read {done} of {total} bytes of {source}")
-    write_file(folder, PROGRESS, json.dumps({"done": done, "total": total}))
+    write_file(folder, PROGRESS, json.dumps({"done": done, "total": total, "phase": "verifying"}))
     return done, digest.hexdigest()
 
 

@@ -273,7 +273,7 @@ def test_the_worker_verifies_from_disk_and_writes_the_manifest_last(tmp_path):
     assert manifest["files"] == [{"name": "data.img", "bytes": 8 << 20, "sha256": sha256(source)}]
     assert keep.verified(str(folder), "A" * 16)
     assert not keep.verified(str(folder), "B" * 16)  # another data generation: not preserved
-    assert keep.progress(str(folder)) == (8 << 20, 8 << 20)
+    assert keep.progress(str(folder)) == (8 << 20, 8 << 20) and keep.phase(str(folder)) == "verifying"
     (folder / "data.img").write_bytes(b"short")
     assert not keep.verified(str(folder), "A" * 16)  # a copy that does not match its manifest
 
