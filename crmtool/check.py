@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from agents.ocf.params import FALSE_WORDS, TRUE_WORDS
 from crmtool.findings import (
     CLUSTER_OWNED_PROPERTY,
     COLOCATION_DIRECTION,
@@ -61,8 +62,6 @@ SECRET_SUFFIXES = ("secret_key", "secret-key", "secretkey", "api_key", "api-key"
 AGENT_CREDENTIALS = {
     "stonith:fence_aws": " (boto3's own chain: /root/.aws/credentials or the instance's IAM role)",
 }
-FALSE_WORDS = ("false", "no", "0", "off", "n")
-TRUE_WORDS = ("true", "yes", "1", "on", "y")
 SCORE = re.compile(r"[+-]?([0-9]+|INFINITY)", re.IGNORECASE)
 TIME = re.compile(r"-?[0-9]+(\.[0-9]+)?\s*(ms|msec|us|usec|s|sec|m|min|h|hr)?", re.IGNORECASE)
 SIGNED_TIMES = ("stonith-watchdog-timeout",)  # negative: derive it from SBD's watchdog timeout
@@ -473,7 +472,7 @@ def _options(desc: Description, section: str, values: dict[str, str],
 def _option_problem(name: str, value: str, type_: str, choices: tuple[str, ...]) -> str | None:
     """What Pacemaker's validator for ``type_`` would reject in ``value`` (None: accepted)."""
     text = value.strip()
-    if type_ == "boolean" and text.lower() not in TRUE_WORDS + FALSE_WORDS:
+    if type_ == "boolean" and text.lower() not in TRUE_WORDS | FALSE_WORDS:
         return "not a boolean (true or false)"
     if type_ == "integer" and not SCORE.fullmatch(text):
         return "not an integer (or INFINITY)"

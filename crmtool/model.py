@@ -6,6 +6,8 @@ checks, the renderer, the pcs export and the graph agree on them.
 
 from __future__ import annotations
 
+from agents.ocf.params import TRUE_WORDS
+
 INFINITY = "INFINITY"
 ROLES = ("Started", "Promoted", "Unpromoted", "Stopped")
 ACTIONS = ("start", "stop", "promote", "demote")
@@ -92,7 +94,7 @@ class Clone:
 
     @property
     def interleaved(self) -> bool:
-        return self.meta.get("interleave", "false").lower() in ("true", "yes", "1", "on", "y")
+        return self.meta.get("interleave", "false").lower() in TRUE_WORDS
 
     def all_meta(self) -> dict[str, str]:
         """The meta attributes as rendered: ``promotable`` first, as pcs writes it."""

@@ -15,28 +15,26 @@ import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from agents.registry import PROVIDER
 from crmtool.load import DEFAULT_STORAGE_NODES
 from nscluster.cluster import HARNESS_PROPERTIES, NODE_NIC, REPO_ROOT, Cluster, ClusterSpec
 
 PROFILE = "openstack-3ctl"
 CRMTOOL = "/usr/local/bin/crmtool"
-OUR_VIP = "ocf:openstack:vip"
+OUR_VIP = f"ocf:{PROVIDER}:vip"
 IPADDR2 = "ocf:heartbeat:IPaddr2"
 PUBLIC_VIP = "public-vip"
 DATABASE_VIP = "db-vip"
 DUMMY = "dummy"
 
-# The default profile's entries that need services this harness does not run yet
-# (the replicated database and the API daemons), by section.
-PROFILE_ENTRIES_NOT_RUN: dict[str, tuple[str, ...]] = {
-    "primitive": ("drbd", "db-fs", "mysql", "keystone", "glance-api", "nova-api"),
-    "clone": ("drbd-clone", "keystone-clone", "glance-api-clone", "nova-api-clone"),
-    "group": ("db",),
-    "colocation": ("db-with-promoted-drbd", "public-vip-with-api"),
-    "order": ("db-after-drbd-promote", "keystone-after-db", "glance-api-after-db", "nova-api-after-db",
-              "glance-api-after-keystone", "nova-api-after-keystone", "public-vip-after-api"),
-}
+# The profile's resources this harness runs (the virtual IPs); every other resource of the
+# profile needs a service it does not run yet, and so does a constraint that names one.
+PROFILE_RESOURCES_RUN = (PUBLIC_VIP, DATABASE_VIP)
+RESOURCE_SECTIONS = ("primitive", "clone", "group")
+CONSTRAINT_SECTIONS = ("colocation", "order")
+CONSTRAINT_REFERENCES = ("rsc", "with", "first", "then")
 
 TomlValue = str | int | float | bool | list[object] | dict[str, object]
 
@@ -86,7 +84,7 @@ def site_tables(spec: ClusterSpec, stack: Stack) -> dict[str, dict[str, object]]
     }
     for name in spec.node_names:
         tables[f"nodes.{name}"] = {}
-    for section, entries in PROFILE_ENTRIES_NOT_RUN.items():
+    for section, entries in profile_entries_not_run().items():
         for entry in entries:
             tables[f"{section}.{entry}"] = {"enabled": False}
     vip_ops = [{"name": "monitor", "interval": stack.monitor_interval, "timeout": "20s"}]
@@ -104,10 +102,31 @@ def site_tables(spec: ClusterSpec, stack: Stack) -> dict[str, dict[str, object]]
 
 
 @functools.cache
+def profile() -> dict[str, Any]:
+    with open(REPO_ROOT / "cib-templates" / f"{PROFILE}.toml", "rb") as handle:
+        return tomllib.load(handle)
+
+
+def _section(name: str) -> dict[str, dict[str, Any]]:
+    tables: dict[str, dict[str, Any]] = profile().get(name, {})
+    return tables
+
+
+@functools.cache
+def profile_entries_not_run() -> dict[str, tuple[str, ...]]:
+    """The profile's entries the site turns off, by section, read from the profile itself."""
+    entries = {section: tuple(rsc for rsc in _section(section) if rsc not in PROFILE_RESOURCES_RUN)
+               for section in RESOURCE_SECTIONS}
+    off = {rsc for names in entries.values() for rsc in names}
+    for section in CONSTRAINT_SECTIONS:
+        entries[section] = tuple(key for key, table in _section(section).items()
+                                 if any(table.get(ref) in off for ref in CONSTRAINT_REFERENCES))
+    return entries
+
+
 def storage_bound() -> tuple[str, ...]:
     """The profile's resources that live on the storage nodes only (``[storage] resources``)."""
-    with open(REPO_ROOT / "cib-templates" / f"{PROFILE}.toml", "rb") as handle:
-        return tuple(tomllib.load(handle)["storage"]["resources"])
+    return tuple(profile()["storage"]["resources"])
 
 
 def storage_nodes(spec: ClusterSpec, stack: Stack) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ import os
 import pytest
 from lxml import etree
 
+from agents.registry import PROVIDER
 from crmtool import load, pipeline, render, simulate
 from tests.crmtool_cases.support import EXAMPLE, SITES, TEMPLATES, example_text, run_cli
 
@@ -18,7 +19,7 @@ SIZES = ("3ctl", "5ctl", "7ctl", "5ctl-storage", "7ctl-storage")
 
 
 def reports(site: str, only: list[str] | None = None) -> dict[str, simulate.Report]:
-    result = pipeline.from_file(site, TEMPLATES, "openstack")
+    result = pipeline.from_file(site, TEMPLATES, PROVIDER)
     return {r.scenario: r for r in simulate.run_scenarios(result, only)}
 
 
@@ -229,10 +230,10 @@ DELIBERATE = {("mysql", "monitor", None, 0): "10s"}
 def test_operations_of_our_agents_are_their_adverts(size: str) -> None:
     from agents import registry
 
-    rendered = pipeline.from_file(os.path.join(SITES, f"{size}.toml"), TEMPLATES, registry.PROVIDER)
+    rendered = pipeline.from_file(os.path.join(SITES, f"{size}.toml"), TEMPLATES, PROVIDER)
     checked = 0
     for primitive in rendered.configuration.iter("primitive"):
-        if primitive.get("provider") != registry.PROVIDER:
+        if primitive.get("provider") != PROVIDER:
             continue
         declared = registry.load(primitive.get("type", ""))
         adverts = {(spec.name, a.role, a.depth or 0): a for spec in declared.action_specs.values()

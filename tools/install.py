@@ -17,10 +17,12 @@ import sys
 from collections.abc import Callable
 
 SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, SOURCE)
+from agents.registry import PROVIDER as DEFAULT_PROVIDER  # noqa: E402 (needs SOURCE on the path)
+
 PACKAGES = ("agents", "crmtool", "dbbackup")
 MANIFEST = "installed-files"
 SYSTEM_SITE = "/usr/lib/python3/dist-packages"
-DEFAULT_PROVIDER = "openstack"
 FILE_MODE = 0o644
 PROGRAM_MODE = 0o755
 DIRECTORY_MODE = 0o755
