@@ -254,3 +254,14 @@ def test_operations_of_our_agents_are_their_adverts(size: str) -> None:
 def _depth(op: etree._Element) -> int:
     level = op.find(".//nvpair[@name='OCF_CHECK_LEVEL']")
     return int(level.get("value", "0")) if level is not None else 0
+
+
+@pytest.mark.parametrize("profile", ["openstack-3ctl", "openstack-3ctl-haproxy"])
+def test_profiles_restate_no_default_of_our_agents(profile: str) -> None:
+    from agents import registry
+
+    desc = load.load_text(f'profile = "{profile}"\n', TEMPLATES)
+    restated = [(p.id, param.name) for p in desc.primitives if p.agent.provider == PROVIDER
+                for param in registry.load(p.agent.type).params
+                if param.default is not None and p.params.get(param.name) == param.default_text()]
+    assert restated == []
