@@ -10,6 +10,7 @@ import os
 import sys
 from typing import Literal, NamedTuple
 
+from agents.registry import PROVIDER
 from crmtool.exits import Exit
 from crmtool.findings import TOML_SYNTAX, CrmtoolError, DescriptionError
 
@@ -292,7 +293,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, templates_dir: str | None = None,
-         provider: str = "openstack") -> None:
+         provider: str = PROVIDER) -> None:
     args = parser().parse_args(argv)
     ctx = Context(args, args.templates or templates_dir or SOURCE_TEMPLATES, provider)
     handler = COMMANDS[args.command].run
