@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nscluster import config, health
+from nscluster import config, database, health
 from nscluster.cluster import Cluster, ClusterSpec, ClusterStatus, cleanup_run, stale_runs
 
 VIPS = health.VIPS
@@ -48,6 +48,21 @@ def start_cluster(request: pytest.FixtureRequest, stack: config.Stack | Callable
     config.push(cluster, stack)
     health.wait_healthy(cluster, stack)
     return cluster
+
+
+def start_database_cluster(request: pytest.FixtureRequest) -> tuple[Cluster, config.Stack, database.Database]:
+    """A running cluster with the database prepared on its DRBD double and the profile's database
+    part pushed: (cluster, stack, database)."""
+    made: dict[str, object] = {}
+
+    def prepare(cluster: Cluster) -> config.Stack:
+        made["database"] = db = database.Database(cluster)
+        db.prepare(via=cluster.any_running_node())
+        made["stack"] = stack = config.Stack(site_overrides=db.overrides())
+        return stack
+
+    cluster = start_cluster(request, prepare, **database.spec_fields())
+    return cluster, made["stack"], made["database"]  # type: ignore[return-value]
 
 
 def cluster_fixtures(stack: config.Stack) -> tuple[object, object]:

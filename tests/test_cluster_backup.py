@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
-from nscluster import config, database, health
+from nscluster import database, health
 from nscluster.cluster import wait_until
-from tests.cluster_conftest import start_cluster
+from tests.cluster_conftest import start_database_cluster
 
 pytestmark = pytest.mark.cluster
 COMMAND = "/usr/local/bin/openstack-ha-backup"
@@ -21,16 +21,7 @@ BEFORE, AFTER = 7001, 7002  # row ids written before and after the differential
 
 @pytest.fixture(scope="module")
 def backup_cluster(request):
-    made = {}
-
-    def prepare(cluster):
-        made["database"] = db = database.Database(cluster)
-        db.prepare(via=cluster.any_running_node())
-        made["stack"] = config.Stack(site_overrides=db.overrides())
-        return made["stack"]
-
-    cluster = start_cluster(request, prepare, **database.spec_fields())
-    return cluster, made["stack"], made["database"]
+    return start_database_cluster(request)
 
 
 def setup_backups(cluster) -> tuple[str, str]:

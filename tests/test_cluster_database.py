@@ -19,7 +19,7 @@ import pytest
 
 from nscluster import config, database, health
 from nscluster.cluster import wait_until
-from tests.cluster_conftest import start_cluster
+from tests.cluster_conftest import start_database_cluster
 
 pytestmark = pytest.mark.cluster
 WRITER_SECONDS = 25
@@ -36,16 +36,7 @@ DB_RESOURCES = ("db-vip", "mysql", "db-fs")
 
 @pytest.fixture(scope="module")
 def database_cluster(request):
-    made = {}
-
-    def prepare(cluster):
-        made["database"] = db = database.Database(cluster)
-        db.prepare(via=cluster.any_running_node())
-        made["stack"] = config.Stack(site_overrides=db.overrides())
-        return made["stack"]
-
-    cluster = start_cluster(request, prepare, **database.spec_fields())
-    return cluster, made["stack"], made["database"]
+    return start_database_cluster(request)
 
 
 def test_the_database_runs_on_the_drbd_primary(database_cluster):

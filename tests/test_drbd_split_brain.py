@@ -302,8 +302,7 @@ def write_random(path, megabytes):
         os.fsync(handle.fileno())
 
 
-@pytest.mark.skipif(os.environ.get("DRBD_BIG") != "1",
-                    reason="measurement with a 2 GiB device (minutes): run with DRBD_BIG=1")
+@pytest.mark.measurement
 def test_preserve_and_resync_of_a_2gib_device():
     """The victim holds 1 GiB of fresh data on a 2 GiB device; every monitor stays short while the
     detached copy runs; report the preservation (first monitor to the one that finds the copy
