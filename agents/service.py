@@ -392,6 +392,10 @@ class ApiService(Agent):
             return
         token = self.foreign_token(credentials, deadline)
         response = self.ask(self.work_path, {"X-Auth-Token": token}, deadline)
+        if response.status == 401:
+            # keystone has just issued this token: the service could not validate it with keystone,
+            # a dependency's problem (restarting the service would not help).
+            raise Degraded(f"GET {self.work_path} answered 401 to a token keystone had just issued")
         if response.status != 200:
             raise OCFError(OCF.ERR_GENERIC, f"GET {self.work_path} answered {response.status}")
 
