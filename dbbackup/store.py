@@ -139,10 +139,14 @@ class Target:
 
         self.check()
         try:
-            fd = os.open(self.path(LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            fd = os.open(self.path(LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise BackupError(f"target {self.directory}: cannot open the lock: {exc.strerror}",
                               CANTCREAT) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device planted in the target
+            os.close(fd)
+            raise BackupError(f"target {self.directory}: the lock is not a regular file", CANTCREAT)
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
