@@ -60,7 +60,7 @@ uninstall:
 	$(PYTHON) tools/install.py uninstall $(INSTALL_ARGS)
 
 lint: deps-python
-	$(VENV)/bin/ruff check agents crmtool dbbackup tests bench tools nscluster
+	$(VENV)/bin/ruff check agents crmtool dbbackup tests harness bench tools nscluster
 	$(VENV)/bin/mypy agents crmtool dbbackup tools nscluster
 
 test: deps install lint

@@ -7,7 +7,7 @@
 * client write throughput (single-row autocommit INSERTs) during a full backup against without;
 * restore of full + differential (prepare in scratch, copy-back, server stopped).
 
-The datadir is on a loop-mounted ext4 (``tests.mariadb.Site``), the target a
+The datadir is on a loop-mounted ext4 (``harness.mariadb.Site``), the target a
 directory on the root filesystem, as a local backup disk would be.
 """
 
@@ -31,7 +31,7 @@ MAX_ROUNDS = 3
 
 
 def sql(site, text: str, timeout: float = 3600) -> str:
-    from tests.mariadb import run
+    from harness.mariadb import run
 
     return run(["mariadb", f"--defaults-file={site.db.config}", "--user=root", "--batch",
                 "--skip-column-names"], input_text=text + ";\n", timeout=timeout)
@@ -87,7 +87,7 @@ def run(bench: Bench) -> None:
     if os.geteuid() != 0:
         print("backup benchmark skipped: loop devices and mariadbd need root\n")
         return
-    from tests.mariadb import Site, write_option_file
+    from harness.mariadb import Site, write_option_file
 
     megabytes = int(os.environ.get("BACKUP_BENCH_MB", "1024"))
     site = Site(port=PORT, size_mb=megabytes * 6 + 400)  # data, binary log, the restore and its aside

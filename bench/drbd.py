@@ -13,9 +13,9 @@ import os
 import subprocess
 
 from bench.core import Bench, alternate, ms, ratio, time_once
-from tests.drbd_double.agent import CLONE_META, OUR_AGENT
-from tests.drbd_double.fixture import BIN, replicas
-from tests.drbd_double.pacemaker import make_cib
+from harness.drbd_double.agent import CLONE_META, OUR_AGENT
+from harness.drbd_double.fixture import BIN, replicas
+from harness.drbd_double.pacemaker import make_cib
 
 LINBIT = "/usr/lib/ocf/resource.d/linbit/drbd"
 

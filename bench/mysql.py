@@ -1,6 +1,6 @@
 """mysql against ocf:heartbeat:mysql on the same MariaDB, alternating runs in one invocation.
 
-The server's datadir is on a loop-mounted ext4 (``tests.mariadb.Site``).  Both
+The server's datadir is on a loop-mounted ext4 (``harness.mariadb.Site``).  Both
 agents run ``/usr/sbin/mariadbd`` directly with the same option file, datadir,
 socket and pid file; the shell agent's depth-10 check logs in as root through
 ``unix_socket`` authentication (no password on its command line), ours as the
@@ -22,7 +22,7 @@ from bench.core import BARE_INTERPRETER, Bench, alternate, ms, ratio, time_once
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from tests.mariadb import Site
+    from harness.mariadb import Site
 
 AGENT = "/usr/lib/ocf/resource.d/openstack/mysql"
 SHELL_AGENT = "/usr/lib/ocf/resource.d/heartbeat/mysql"
@@ -47,7 +47,7 @@ def environment(params: dict[str, str], rsctmp: str, **extra: str) -> dict[str, 
 
 def timed_detached(argv: list[str], env: dict[str, str]) -> float:
     """Wall time of an agent action whose server child keeps the agent's stdio open."""
-    from tests.mariadb import run_detached
+    from harness.mariadb import run_detached
 
     started = time.perf_counter()
     rc, output = run_detached(argv, env)
@@ -66,7 +66,7 @@ class ServerAlone:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> float:
-        from tests.mariadb import MARIADBD, greets, mysql_ids
+        from harness.mariadb import MARIADBD, greets, mysql_ids
 
         uid, gid = mysql_ids()
         started = time.perf_counter()
@@ -111,7 +111,7 @@ def run(bench: Bench) -> None:
     for path in (AGENT, SHELL_AGENT):
         if not os.access(path, os.X_OK):
             raise SystemExit(f"{path} is missing: run `make install` (and install resource-agents)")
-    from tests.mariadb import Site
+    from harness.mariadb import Site
 
     site = Site(port=PORT).create()
     try:

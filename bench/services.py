@@ -1,6 +1,6 @@
 """OpenStack API agents: monitor cost, and start/stop overhead over the services' own times.
 
-Uses the private control plane of the tests (``tests.services.stack``) and
+Uses the private control plane of the tests (``harness.stack``) and
 our installed agents.  The baseline of start is the service launched by hand
 with exactly the command line and environment the agent used (read back from
 ``/proc``), polled every 5 ms until its version document answers; the
@@ -20,7 +20,7 @@ import time
 
 from agents.ocf.proc import all_stats
 from bench.core import BARE_INTERPRETER, Bench, alternate, ms, ratio, time_once
-from tests.services.stack import AGENT_DIR, HOST, PORTS, Stack
+from harness.stack import AGENT_DIR, HOST, PORTS, Stack
 
 AGENTS = {"keystone": ("keystone", PORTS["keystone"], "/v3"), "glance-api": ("glance", PORTS["glance"], "/"),
           "nova-api": ("nova", PORTS["nova"], "/")}

@@ -2,7 +2,7 @@
 
 The benchmark process itself enters the test namespace (setns), so neither
 agent pays for ``ip netns exec``; every packet stays inside the namespace
-pair built by ``tests.netns.Lab`` with a documentation address.  Both agents
+pair built by ``harness.netns.Lab`` with a documentation address.  Both agents
 run with their defaults (5 announcements 200 ms apart, sent in the
 background), and a call is timed until the agent process exits.
 """
@@ -89,7 +89,7 @@ def run(bench: Bench) -> None:
     for path in (VIP, IPADDR2):
         if not os.access(path, os.X_OK):
             raise SystemExit(f"{path} is missing: run `make install` (and install resource-agents)")
-    from tests.netns import Lab
+    from harness.netns import Lab
 
     rounds = bench.rounds
     with Lab("vipb") as lab, inside(lab.node.name):

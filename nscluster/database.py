@@ -1,7 +1,7 @@
 """The cluster's database as the default profile runs it: DRBD (its test double) → Filesystem → mysql → VIP.
 
 DRBD's kernel module cannot load here, so the DRBD 9 test double
-(``tests/drbd_double``) stands in for it: three replicas of the profile's DRBD
+(``harness/drbd_double``) stands in for it: three replicas of the profile's DRBD
 resource ``mysql``, one per node, whose state directory lives under the run's
 state directory (every node sees it). Pacemaker's agents find the double's
 ``drbdadm``/``drbdsetup`` first on their PATH (``ClusterSpec.agent_env``); the
@@ -45,7 +45,7 @@ RUNDIR = "/run/mysqld-nsc"
 SOCKET = f"{RUNDIR}/mysqld.sock"  # MariaDB's local socket on the node that runs it
 IMAGE_MB = 256
 DRBD_RESOURCE = "mysql"  # the profile's drbd_resource
-DRBD_BIN = REPO_ROOT / "tests" / "drbd_double" / "bin"
+DRBD_BIN = REPO_ROOT / "harness" / "drbd_double" / "bin"
 DRBD_CONF_DIR = "/etc/drbd.d"  # private per node
 NODE_DEVICE = f"{DRBD_CONF_DIR}/{DRBD_RESOURCE}.device"
 AGENT_PATH = f"{DRBD_BIN}:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -136,7 +136,7 @@ class Database:
         import importlib
 
         # Test code (not type-checked with the harness): the double's own configuration writer.
-        fixture = importlib.import_module("tests.drbd_double.fixture")
+        fixture = importlib.import_module("harness.drbd_double.fixture")
         self._check_spec()
         names = self.replicas
         directory = drbd_dir(self.cluster.spec.state_dir)

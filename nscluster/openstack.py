@@ -413,7 +413,7 @@ def stack_with_keystone(cluster: Cluster, database_overrides: Mapping[str, Mappi
     """Push the database, prepare keystone and then ``services`` (in order) on it, and return the
     stack with all of them added (over ``base``: its VIP agent, Dummy clone and site tables).
 
-    The caller pushes the returned stack (``tests.cluster_conftest.start_cluster`` does).
+    The caller pushes the returned stack (``harness.cluster_fixtures.start_cluster`` does).
     """
     base = base or config.Stack()
     database_stack = dataclasses.replace(base, site_overrides={**base.site_overrides, **database_overrides})

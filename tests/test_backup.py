@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.mariadb import Site, run, write_option_file
+from harness.mariadb import Site, run, write_option_file
 
 PORT = 33079
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

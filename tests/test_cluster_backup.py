@@ -10,9 +10,9 @@ import subprocess
 
 import pytest
 
+from harness.cluster_fixtures import start_database_cluster
 from nscluster import database, health
 from nscluster.cluster import wait_until
-from tests.cluster_conftest import start_database_cluster
 
 pytestmark = pytest.mark.cluster
 COMMAND = "/usr/local/bin/openstack-ha-backup"

@@ -17,9 +17,9 @@ import time
 
 import pytest
 
+from harness.cluster_fixtures import start_database_cluster
 from nscluster import config, database, health
 from nscluster.cluster import wait_until
-from tests.cluster_conftest import start_database_cluster
 
 pytestmark = pytest.mark.cluster
 WRITER_SECONDS = 25

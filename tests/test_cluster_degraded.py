@@ -1,6 +1,6 @@
 """Degraded results (OCF 190) on a real 3-node cluster running Pacemaker 2.1.5.
 
-A resource of a small test agent (tests/degraded_agent.py, on the installed framework) reports
+A resource of a small test agent (harness/degraded_agent.py, on the installed framework) reports
 degraded for many monitor intervals with ``migration-threshold=1``: what Pacemaker records, whether
 the fail-count rises, whether the resource is moved, and what operators see of it.
 """
@@ -15,9 +15,10 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
+import harness
+from harness.cluster_fixtures import start_cluster
 from nscluster import config, health
 from nscluster.cluster import Cluster, wait_until
-from tests.cluster_conftest import start_cluster
 from tests.test_health_attribute import DEGRADED_NOW, FAILED_NOT_DEGRADED
 
 pytestmark = pytest.mark.cluster
@@ -66,7 +67,7 @@ def test_agent() -> Iterator[None]:
         directory.mkdir(mode=0o755, exist_ok=True)
         directory.chmod(0o755)
     module = MODULE_DIR / "degraded_agent.py"
-    shutil.copyfile(Path(__file__).with_name("degraded_agent.py"), module)
+    shutil.copyfile(Path(harness.__file__).with_name("degraded_agent.py"), module)
     module.chmod(0o644)
     (AGENT_DIR / "degraded").write_text(launcher)
     (AGENT_DIR / "degraded").chmod(0o755)

@@ -12,8 +12,7 @@ import time
 
 import pytest
 
-from nscluster import config, health
-from tests.cluster_conftest import (
+from harness.cluster_fixtures import (
     VIPS,
     addresses_on,
     cluster_fixtures,
@@ -21,6 +20,7 @@ from tests.cluster_conftest import (
     vip_address_of,
     wait_rejoined,
 )
+from nscluster import config, health
 
 pytestmark = pytest.mark.cluster
 SERVICE = "web"

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
+from harness.cluster_fixtures import VIPS, addresses_on, cluster_fixtures, dc_and_holders, vip_address_of
 from nscluster import config, health
 from nscluster.cluster import ClusterError
-from tests.cluster_conftest import VIPS, addresses_on, cluster_fixtures, dc_and_holders, vip_address_of
 
 pytestmark = pytest.mark.cluster
 FENCE_DELAY_S = 15

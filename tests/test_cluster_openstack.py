@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cluster_fixtures import start_cluster, wait_rejoined
 from nscluster import config, database, health, messaging, nova
 from nscluster.messaging import RABBIT_DIRS, RabbitInCluster
 from nscluster.nova import NOVA_DIRS, NovaInCluster
@@ -30,7 +31,6 @@ from nscluster.openstack import (
     seconds_to_token_after_crash,
     stack_with_keystone,
 )
-from tests.cluster_conftest import start_cluster, wait_rejoined
 
 pytestmark = pytest.mark.cluster
 STREAM_INTERVAL_S = 0.5

@@ -14,9 +14,9 @@ import re
 import pytest
 from lxml import etree
 
+from harness.cluster_fixtures import start_cluster
 from nscluster import config, database, health
 from nscluster.cluster import wait_until
-from tests.cluster_conftest import start_cluster
 from tests.test_cluster_database import StreamWriter
 
 pytestmark = pytest.mark.cluster

@@ -10,7 +10,7 @@ from lxml import etree
 
 from agents import registry
 from agents.ocf.metadata import render
-from tests.ocfrun import REPO
+from harness.ocfrun import REPO
 
 OCF_AGENT_DIR = "/usr/lib/ocf/resource.d/openstack"
 RESOURCE_AGENTS_SHARE = "/usr/share/resource-agents"

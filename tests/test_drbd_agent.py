@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from tests.drbd_double.agent import OUR_AGENT, Cluster
-from tests.drbd_double.fixture import mounted, replicas
-from tests.ocfrun import Result
+from harness.drbd_double.agent import OUR_AGENT, Cluster
+from harness.drbd_double.fixture import mounted, replicas
+from harness.ocfrun import Result
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mknod)")
 SCORE = "master-drbd_r0"

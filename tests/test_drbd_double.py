@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.drbd_double import volatile
-from tests.drbd_double.fixture import MountError, mounted, replicas
+from harness.drbd_double import volatile
+from harness.drbd_double.fixture import MountError, mounted, replicas
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mknod, mounts)")
 

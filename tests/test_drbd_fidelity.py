@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
-from tests.drbd_double.fixture import BIN, replicas
-from tests.drbd_double.pacemaker import make_cib, node_attribute
+from harness.drbd_double.fixture import BIN, replicas
+from harness.drbd_double.pacemaker import make_cib, node_attribute
 
 LINBIT = "/usr/lib/ocf/resource.d/linbit/drbd"
 META = {"clone_node_max": "1", "master_node_max": "1", "master_max": "1", "clone_max": "3", "notify": "true"}

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from tests.drbd_double.agent import Cluster
-from tests.drbd_double.fixture import mounted, replicas
+from harness.drbd_double.agent import Cluster
+from harness.drbd_double.fixture import mounted, replicas
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, mknod, mounts)")
 ATTR = "drbd-split-brain-r0"

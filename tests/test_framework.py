@@ -16,9 +16,9 @@ from agents.ocf.deadline import Deadline
 from agents.ocf.log import Logger, debug_enabled
 from agents.ocf.params import Param, parse
 from agents.ocf.proc import Identity, spawn, stop_session
-from tests.ocfrun import agent_env, run_agent, source_agent
+from harness.ocfrun import agent_env, run_agent, source_agent
 
-SAMPLE = source_agent("tests/sample_agent.py")
+SAMPLE = source_agent("harness/sample_agent.py")
 GOOD = {"address": "192.0.2.1"}
 
 

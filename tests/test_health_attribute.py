@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from agents.ocf.codes import OCF
-from tests.ocfrun import REPO, Result, agent_env, run_agent, source_agent
+from harness.ocfrun import REPO, Result, agent_env, run_agent, source_agent
 
-AGENT = source_agent("tests/degraded_agent.py")
+AGENT = source_agent("harness/degraded_agent.py")
 NODE = "node1"
 DOCS = Path(REPO) / "docs" / "monitoring.md"
 # The queries docs/monitoring.md gives operators; the cluster test runs them on crm_mon's output.

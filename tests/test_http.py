@@ -24,7 +24,7 @@ from agents.ocf.codes import OCF, OCFError
 from agents.ocf.deadline import Deadline
 from agents.ocf.log import Logger
 from agents.service import issue_token
-from tests.ocfrun import REPO, agent_env, run_agent
+from harness.ocfrun import REPO, agent_env, run_agent
 
 KEYSTONE = ["/usr/lib/ocf/resource.d/openstack/keystone"]
 LOG = Logger("test", {"HA_LOGFACILITY": "none"})

@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 
 from agents import registry
-from tests.ocfrun import REPO
+from harness.ocfrun import REPO
 
 
 def make(target: str, destdir: str, provider: str) -> None:

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from tests.mariadb import HEARTBEAT_TABLE, SHELL_AGENT, Site, mariadbd_pids_on, run_detached
-from tests.ocfrun import Result, agent_env, run_agent
+from harness.mariadb import HEARTBEAT_TABLE, SHELL_AGENT, Site, mariadbd_pids_on, run_detached
+from harness.ocfrun import Result, agent_env, run_agent
 
 AGENT = "/usr/lib/ocf/resource.d/openstack/mysql"
 PORT = 33073
@@ -347,14 +347,14 @@ def test_heartbeat_rows_are_per_node(resource, site):
 
 
 def grant_monitor_select_on_test_database(site: Site) -> None:
-    from tests.mariadb import TEST_DATABASE, run
+    from harness.mariadb import TEST_DATABASE, run
 
     run(["mariadb", f"--defaults-file={site.db.config}", "--user=root", "--batch"],
         input_text=f"GRANT SELECT ON {TEST_DATABASE}.* TO 'ocfmon'@'localhost';\n")
 
 
 def test_a_blocked_query_fails_depth_10_within_budget(resource, site):
-    from tests.mariadb import TEST_DATABASE
+    from harness.mariadb import TEST_DATABASE
 
     ok(resource("start"))
     grant_monitor_select_on_test_database(site)

@@ -10,9 +10,9 @@ import tempfile
 
 import pytest
 
-from tests.drbd_double.fixture import replicas
-from tests.mariadb import MariaDB, kill_all_on, mariadbd_pids_on
-from tests.ocfrun import agent_env, run_agent
+from harness.drbd_double.fixture import replicas
+from harness.mariadb import MariaDB, kill_all_on, mariadbd_pids_on
+from harness.ocfrun import agent_env, run_agent
 
 AGENT = "/usr/lib/ocf/resource.d/openstack/mysql"
 PORT = 33075

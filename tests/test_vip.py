@@ -1,6 +1,6 @@
 """The vip agent, installed, against real interfaces in network namespaces.
 
-Each test builds its own pair of namespaces (tests.netns.Lab); the agent runs
+Each test builds its own pair of namespaces (harness.netns.Lab); the agent runs
 in ``node``, ``peer`` plays the rest of the segment.  Only documentation
 addresses are used.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import time
 
-from tests.netns import Lab
-from tests.vip_support import Capture, arps, installed_vip, lab_fixture, mac_of, neighbour_adverts, vip  # noqa: F401
+from harness.netns import Lab
+from harness.vip_support import Capture, arps, installed_vip, lab_fixture, mac_of, neighbour_adverts, vip  # noqa: F401
 
 V4 = "192.0.2.10"
 V6 = "2001:db8::10"

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from agents.vip import PARAMS
-from tests.netns import Lab
-from tests.ocfrun import EXIT_REASON_PREFIX, REPO, Result
-from tests.vip_support import require_root, vip
+from harness.netns import Lab
+from harness.ocfrun import EXIT_REASON_PREFIX, REPO, Result
+from harness.vip_support import require_root, vip
 
 VALID = {"ip": "192.0.2.10"}
 # Exit codes OCF allows for each action of a primitive that is not promotable.

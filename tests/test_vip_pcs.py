@@ -7,7 +7,7 @@ import subprocess
 from lxml import etree
 
 from agents.vip import PARAMS
-from tests.vip_support import installed_vip
+from harness.vip_support import installed_vip
 
 AGENT = "ocf:openstack:vip"
 

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from agents.ocf.proc import all_stats
-from tests.services.stack import AGENT_DIR, HOST, PORTS, Stack
+from harness.stack import AGENT_DIR, HOST, PORTS, Stack
 
 AGENTS = ("keystone", "glance-api", "nova-api")
 PORT_OF = {"keystone": PORTS["keystone"], "glance-api": PORTS["glance"], "nova-api": PORTS["nova"]}
@@ -159,13 +159,40 @@ def stack():
         built.close()
 
 
+def files_holding(directory: str, secrets: tuple[str, ...]) -> list[str]:
+    """The logs and configuration files under ``directory`` that hold one of ``secrets``."""
+    found = []
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            if name.endswith((".log", ".conf")):
+                with open(os.path.join(root, name), "rb") as handle:
+                    data = handle.read()
+                if any(secret.encode() in data for secret in secrets):
+                    found.append(os.path.join(root, name))
+    return found
+
+
+def secrets_leaked(stack: Stack, workdir: str) -> list[str]:
+    """Where the session's passwords showed up: a process's argv, our agents' and services' files."""
+    leaks = [f"argv: {hit}" for hit in stack.watcher.hits]
+    if stack.watcher.scans <= 10:
+        leaks.append(f"the argv watcher ran only {stack.watcher.scans} scans")
+    return leaks + [f"file: {path}" for path in files_holding(workdir, stack.secrets)]
+
+
+# Checked when the last test of the package has run, whatever the order of the tests: a leak
+# fails the run as an error at this fixture's teardown.
 @pytest.fixture(scope="package")
 def workdir(stack):
     path = tempfile.mkdtemp(prefix="osha-agents-")
     # Like /run/resource-agents (1755): service users reach the eventlet listen override.
     os.chmod(path, 0o755)  # noqa: S103
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    try:
+        leaks = secrets_leaked(stack, path)
+        assert not leaks, f"the session's passwords leaked: {leaks}"
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
+from harness.stack import AGENT_DIR, HOST
 from tests.services.conftest import AGENTS, PORT_OF, log_dir
-from tests.services.stack import AGENT_DIR, HOST
 
 pytestmark = pytest.mark.services
 
@@ -321,7 +321,7 @@ def test_hung_api_with_healthy_dependencies_fails(agent_for, stack):
     database check's time; the verdict is a failure (Pacemaker restarts keystone), not degraded."""
     import shutil
 
-    from tests.services.stack import PORTS
+    from harness.stack import PORTS
 
     proxy = FreezableProxy((HOST, PORTS["mysql"]))
     config = os.path.join(os.path.dirname(stack.configs["keystone"]), "keystone-proxied.conf")

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.netns import Lab, Namespace
-from tests.ocfrun import Result, agent_env, run_agent
+from harness.netns import Lab, Namespace
+from harness.ocfrun import Result, agent_env, run_agent
 
 VIP = "/usr/lib/ocf/resource.d/openstack/vip"
 IPADDR2 = "/usr/lib/ocf/resource.d/heartbeat/IPaddr2"

@@ -1,6 +1,6 @@
 """A DRBD 9 test double: ``drbdadm``/``drbdsetup`` over shared, file-backed state.
 
-Put ``tests/drbd_double/bin`` first on ``PATH``.  Environment:
+Put ``harness/drbd_double/bin`` first on ``PATH``.  Environment:
 
 * ``DRBD_DOUBLE_STATE``: shared state directory (default ``/var/lib/drbd-double``),
   visible from every node of the test cluster.

@@ -1,6 +1,6 @@
 """Python API for tests: N replicas of one DRBD resource on the double, cleaned up on exit.
 
-    from tests.drbd_double.fixture import replicas
+    from harness.drbd_double.fixture import replicas
 
     with replicas(["alpha", "beta", "gamma"], mkfs=True) as drbd:
         drbd.run("alpha", "drbdadm", "up", drbd.resource)   # as node alpha

@@ -11,8 +11,8 @@ import os
 import sys
 from collections.abc import Callable
 
-from tests.drbd_double import config as drbdconf
-from tests.drbd_double.model import Cluster, DrbdError, open_cluster, resource_dir, state_root, this_node
+from harness.drbd_double import config as drbdconf
+from harness.drbd_double.model import Cluster, DrbdError, open_cluster, resource_dir, state_root, this_node
 
 KERNEL_VERSION = "9.2.8"
 KERNEL_VERSION_CODE = "0x090208"
@@ -465,7 +465,7 @@ def control(argv: list[str]) -> int:
     _remember_config(res, os.path.abspath(conf_path))
     rest = args[1:]
     if command == "init":
-        from tests.drbd_double.model import initialise
+        from harness.drbd_double.model import initialise
 
         initialise(res, rest[0])
         return 0

@@ -35,8 +35,8 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-from tests.drbd_double import volatile
-from tests.drbd_double.config import ConfigError, Resource
+from harness.drbd_double import volatile
+from harness.drbd_double.config import ConfigError, Resource
 
 DRBD_MAJOR = 147
 BLOCK = 4096

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 
-from tests.drbd_double.fixture import Replicas
-from tests.drbd_double.pacemaker import make_cib
-from tests.ocfrun import Result
+from harness.drbd_double.fixture import Replicas
+from harness.drbd_double.pacemaker import make_cib
+from harness.ocfrun import Result
 
 OUR_AGENT = "/usr/lib/ocf/resource.d/openstack/drbd"
 CLONE_META = {"clone_max": "3", "clone_node_max": "1", "promoted_max": "1", "promoted_node_max": "1",
@@ -44,6 +44,6 @@ class Cluster:
         return Result(done.returncode, done.stdout, done.stderr)
 
     def attribute(self, node: str, name: str) -> str | None:
-        from tests.drbd_double.pacemaker import node_attribute
+        from harness.drbd_double.pacemaker import node_attribute
 
         return node_attribute(self.cib, node, name)
