@@ -101,7 +101,6 @@ _DECLARED = (
 )
 
 CODES: dict[str, Code] = {c.code: c for c in _DECLARED}
-BY_NAME: dict[str, Code] = {c.name: c for c in _DECLARED}
 
 
 class Finding:
@@ -109,8 +108,8 @@ class Finding:
 
     __slots__ = ("code", "message", "path")
 
-    def __init__(self, code: Code | str, path: str, message: str) -> None:
-        self.code = code if isinstance(code, Code) else BY_NAME[code]
+    def __init__(self, code: Code, path: str, message: str) -> None:
+        self.code = code
         self.path = path
         self.message = message
 

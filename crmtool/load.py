@@ -9,7 +9,17 @@ from __future__ import annotations
 import os
 import re
 
-from crmtool.findings import DescriptionError, Finding, NoInput
+from crmtool.findings import (
+    MISSING_KEY,
+    TOML_SYNTAX,
+    UNKNOWN_KEY,
+    UNKNOWN_PROFILE,
+    WRONG_TYPE,
+    Code,
+    DescriptionError,
+    Finding,
+    NoInput,
+)
 from crmtool.model import (
     ACTIONS,
     INFINITY,
@@ -62,7 +72,7 @@ def read_toml(path: str) -> dict[str, object]:
     except OSError as exc:
         raise NoInput(f"{path}: {exc.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DescriptionError([Finding("toml-syntax", os.path.basename(path), str(exc))]) from None
+        raise DescriptionError([Finding(TOML_SYNTAX, os.path.basename(path), str(exc))]) from None
     return data
 
 
@@ -85,13 +95,13 @@ def resolve(data: dict[str, object], templates_dir: str, seen: tuple[str, ...] =
         return data
     if not isinstance(name, str) or not PROFILE_NAME.match(name) or name in seen:
         why = "a profile cycle" if name in seen else "not a profile name"
-        raise DescriptionError([Finding("unknown-profile", "profile", f"{name!r} is {why}")])
+        raise DescriptionError([Finding(UNKNOWN_PROFILE, "profile", f"{name!r} is {why}")])
     path = os.path.join(templates_dir, f"{name}.toml")
     if not os.path.exists(path):
         known = sorted(f[:-5] for f in os.listdir(templates_dir) if f.endswith(".toml")) \
             if os.path.isdir(templates_dir) else []
         message = f"no profile {name!r} in {templates_dir} (known: {', '.join(known)})"
-        raise DescriptionError([Finding("unknown-profile", "profile", message)])
+        raise DescriptionError([Finding(UNKNOWN_PROFILE, "profile", message)])
     base = resolve(read_toml(path), templates_dir, (*seen, name))
     merged = merge(base, data)
     merged.pop("profile", None)
@@ -109,7 +119,7 @@ def load_text(text: str, templates_dir: str, provider: str | None = None) -> Des
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise DescriptionError([Finding("toml-syntax", "<text>", str(exc))]) from None
+        raise DescriptionError([Finding(TOML_SYNTAX, "<text>", str(exc))]) from None
     return build(resolve(data, templates_dir), provider)
 
 
@@ -182,7 +192,7 @@ def _read_fencing(root: Table, desc: Description) -> None:
     agent_text = fencing.string("agent", required=True)
     host_param = fencing.string("host_param", FENCE_HOST_PARAM) or FENCE_HOST_PARAM
     if not NAME.match(host_param):
-        fencing.finding("wrong-type", fencing.child_path("host_param"),
+        fencing.finding(WRONG_TYPE, fencing.child_path("host_param"),
                         f"{host_param!r} is not a parameter name")
     params = fencing.scalars("params")
     meta = fencing.scalars("meta")
@@ -210,7 +220,7 @@ def _read_resources(root: Table, desc: Description, provider: str | None) -> Non
         text = table.string("agent", required=True)
         agent = Agent.parse(text) if text is not None else None
         if text is not None and agent is None:
-            table.finding("wrong-type", table.child_path("agent"),
+            table.finding(WRONG_TYPE, table.child_path("agent"),
                           f"{text!r} is not standard:provider:type or standard:type")
         if agent is not None:
             primitive = Primitive(rsc_id, agent, table.scalars("params"), table.scalars("meta"),
@@ -221,7 +231,7 @@ def _read_resources(root: Table, desc: Description, provider: str | None) -> Non
         if table.enabled():
             members = table.strings("resources", required=True)
             if table.raw.get("resources") == []:
-                table.finding("missing-key", table.child_path("resources"),
+                table.finding(MISSING_KEY, table.child_path("resources"),
                               "a group needs at least one resource")
             desc.groups.append(Group(rsc_id, members, table.scalars("meta"), table.path))
     for rsc_id, table in root.tables("clone", ("resource", "promotable", "meta", "enabled")):
@@ -237,7 +247,7 @@ def _read_ops(table: Table) -> list[Op]:
                                                             "on_fail"))):
         name = op.string("name", required=True) or "monitor"
         if not OP_NAME.match(name):
-            op.finding("wrong-type", op.child_path("name"), f"{name!r} is not an action name")
+            op.finding(WRONG_TYPE, op.child_path("name"), f"{name!r} is not an action name")
         interval = op.duration("interval", "") or ""
         timeout = op.duration("timeout", None)
         role = op.string("role", None, choices=ROLES)
@@ -355,7 +365,7 @@ class Table:
         self.findings = findings
         self.raw: dict[str, object] = raw if isinstance(raw, dict) else {}
         if not isinstance(raw, dict):
-            self.finding("wrong-type", path or "<root>", f"must be a table, not {_type_name(raw)}")
+            self.finding(WRONG_TYPE, path or "<root>", f"must be a table, not {_type_name(raw)}")
         elif known:
             self._unknown_keys(known)
 
@@ -366,22 +376,22 @@ class Table:
             if key not in known:
                 near = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean {near[0]!r}?)" if near else f" (known: {', '.join(known)})"
-                self.finding("unknown-key", self.child_path(key), f"unknown key{hint}")
+                self.finding(UNKNOWN_KEY, self.child_path(key), f"unknown key{hint}")
 
     def child_path(self, *keys: str) -> str:
         return ".".join(k for k in (self.path, *(_quote(k) for k in keys)) if k)
 
-    def finding(self, name: str, path: str, message: str) -> None:
-        self.findings.append(Finding(name, path, message))
+    def finding(self, code: Code, path: str, message: str) -> None:
+        self.findings.append(Finding(code, path, message))
 
     def _get(self, key: str, kinds: tuple[type, ...], what: str, required: bool) -> object:
         if key not in self.raw:
             if required:
-                self.finding("missing-key", self.child_path(key), f"{what} is required")
+                self.finding(MISSING_KEY, self.child_path(key), f"{what} is required")
             return None
         value = self.raw[key]
         if not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool)):
-            self.finding("wrong-type", self.child_path(key), f"must be {what}, not {_type_name(value)}")
+            self.finding(WRONG_TYPE, self.child_path(key), f"must be {what}, not {_type_name(value)}")
             return None
         return value
 
@@ -391,10 +401,10 @@ class Table:
         if not isinstance(value, str):
             return default
         if NOT_XML.search(value):
-            self.finding("wrong-type", self.child_path(key), "contains characters XML cannot hold")
+            self.finding(WRONG_TYPE, self.child_path(key), "contains characters XML cannot hold")
             return default
         if choices and value not in choices:
-            self.finding("wrong-type", self.child_path(key),
+            self.finding(WRONG_TYPE, self.child_path(key),
                          f"must be one of {', '.join(choices)}, not {value!r}")
             return default
         return value
@@ -416,7 +426,7 @@ class Table:
             return default
         text = f"{value}s" if isinstance(value, int) else value
         if not DURATION.match(text):
-            self.finding("wrong-type", self.child_path(key), f"{value!r} is not a duration like 10s or 2min")
+            self.finding(WRONG_TYPE, self.child_path(key), f"{value!r} is not a duration like 10s or 2min")
             return default
         return text
 
@@ -426,7 +436,7 @@ class Table:
             return INFINITY
         text = str(value)
         if not SCORE.match(text):
-            self.finding("wrong-type", self.child_path(key), f"{value!r} is not a score")
+            self.finding(WRONG_TYPE, self.child_path(key), f"{value!r} is not a score")
             return INFINITY
         return text.lstrip("+")
 
@@ -435,7 +445,7 @@ class Table:
         if not isinstance(value, list):
             return []
         if not all(isinstance(item, str) for item in value):
-            self.finding("wrong-type", self.child_path(key), "must be an array of strings")
+            self.finding(WRONG_TYPE, self.child_path(key), "must be an array of strings")
             return []
         return list(value)
 
@@ -448,13 +458,13 @@ class Table:
         for name, item in value.items():
             text = scalar_text(item)
             if not NAME.match(name):
-                self.finding("wrong-type", self.child_path(key, name),
+                self.finding(WRONG_TYPE, self.child_path(key, name),
                              "is not a valid name (letters, digits, '_', '.', '-')")
             elif text is None:
-                self.finding("wrong-type", self.child_path(key, name),
+                self.finding(WRONG_TYPE, self.child_path(key, name),
                              f"must be a string, integer or boolean, not {_type_name(item)}")
             elif NOT_XML.search(text):
-                self.finding("wrong-type", self.child_path(key, name), "contains characters XML cannot hold")
+                self.finding(WRONG_TYPE, self.child_path(key, name), "contains characters XML cannot hold")
             else:
                 result[name] = text
         return result
