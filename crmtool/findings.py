@@ -132,11 +132,11 @@ class CrmtoolError(Exception):
 
     exit_code = Exit.ERROR
 
-    def __init__(self, message: str, exit_code: Exit | int | None = None) -> None:
+    def __init__(self, message: str, exit_code: Exit | None = None) -> None:
         super().__init__(message)
         self.message = message
         if exit_code is not None:
-            self.exit_code = Exit(exit_code)  # a number crmtool does not declare is a bug (ValueError)
+            self.exit_code = exit_code
 
 
 class DescriptionError(CrmtoolError):

@@ -12,6 +12,7 @@ import shutil
 import tempfile
 
 from crmtool import pacemaker
+from crmtool.exits import Exit
 from crmtool.findings import CrmtoolError
 
 TYPE_CHECKING = False
@@ -306,7 +307,7 @@ def run_scenarios(result: Result, only: list[str] | None = None) -> list[Report]
     unknown = wanted - set(scenario_names(desc))
     if unknown:
         raise CrmtoolError(f"unknown scenario(s): {', '.join(sorted(unknown))} "
-                           f"(known: {', '.join(scenario_names(desc))})", 64)
+                           f"(known: {', '.join(scenario_names(desc))})", Exit.USAGE)
     reports: list[Report] = []
     with tempfile.TemporaryDirectory(prefix="crmtool-simulate-") as tmp:
         start = Cluster(os.path.join(tmp, "cold-start"), cib)

@@ -10,6 +10,7 @@ from lxml import etree
 
 from agents.registry import PROVIDER
 from crmtool import load, pipeline, render, simulate
+from crmtool.exits import Exit
 from tests.crmtool_cases.support import EXAMPLE, SITES, TEMPLATES, example_text, run_cli
 
 APIS = ("keystone", "glance-api", "nova-api")
@@ -219,7 +220,9 @@ def test_cli_prints_a_placement_table_per_scenario(capsys: pytest.CaptureFixture
     assert code == 0, err
     assert "scenario cold-start: ok" in out and "scenario node-failure-ctl2: ok" in out
     assert "2 scenario(s) passed" in out
-    assert run_cli(["simulate", EXAMPLE, "--scenario", "bogus"], capsys)[0] == 64
+    code, out, err = run_cli(["simulate", EXAMPLE, "--scenario", "bogus"], capsys)
+    assert code == Exit.USAGE and out == ""
+    assert err.startswith("crmtool: unknown scenario(s): bogus (known: cold-start, node-failure-ctl1,"), err
 
 
 # The profile's deliberate differences from our agents' adverts: (resource, action, role, depth) → interval.
