@@ -64,8 +64,8 @@ class Context:
         if getattr(self.args, "site", None) == STDIN:
             raise CrmtoolError("standard input can hold the description or the CIB, not both", Exit.USAGE)
         if self.args.command == "apply":
-            raise CrmtoolError("apply --cib - has no file to write the result to: name the CIB file",
-                               Exit.USAGE)
+            raise CrmtoolError(f"apply {CIB.option} {STDIN} has no file to write the result to: name the CIB "
+                               "file", Exit.USAGE)
         if self.tmp is None:
             self.tmp = tempfile.TemporaryDirectory(prefix="crmtool-cib-")
         copy = os.path.join(self.tmp.name, "cib.xml")
@@ -111,8 +111,8 @@ def cmd_render(ctx: Context) -> Exit:
     configuration = ctx.result().configuration
     if ctx.args.live or ctx.args.cib:
         if ctx.args.full:
-            raise CrmtoolError("--full renders a new CIB; --live/--cib render onto the current one",
-                               Exit.USAGE)
+            raise CrmtoolError(f"{FULL.option} renders a new CIB; {LIVE.option}/{CIB.option} render onto the "
+                               "current one", Exit.USAGE)
         from crmtool import apply
 
         ctx.output(render.to_bytes(apply.onto(configuration, ctx.cib())))
@@ -229,6 +229,17 @@ class Flag(NamedTuple):
     help: str
     action: Literal["store", "store_true", "append"] = "store"
 
+    @property
+    def option(self) -> str:
+        """The name messages use: the long option (``--cib``), or the positional's name."""
+        return self.names[-1]
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(*self.names, help=self.help, action=self.action)
+
+
+# crmtool's own option (before the command); the commands' flags follow.
+TEMPLATES = Flag(("--templates",), "directory of the profiles (cib-templates)")
 
 SITE = Flag(("site",), "the site description (TOML; - for standard input)")
 OUTPUT = Flag(("-o", "--output"), "write to this file instead of stdout")
@@ -283,12 +294,12 @@ def parser() -> argparse.ArgumentParser:
             raise SystemExit(Exit.USAGE)
 
     top = Parser(prog="crmtool", description=__doc__.splitlines()[0])
-    top.add_argument("--templates", help="directory of the profiles (cib-templates)")
+    TEMPLATES.add_to(top)
     sub = top.add_subparsers(dest="command", required=True, metavar="command")
     for name, command in COMMANDS.items():
         cmd = sub.add_parser(name, help=command.help, description=command.help)
         for flag in command.flags:
-            cmd.add_argument(*flag.names, help=flag.help, action=flag.action)
+            flag.add_to(cmd)
     return top
 
 

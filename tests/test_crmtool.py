@@ -251,6 +251,27 @@ def test_docs_table_of_exit_statuses_is_the_declared_one() -> None:
     assert numbered == exits.table().splitlines()[2:]  # and no other status row elsewhere
 
 
+def test_documented_command_lines_parse_with_the_declared_flags() -> None:
+    """The usage examples (docs/crmtool.md, README) name only commands and flags cli.py declares."""
+    import shlex
+
+    from crmtool import cli
+
+    lines: list[str] = []
+    for doc in (os.path.join(ROOT, "docs", "crmtool.md"), os.path.join(ROOT, "README.md")):
+        with open(doc, encoding="utf-8") as handle:
+            blocks = handle.read().split("```")[1::2]
+        lines += [line for block in blocks if block.startswith("sh\n")
+                  for line in block.splitlines() if line.startswith("crmtool ")]
+    assert len(lines) >= 10
+    declared = {name for command in cli.COMMANDS.values() for flag in command.flags for name in flag.names}
+    for line in lines:
+        words = shlex.split(line.split("#")[0].split(">")[0])
+        argv = [word.strip("[]") for word in words[1:]]
+        assert {w for w in argv if w.startswith("-") and len(w) > 1} <= declared, line
+        cli.parser().parse_args(argv)  # an undeclared command or flag: SystemExit(Exit.USAGE)
+
+
 def test_exit_statuses_are_pacemakers() -> None:
     """Each status below 128 is the one Pacemaker's tools use for it (crm_error names its CRM_EX_*)."""
     import signal
@@ -362,4 +383,5 @@ def test_dash_reads_standard_input(tmp_path, monkeypatch, capsys: pytest.Capture
     assert code == 0 and out.startswith("applied"), err
     stdin(empty)
     code, _out, err = run_cli(["apply", EXAMPLE, "--cib", "-"], capsys)
-    assert code == Exit.USAGE and "name the CIB file" in err
+    assert code == Exit.USAGE
+    assert err == "crmtool: apply --cib - has no file to write the result to: name the CIB file\n"

@@ -216,6 +216,7 @@ def test_render_live_piped_into_cibadmin_replace_keeps_what_the_cluster_maintain
 def test_render_live_refuses_full(capsys: pytest.CaptureFixture[str]) -> None:
     code, _out, err = run_cli(["render", EXAMPLE, "--live", "--full"], capsys)
     assert code == Exit.USAGE, err
+    assert err == "crmtool: --full renders a new CIB; --live/--cib render onto the current one\n"
 
 
 def test_apply_raises_the_epoch_by_exactly_one(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
