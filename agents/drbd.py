@@ -186,7 +186,7 @@ class Drbd(Agent):
 
     @property
     def resource(self) -> str:
-        return str(self.config.drbd_resource)
+        return self.config.text("drbd_resource")
 
     @property
     def state(self) -> StateDir:
@@ -205,7 +205,7 @@ class Drbd(Agent):
         return f"drbd-preserve-{self.resource}"
 
     def drbdadm(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return run(["drbdadm", "-c", str(self.config.drbdconf), *args], self.deadline, cap=COMMAND_CAP_S)
+        return run(["drbdadm", "-c", self.config.text("drbdconf"), *args], self.deadline, cap=COMMAND_CAP_S)
 
     def must(self, *args: str) -> None:
         done = self.drbdadm(*args)
@@ -267,10 +267,11 @@ class Drbd(Agent):
         for tool in ("drbdadm", "drbdsetup"):
             if not _on_path(tool):
                 problems.append(OCFError(OCF.ERR_INSTALLED, f"{tool} is not installed"))
-        conf = str(self.config.drbdconf)
+        conf = self.config.text("drbdconf")
         if not os.access(conf, os.R_OK):
             problems.append(OCFError(OCF.ERR_INSTALLED, f"drbdconf {conf} is not readable"))
-        if self.config.split_brain_policy == "discard-node" and not self.config.split_brain_victim:
+        policy, victim = self.config.text("split_brain_policy"), self.config.text("split_brain_victim")
+        if policy == "discard-node" and not victim:
             problems.append(OCFError(OCF.ERR_CONFIGURED,
                                      "split_brain_policy=discard-node needs split_brain_victim"))
         for meta in ("clone_node_max", "promoted_node_max", "master_node_max"):
@@ -284,7 +285,7 @@ class Drbd(Agent):
         return problems
 
     def stop_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
-        if not _on_path("drbdsetup") or self.config.drbd_resource is None:
+        if not _on_path("drbdsetup") or not self.config.text("drbd_resource"):
             return OCF.SUCCESS  # no resource name we could trust: nothing provably ours to take down
         done = run(["drbdsetup", "down", self.resource], self.deadline, cap=COMMAND_CAP_S)
         return OCF.SUCCESS if done.returncode == 0 or done.returncode in NOT_UP else OCF.ERR_GENERIC
@@ -420,7 +421,7 @@ class Drbd(Agent):
         return {
             "state": "detected", "peer": peer, "role": status.role, "changes": self.changes(peer),
             "promoted": self.state.read("promoted_at") or "0",
-            "policy": str(self.config.split_brain_policy),
+            "policy": self.config.text("split_brain_policy"),
         }
 
     def changes(self, peer: str) -> str:
@@ -435,7 +436,7 @@ class Drbd(Agent):
         return known
 
     def apply_policy(self, status: Status, peer: str, theirs: dict[str, str] | None) -> str:
-        policy = str(self.config.split_brain_policy)
+        policy = self.config.text("split_brain_policy")
         mine = self.my_facts(status, peer)
         prefix = f"split brain with {peer} on {self.resource}"
         if policy == "disconnect":
@@ -445,7 +446,7 @@ class Drbd(Agent):
         if not theirs or theirs.get("state") != "detected" or theirs.get("peer") != self.me:
             self.publish(mine)
             return f"{prefix}: waiting for {peer} to report its side"
-        victim = choose_victim(policy, str(self.config.split_brain_victim or ""), self.me, mine, peer, theirs)
+        victim = choose_victim(policy, self.config.text("split_brain_victim"), self.me, mine, peer, theirs)
         if victim is None:
             self.publish(mine)
             return f"{prefix}: policy {policy} cannot choose a losing node; resolve by hand"
@@ -458,7 +459,7 @@ class Drbd(Agent):
     def discard_mine(self, status: Status, peer: str, mine: dict[str, str], theirs: dict[str, str],
                      prefix: str) -> str:
         """This node lost: save its data, then reconnect discarding it (never while Primary)."""
-        policy = str(self.config.split_brain_policy)
+        policy = self.config.text("split_brain_policy")
         if status.primary or self.env.is_probe:
             self.publish({**mine, "victim": self.me})
             if status.primary:
@@ -574,7 +575,7 @@ class Drbd(Agent):
         from agents import drbd_preserve as keep
 
         source = self.drbdadm("sh-ll-dev", self.resource).stdout.strip()
-        root = str(self.config.preserve_dir)
+        root = self.config.text("preserve_dir")
         keep.make_root(root)
         keep.check_free_space(root, keep.device_size(source))
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -582,7 +583,7 @@ class Drbd(Agent):
         os.mkdir(folder, 0o700)
         request = {
             "resource": self.resource, "node": self.me, "peer": peer, "source": source,
-            "generation": generation, "policy": str(self.config.split_brain_policy), "created": stamp,
+            "generation": generation, "policy": self.config.text("split_brain_policy"), "created": stamp,
             "this_node": mine, "peer_node": theirs,
         }
         keep.write_file(folder, keep.REQUEST, json.dumps(request, indent=2, sort_keys=True) + "\n")

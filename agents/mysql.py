@@ -324,12 +324,8 @@ class MySQL(Agent):
 
         return Daemon(self.state, "server", record=STATE_FILE)
 
-    def _str(self, name: str) -> str:
-        value = self.config.get(name)
-        return "" if value is None else str(value)
-
     def server_binary(self) -> str:
-        binary = self._str("binary")
+        binary = self.config.text("binary")
         if os.path.basename(binary) not in WRAPPER_NAMES:
             return binary
         for candidate in (os.path.join(os.path.dirname(os.path.dirname(binary)), "sbin", name)
@@ -345,11 +341,11 @@ class MySQL(Agent):
         binary = self.server_binary()
         if not os.access(binary, os.X_OK):
             yield OCFError(OCF.ERR_INSTALLED, f"server binary {binary} is not installed")
-        config = self._str("config")
+        config = self.config.text("config")
         if not os.path.isfile(config):
             yield OCFError(OCF.ERR_INSTALLED, f"option file {config} does not exist")
         yield from self._check_accounts()
-        credentials = self._str("credentials")
+        credentials = self.config.text("credentials")
         if credentials:
             yield from self._check_credentials_file(credentials)
 
@@ -359,13 +355,13 @@ class MySQL(Agent):
         import pwd
 
         try:
-            pwd.getpwnam(self._str("user"))
+            pwd.getpwnam(self.config.text("user"))
         except KeyError:
-            yield OCFError(OCF.ERR_INSTALLED, f"user {self._str('user')} does not exist")
+            yield OCFError(OCF.ERR_INSTALLED, f"user {self.config.text('user')} does not exist")
         try:
-            grp.getgrnam(self._str("group"))
+            grp.getgrnam(self.config.text("group"))
         except KeyError:
-            yield OCFError(OCF.ERR_INSTALLED, f"group {self._str('group')} does not exist")
+            yield OCFError(OCF.ERR_INSTALLED, f"group {self.config.text('group')} does not exist")
 
     def _check_credentials_file(self, path: str) -> Iterator[OCFError]:
         from agents.ocf.daemon import CredentialsError
@@ -389,16 +385,16 @@ class MySQL(Agent):
         identity = self._recorded()
         if identity is not None:
             return identity
-        for pid in servers_in(self._str("datadir")):
+        for pid in servers_in(self.config.text("datadir")):
             found = Identity.of(pid)
             if found is not None:
-                self.log.info(f"adopting server pid {pid} running in {self._str('datadir')}")
+                self.log.info(f"adopting server pid {pid} running in {self.config.text('datadir')}")
                 self.daemon.remember(found)
                 return found
         return None
 
     def _greet(self, identity: Identity) -> Greeting:
-        socket_path = self._str("socket")
+        socket_path = self.config.text("socket")
         try:
             greeting = read_greeting(socket_path, self.deadline.timeout())
         except TimeoutError:
@@ -422,7 +418,7 @@ class MySQL(Agent):
 
     @action("start", timeout=120)
     def start(self) -> OCF:
-        if self.config.get("test_passwd"):
+        if self.config.text("test_passwd"):
             self.log.warning("test_passwd is deprecated: a password in the CIB is visible to every "
                              "cluster administrator; use the credentials option file instead")
         identity = self._recorded()
@@ -435,8 +431,8 @@ class MySQL(Agent):
         return OCF.SUCCESS
 
     def _refuse_unsafe_datadir(self) -> None:
-        datadir = self._str("datadir")
-        device = self._str("device")
+        datadir = self.config.text("datadir")
+        device = self.config.text("device")
         if device:
             self._require_device(datadir, device)
         if not os.path.isdir(datadir):
@@ -466,16 +462,17 @@ class MySQL(Agent):
     def _server_argv(self) -> list[str]:
         import shlex
 
+        text = self.config.text
         binary = self.server_binary()
-        if binary != self._str("binary"):
-            self.log.warning(f"binary {self._str('binary')} is a wrapper; running {binary} instead")
-        argv = [binary, f"--defaults-file={self._str('config')}", f"--datadir={self._str('datadir')}",
-                f"--socket={self._str('socket')}", f"--pid-file={self._str('pid')}",
-                f"--log-error={self._str('log')}"]
-        if self.config.get("port") is not None:
-            argv.append(f"--port={self.config.get('port')}")
+        if binary != text("binary"):
+            self.log.warning(f"binary {text('binary')} is a wrapper; running {binary} instead")
+        argv = [binary, f"--defaults-file={text('config')}", f"--datadir={text('datadir')}",
+                f"--socket={text('socket')}", f"--pid-file={text('pid')}", f"--log-error={text('log')}"]
+        port = self.config.optional_integer("port")
+        if port is not None:
+            argv.append(f"--port={port}")
         try:
-            argv += shlex.split(self._str("additional_parameters"))
+            argv += shlex.split(self.config.text("additional_parameters"))
         except ValueError as exc:
             raise OCFError(OCF.ERR_CONFIGURED, f"additional_parameters: {exc}") from None
         return argv
@@ -483,8 +480,8 @@ class MySQL(Agent):
     def _prepare_files(self) -> None:
         from agents.ocf.proc import User
 
-        user = User.lookup(self._str("user"), self._str("group"))
-        for path in (self._str("socket"), self._str("pid"), self._str("log")):
+        user = User.lookup(self.config.text("user"), self.config.text("group"))
+        for path in (self.config.text("socket"), self.config.text("pid"), self.config.text("log")):
             directory = os.path.dirname(path)
             if not os.path.isdir(directory):
                 os.makedirs(directory, mode=0o755)
@@ -493,14 +490,14 @@ class MySQL(Agent):
     def _spawn(self, argv: list[str]) -> Identity:
         from agents.ocf.proc import User
 
-        user = User.lookup(self._str("user"), self._str("group"))
+        user = User.lookup(self.config.text("user"), self.config.text("group"))
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
         env.update({key: os.environ[key] for key in SERVER_ENV_KEEP if key in os.environ})
         self.log.info(f"starting {' '.join(argv)}")
-        return self.daemon.spawn(argv, user=user, log_path=self._str("log"), env=env, cwd="/")
+        return self.daemon.spawn(argv, user=user, log_path=self.config.text("log"), env=env, cwd="/")
 
     def _wait_ready(self, identity: Identity) -> None:
-        socket_path = self._str("socket")
+        socket_path = self.config.text("socket")
         while True:
             if not identity.alive():
                 raise OCFError(OCF.ERR_GENERIC, self.daemon.exited())
@@ -546,7 +543,7 @@ class MySQL(Agent):
     def _datadir_trusted(self) -> bool:
         """The datadir is the one configured (a parse error would fall back to the default)."""
         raw = self.env.raw.get("OCF_RESKEY_datadir", "")
-        return raw in ("", self._str("datadir"))
+        return raw in ("", self.config.text("datadir"))
 
     def _stop_server(self, identity: Identity) -> None:
         stat = read_stat(identity.pid)
@@ -568,8 +565,8 @@ class MySQL(Agent):
         return OCF.SUCCESS
 
     def _credentials(self) -> tuple[str, str]:
-        user, password = self._str("test_user"), self._str("test_passwd")
-        path = self._str("credentials")
+        user, password = self.config.text("test_user"), self.config.text("test_passwd")
+        path = self.config.text("credentials")
         if path:
             options = read_option_file(path)
             user = options.get("user", user)
@@ -587,7 +584,7 @@ class MySQL(Agent):
             with Alarm(timeout, "waiting for the server to answer the check queries"):
                 # PyMySQL applies its timeouts to each read and write; the alarm bounds their sum.
                 connection = pymysql.connect(
-                    unix_socket=self._str("socket"), user=user, password=password, autocommit=True,
+                    unix_socket=self.config.text("socket"), user=user, password=password, autocommit=True,
                     ssl_disabled=True, connect_timeout=timeout, read_timeout=timeout, write_timeout=timeout)
                 try:
                     with connection.cursor() as cursor:
@@ -604,14 +601,14 @@ class MySQL(Agent):
         row = cursor.fetchone()
         if row is None or row[0] != 1:
             raise OCFError(OCF.ERR_GENERIC, f"SELECT 1 returned {row!r}")
-        table = self._str("test_table")
+        table = self.config.text("test_table")
         if table:
             cursor.execute(f"SELECT 1 FROM {_quoted(table)} LIMIT 1")  # noqa: S608
 
     def _heartbeat(self, cursor: Any, pymysql: Any) -> None:
         import secrets
 
-        table = _quoted(self._str("heartbeat_table"))
+        table = _quoted(self.config.text("heartbeat_table"))
         node = self.env.node or os.uname().nodename
         token = secrets.randbelow(2**62)
         write = f"REPLACE INTO {table} (node, token) VALUES (%s, %s)"  # noqa: S608
@@ -628,10 +625,10 @@ class MySQL(Agent):
             raise OCFError(OCF.ERR_GENERIC, f"heartbeat row in {table} reads back {row!r}, wrote {token}")
 
     def _create_heartbeat_table(self, cursor: Any) -> None:
-        database = self._str("heartbeat_table").split(".")[0]
+        database = self.config.text("heartbeat_table").split(".")[0]
         cursor.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         cursor.execute(
-            f"CREATE TABLE IF NOT EXISTS {_quoted(self._str('heartbeat_table'))} ("
+            f"CREATE TABLE IF NOT EXISTS {_quoted(self.config.text('heartbeat_table'))} ("
             "node VARCHAR(255) NOT NULL PRIMARY KEY, token BIGINT NOT NULL, "
             "written TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)"
             ") ENGINE=InnoDB")

@@ -145,7 +145,7 @@ class ApiService(Agent):
         for program in self.programs():
             if not os.access(program, os.X_OK):
                 problems.append(OCFError(OCF.ERR_INSTALLED, f"{program} is not installed or not executable"))
-        config = str(self.config.config)
+        config = self.config.text("config")
         if not os.path.isfile(config):
             problems.append(OCFError(OCF.ERR_CONFIGURED, f"configuration file {config} does not exist"))
         elif self.env.action in ("start", "validate-all"):
@@ -190,20 +190,19 @@ class ApiService(Agent):
 
     @property
     def launcher(self) -> str:
-        return str(self.config.launcher)
+        return self.config.text("launcher")
 
     @property
     def binary(self) -> str:
-        return str(self.config.binary or self.launchers.get(self.launcher, ""))
+        return self.config.text("binary") or self.launchers.get(self.launcher, "")
 
     @property
     def host(self) -> str:
-        return str(self.config.host)
+        return self.config.text("host")
 
     @property
     def port(self) -> int:
-        port: int = self.config.port  # type: ignore[assignment]
-        return port
+        return self.config.integer("port")
 
     @property
     def endpoint(self) -> str:
@@ -213,16 +212,16 @@ class ApiService(Agent):
         binary = self.binary
         if not binary:
             return ["(no binary set)"]
-        return [str(self.config.uwsgi_binary), binary] if self.launcher == "uwsgi" else [binary]
+        return [self.config.text("uwsgi_binary"), binary] if self.launcher == "uwsgi" else [binary]
 
     def user(self) -> User:
-        return User.lookup(str(self.config.user), str(self.config.group or "") or None)
+        return User.lookup(self.config.text("user"), self.config.text("group") or None)
 
     def extra_args(self) -> list[str]:
         import shlex
 
         try:
-            return shlex.split(str(self.config.extra_args or ""))
+            return shlex.split(self.config.text("extra_args"))
         except ValueError as exc:
             raise OCFError(OCF.ERR_CONFIGURED, f"extra_args cannot be split: {exc}") from None
 
@@ -254,22 +253,22 @@ class ApiService(Agent):
         extra = self.extra_args()
         binary = self.binary
         if self.launcher == "uwsgi":
-            return [str(self.config.uwsgi_binary), "--plugins", "python3", "--http-socket", self.endpoint,
+            return [self.config.text("uwsgi_binary"), "--plugins", "python3", "--http-socket", self.endpoint,
                     "--wsgi-file", binary, "--master", "--die-on-term", "--skip-atexit", "--lazy-apps",
                     "--enable-threads", "--need-app", "--no-orphans", "--thunder-lock",
-                    "--processes", str(self.config.workers), "--buffer-size", "65535",
+                    "--processes", str(self.config.integer("workers")), "--buffer-size", "65535",
                     # --http-socket closes the connection after every answer: say so (HTTP/1.1 §9.6),
                     # or a keep-alive client sends its next request on a closed connection.
                     "--add-header", "Connection: close", *extra]
         if self.launcher == "wsgi-script":
             return [binary, "--host", self.host, "--port", str(self.port), *extra]
         if self.launcher == "eventlet":
-            return [binary, "--config-file", str(self.config.config), "--config-file",
+            return [binary, "--config-file", self.config.text("config"), "--config-file",
                     self.listen_override(), *extra]
         return [binary, *extra]
 
     def entry_point_env(self) -> dict[str, str]:
-        config = str(self.config.config)
+        config = self.config.text("config")
         values = {"config": config, "config_dir": os.path.dirname(config),
                   "config_name": os.path.basename(config)}
         return {name: template.format(**values) for name, template in self.config_env.items()}
@@ -279,9 +278,9 @@ class ApiService(Agent):
         host_option, port_option = self.listen_options
         lines = ["[DEFAULT]", f"{host_option} = {self.host}", f"{port_option} = {self.port}"]
         if "workers" in self.config.given:
-            lines.append(f"{self.workers_option} = {self.config.workers}")
+            lines.append(f"{self.workers_option} = {self.config.integer('workers')}")
         if self.paste_option is not None and not self.service_options().has_option(*self.paste_option):
-            config = str(self.config.config)
+            config = self.config.text("config")
             stem = config[:-5] if config.endswith(".conf") else config
             lines += [f"[{self.paste_option[0]}]", f"{self.paste_option[1]} = {stem}-paste.ini"]
         self.state.write("listen.conf", "\n".join(lines) + "\n", mode=0o644)
@@ -289,7 +288,7 @@ class ApiService(Agent):
         return self.state.file("listen.conf")
 
     def console_log(self) -> str:
-        path = str(self.config.log_file)
+        path = self.config.text("log_file")
         directory = os.path.dirname(path)
         if not os.path.isdir(directory):
             raise OCFError(OCF.ERR_CONFIGURED, f"directory {directory} of log_file does not exist")
@@ -311,7 +310,7 @@ class ApiService(Agent):
             if not identity.alive():
                 raise OCFError(OCF.ERR_GENERIC, self.daemon.exited())
             try:
-                response = request(self.deadline, self.host, self.port, str(self.config.version_path),
+                response = request(self.deadline, self.host, self.port, self.config.text("version_path"),
                                    cap=2.0)
                 if response.status in HEALTHY_VERSION_STATUS:
                     return
@@ -349,7 +348,7 @@ class ApiService(Agent):
     def check_version(self) -> None:
         from agents.http import Unreachable, request
 
-        path = str(self.config.version_path)
+        path = self.config.text("version_path")
         try:
             response = request(self.deadline, self.host, self.port, path)
         except Unreachable as exc:
@@ -426,7 +425,8 @@ class ApiService(Agent):
             return "auth_url of the credentials is not a URL"
         if url.scheme not in DEFAULT_PORTS or not url.hostname:
             return "auth_url of the credentials must be an http:// or https:// URL"
-        if url.scheme == "http" and not is_loopback(url.hostname) and not self.config.allow_plain_http:
+        plain_allowed = self.config.boolean("allow_plain_http")
+        if url.scheme == "http" and not is_loopback(url.hostname) and not plain_allowed:
             return (f"auth_url {url.scheme}://{url.hostname} would carry the password in clear over the "
                     "network: use https, or set allow_plain_http=true for a trusted network")
         return ""
@@ -463,7 +463,7 @@ class ApiService(Agent):
     def service_options(self) -> configparser.ConfigParser:
         import configparser
 
-        config = str(self.config.config)
+        config = self.config.text("config")
         parser = configparser.ConfigParser(interpolation=None, strict=False, default_section="\x00none")
         try:
             parser.read(config, encoding="utf-8")
@@ -477,29 +477,29 @@ class ApiService(Agent):
     # Credentials -------------------------------------------------------------
 
     def credentials_problems(self) -> list[OCFError]:
-        path = str(self.config.credentials or "")
+        path = self.config.text("credentials")
         if not path:
             return []
         try:
-            read_credentials(path, str(self.config.credentials_section))
+            read_credentials(path, self.config.text("credentials_section"))
         except CredentialsError as problem:
             return [problem]
         return []
 
     def credentials(self) -> dict[str, str]:
-        path = str(self.config.credentials or "")
+        path = self.config.text("credentials")
         if path:
             try:
-                found = read_credentials(path, str(self.config.credentials_section))
+                found = read_credentials(path, self.config.text("credentials_section"))
             except CredentialsError as problem:
                 # The service may be fine; only our deep check cannot run: never stop it for that.
                 raise Degraded(problem.reason) from None
-        elif self.config.get("os_username") and self.config.get("os_password"):
-            found = {"username": str(self.config.get("os_username")),
-                     "password": str(self.config.get("os_password")),
-                     "project_name": str(self.config.get("os_tenant_name") or "admin")}
-            if self.config.get("os_auth_url"):
-                found["auth_url"] = str(self.config.get("os_auth_url"))
+        elif {"os_username", "os_password"} <= self.config.given:  # legacy parameters, when declared
+            found = {"username": self.config.text("os_username"),
+                     "password": self.config.text("os_password"),
+                     "project_name": self.config.text("os_tenant_name") or "admin"}
+            if "os_auth_url" in self.config.given:
+                found["auth_url"] = self.config.text("os_auth_url")
         else:
             raise OCFError(OCF.ERR_CONFIGURED, "depth 20 needs credentials: set the credentials parameter "
                            "to a root-only file")

@@ -198,32 +198,22 @@ class Vip(Agent):
 
     _placement: Placement | None = None
 
-    # Typed views of the configuration -------------------------------------
-
-    def _text(self, name: str) -> str:
-        value = self.config.get(name)
-        return value if isinstance(value, str) else ""
-
-    def _number(self, name: str) -> int:
-        value = self.config.get(name)
-        return value if isinstance(value, int) else 0
-
     @property
     def target(self) -> tuple[int, bytes]:
-        return parse_ip(self._text("ip"))
+        return parse_ip(self.config.text("ip"))
 
     # Validation ------------------------------------------------------------
 
     def validate(self) -> Iterable[OCFError]:
         family, _packed = self.target
         problems = []
-        netmask = self._text("cidr_netmask")
+        netmask = self.config.text("cidr_netmask")
         if netmask:
             try:
                 parse_prefix(netmask, family)
             except ValueError as err:
                 problems.append(OCFError(OCF.ERR_CONFIGURED, f"parameter cidr_netmask {err}"))
-        if self._text("broadcast") and family != _socket.AF_INET:
+        if self.config.text("broadcast") and family != _socket.AF_INET:
             problems.append(OCFError(OCF.ERR_CONFIGURED, "parameter broadcast applies to IPv4 only"))
         if not problems and self.env.action in PLACING_ACTIONS:
             try:
@@ -243,7 +233,7 @@ class Vip(Agent):
 
     def _place(self, rtnl: Rtnl) -> Placement:
         family, packed = self.target
-        nic = self._text("nic")
+        nic = self.config.text("nic")
         routes = [r for r in rtnl.routes(family) if r.connected and covers(r.dst, r.dst_len, packed)]
         if nic:
             index = netlink.interface_index(nic)
@@ -252,7 +242,7 @@ class Vip(Agent):
             routes = [r for r in routes if r.oif == index]
         else:
             index, nic = self._derive_nic(rtnl, routes, family, packed)
-        netmask = self._text("cidr_netmask")
+        netmask = self.config.text("cidr_netmask")
         if netmask:
             prefix = parse_prefix(netmask, family)
         elif routes:
@@ -310,7 +300,7 @@ class Vip(Agent):
                     return OCF.NOT_RUNNING
                 self._check_healthy(address, link, text_of(family, packed))
                 links.append(link)
-        refresh = self._number("arp_count_refresh")
+        refresh = self.config.integer("arp_count_refresh")
         if refresh and self.env.interval_ms > 0:
             for link in links:
                 self._announce(link, family, packed, refresh)
@@ -334,7 +324,7 @@ class Vip(Agent):
             self._duplicate_check_ipv4(link, family, packed, ip)
             self._add(rtnl, link, family, packed, placement)
             self._await_ipv6_usable(rtnl, link, family, packed, ip)
-        self._announce(link, family, packed, self._number("arp_count"))
+        self._announce(link, family, packed, self.config.integer("arp_count"))
         self.log.info(f"{ip}/{placement.prefix} is up on {link.name}")
         return OCF.SUCCESS
 
@@ -344,7 +334,7 @@ class Vip(Agent):
             for address in self._held(rtnl):
                 rtnl.delete_address(address)
             if self._held(rtnl):
-                raise OCFError(OCF.ERR_GENERIC, f"{self._text('ip')} is still present after removal")
+                raise OCFError(OCF.ERR_GENERIC, f"{self.config.text('ip')} is still present after removal")
         return OCF.SUCCESS
 
     @action("reload-agent", timeout=20)
@@ -357,7 +347,7 @@ class Vip(Agent):
     def _held(self, rtnl: Rtnl) -> list[Address]:
         """Our address where the kernel holds it: on the given nic, or on any interface."""
         family, packed = self.target
-        nic = self._text("nic")
+        nic = self.config.text("nic")
         index = netlink.interface_index(nic) if nic else None
         if nic and index is None:
             return []
@@ -391,7 +381,7 @@ class Vip(Agent):
 
     def _add(self, rtnl: Rtnl, link: Link, family: int, packed: bytes, placement: Placement) -> None:
         flags = 0
-        if family == _socket.AF_INET6 and not self.config.get("dad"):
+        if family == _socket.AF_INET6 and not self.config.boolean("dad"):
             flags |= netlink.IFA_F_NODAD
         try:
             rtnl.add_address(link.index, family, packed, placement.prefix,
@@ -403,7 +393,7 @@ class Vip(Agent):
     def _broadcast(self, family: int, packed: bytes, prefix: int) -> bytes | None:
         if family != _socket.AF_INET:
             return None
-        choice = self._text("broadcast") or ("+" if prefix <= 30 else "")
+        choice = self.config.text("broadcast") or ("+" if prefix <= 30 else "")
         if choice not in ("+", "-"):
             return _socket.inet_pton(_socket.AF_INET, choice) if choice else None
         hostmask = (1 << (32 - prefix)) - 1
@@ -412,10 +402,10 @@ class Vip(Agent):
         return value.to_bytes(4, "big")
 
     def _dad_budget_s(self) -> float:
-        return self.deadline.timeout(self._number("dad_timeout") / 1000.0)
+        return self.deadline.timeout(self.config.integer("dad_timeout") / 1000.0)
 
     def _duplicate_check_ipv4(self, link: Link, family: int, packed: bytes, ip: str) -> None:
-        if family != _socket.AF_INET or not self.config.get("dad"):
+        if family != _socket.AF_INET or not self.config.boolean("dad"):
             return
         if not link.ethernet:
             self.log.warning(f"no ARP probe on {link.name}: not an Ethernet interface")
@@ -436,7 +426,7 @@ class Vip(Agent):
         """
         if family != _socket.AF_INET6:
             return
-        dad = bool(self.config.get("dad"))
+        dad = self.config.boolean("dad")
         budget = self._dad_budget_s() if dad else self.deadline.timeout(LINK_READY_WAIT_S)
         outcome: list[Address] = []
 
@@ -479,8 +469,8 @@ class Vip(Agent):
 
         try:
             send = announce.sender(link, family, packed)
-            sent = announce.announce(send, count, self._number("arp_interval") / 1000.0, self.deadline,
-                                     still_ours, bool(self.config.get("arp_bg")))
+            sent = announce.announce(send, count, self.config.integer("arp_interval") / 1000.0, self.deadline,
+                                     still_ours, self.config.boolean("arp_bg"))
         except OSError as err:
             self.log.warning(f"announcing {text_of(family, packed)} on {link.name} failed: {err}")
             return

@@ -24,7 +24,7 @@ from agents.ocf.codes import OCF, OCFError
 from agents.ocf.deadline import Deadline
 from agents.ocf.environment import Environment
 from agents.ocf.log import Logger, one_line
-from agents.ocf.params import Config, Param, parse
+from agents.ocf.params import TEXT_KINDS, Config, Param, parse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -136,9 +136,8 @@ class Agent:
         log = Logger(f"{cls.name}({env.instance})", environ)
         config, errors = parse(cls.params, environ)
         for param in cls.params:
-            value = config.get(param.name)
-            if param.secret and isinstance(value, str):
-                log.add_secret(value)
+            if param.secret and param.kind in TEXT_KINDS:
+                log.add_secret(config.text(param.name))
         spec = cls.action_specs.get(action)
         timeout_s = spec.timeout if spec else _actions.BUILTIN_TIMEOUTS[action]
         deadline = Deadline.from_timeout_ms(env.timeout_ms or timeout_s * 1000)

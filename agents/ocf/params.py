@@ -10,10 +10,14 @@ from __future__ import annotations
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 TRUE_WORDS = frozenset(("1", "yes", "true", "on", "y"))
 FALSE_WORDS = frozenset(("0", "no", "false", "off", "n"))
 KINDS = ("string", "integer", "boolean", "select")
+TEXT_KINDS = ("string", "select")  # read with Config.text
 MAX_VALUE_LENGTH = 4096
 
 
@@ -141,23 +145,68 @@ _COERCERS: dict[str, Callable[[Param, str], object]] = {
 
 
 class Config:
-    """The coerced values of one resource instance, by parameter name."""
+    """The coerced values of one resource instance, handed out by declared kind.
 
-    def __init__(self, values: dict[str, object], given: frozenset[str]) -> None:
+    Each accessor reads only parameters declared with its kind: reading one
+    with another is a programming error (``TypeError``), as is a name that is
+    not declared (``KeyError``).
+    """
+
+    def __init__(self, declared: Iterable[Param], values: dict[str, object], given: frozenset[str]) -> None:
+        self._params = {param.name: param for param in declared}
         self._values = values
         self.given = given
 
     def __getattr__(self, name: str) -> object:
+        """Untyped access by attribute, kept for the test agents; the agents use the typed accessors.
+
+        A parameter named like a method (``text``, ``given``, ...) is reachable by accessor only.
+        """
         try:
             return self._values[name]
         except KeyError:
             raise AttributeError(name) from None
 
-    def get(self, name: str) -> object:
+    def text(self, name: str) -> str:
+        """A string or select parameter; "" when it is unset and has no default."""
+        value = self._read(name, "text", TEXT_KINDS)
+        return "" if value is None else _typed(name, value, str)
+
+    def integer(self, name: str) -> int:
+        """An integer parameter that has a default (so it always has a value)."""
+        param = self._declared(name)
+        if param.kind == "integer" and param.default is None:
+            raise TypeError(f"integer parameter {name} has no default: read it with optional_integer()")
+        return _typed(name, self._read(name, "integer", ("integer",)), int)
+
+    def optional_integer(self, name: str) -> int | None:
+        """An integer parameter; None when it is unset and has no default."""
+        value = self._read(name, "optional_integer", ("integer",))
+        return None if value is None else _typed(name, value, int)
+
+    def boolean(self, name: str) -> bool:
+        """A boolean parameter; False when it is unset and has no default."""
+        value = self._read(name, "boolean", ("boolean",))
+        return False if value is None else _typed(name, value, bool)
+
+    def _declared(self, name: str) -> Param:
+        try:
+            return self._params[name]
+        except KeyError:
+            raise KeyError(f"{name} is not a declared parameter") from None
+
+    def _read(self, name: str, accessor: str, kinds: tuple[str, ...]) -> object:
+        kind = self._declared(name).kind
+        if kind not in kinds:
+            raise TypeError(f"parameter {name} is declared {kind}; {accessor}() reads "
+                            f"{' or '.join(kinds)} parameters")
         return self._values.get(name)
 
-    def as_dict(self) -> dict[str, object]:
-        return dict(self._values)
+
+def _typed(name: str, value: object, expected: type[T]) -> T:
+    if not isinstance(value, expected):  # coercion by kind makes this unreachable
+        raise TypeError(f"parameter {name} holds {type(value).__name__}, not {expected.__name__}")
+    return value
 
 
 def parse(params: Iterable[Param], env: Mapping[str, str]) -> tuple[Config, list[str]]:
@@ -189,7 +238,7 @@ def parse(params: Iterable[Param], env: Mapping[str, str]) -> tuple[Config, list
             values[target] = values[param.name]
             given.add(target)
             errors[:] = [e for e in errors if e != f"required parameter {target} is not set"]
-    return Config(values, frozenset(given)), errors
+    return Config(declared, values, frozenset(given)), errors
 
 
 def _coerce_default(param: Param) -> object:
