@@ -243,3 +243,90 @@ def test_deadline_wait_is_bounded():
     assert time.monotonic() - started < 0.6
     assert Deadline.from_timeout_ms(20000).budget_s == pytest.approx(19.5)
     assert Deadline.from_timeout_ms(1000).budget_s == pytest.approx(0.9)
+
+
+# --- typed parameter values -------------------------------------------------
+
+TYPED = [
+    Param("name", shortdesc="a string", default="web"),
+    Param("note", shortdesc="a string without default"),
+    Param("mode", "select", choices=("fast", "safe"), default="safe", shortdesc="a select"),
+    Param("size", "integer", default=5, minimum=1, shortdesc="an integer"),
+    Param("port", "integer", minimum=1, maximum=65535, shortdesc="an integer without default"),
+    Param("on", "boolean", default=True, shortdesc="a boolean"),
+    Param("off", "boolean", shortdesc="a boolean without default"),
+    Param("old_note", deprecated_for="note", shortdesc="the old name of note"),
+]
+
+
+def typed(**values: str):
+    config, errors = parse(TYPED, {f"OCF_RESKEY_{name}": value for name, value in values.items()})
+    assert errors == []
+    return config
+
+
+def test_typed_accessors_return_given_values():
+    config = typed(name="db", note="x", mode="fast", size=" 7 ", port="3306", on="no", off="yes")
+    assert config.text("name") == "db" and config.text("note") == "x"
+    assert config.text("mode") == "fast"
+    assert config.integer("size") == 7 and type(config.integer("size")) is int
+    assert config.optional_integer("port") == 3306 and config.optional_integer("size") == 7
+    assert config.boolean("on") is False and config.boolean("off") is True
+
+
+def test_typed_accessors_return_defaults_or_empty_values():
+    config = typed()
+    assert config.text("name") == "web" and config.text("mode") == "safe"
+    assert config.text("note") == ""
+    assert config.integer("size") == 5
+    assert config.optional_integer("port") is None
+    assert config.boolean("on") is True and config.boolean("off") is False
+    assert config.given == frozenset()
+
+
+def test_typed_accessors_fall_back_to_the_default_of_an_invalid_value():
+    config, errors = parse(TYPED, {"OCF_RESKEY_size": "0", "OCF_RESKEY_on": "maybe", "OCF_RESKEY_port": "x"})
+    assert len(errors) == 3
+    assert config.integer("size") == 5 and config.boolean("on") is True
+    assert config.optional_integer("port") is None
+
+
+def test_typed_accessor_reads_a_deprecated_alias_through_its_replacement():
+    config = typed(old_note="from the old name")
+    assert config.text("note") == "from the old name" and "note" in config.given
+
+
+@pytest.mark.parametrize(("accessor", "name"), [
+    ("text", "size"), ("text", "on"), ("integer", "name"), ("integer", "on"),
+    ("optional_integer", "mode"), ("boolean", "name"), ("boolean", "size"),
+])
+def test_typed_accessor_of_another_kind_is_a_type_error(accessor, name):
+    with pytest.raises(TypeError, match=rf"parameter {name} is declared \w+; {accessor}\(\) reads"):
+        getattr(typed(), accessor)(name)
+
+
+def test_integer_without_default_needs_the_optional_accessor():
+    with pytest.raises(TypeError, match="port has no default: read it with optional_integer"):
+        typed(port="80").integer("port")
+
+
+@pytest.mark.parametrize("accessor", ["text", "integer", "optional_integer", "boolean"])
+def test_typed_accessor_of_an_undeclared_name_is_a_key_error(accessor):
+    with pytest.raises(KeyError, match="nosuch is not a declared parameter"):
+        getattr(typed(), accessor)("nosuch")
+
+
+def test_agents_read_parameters_only_through_typed_accessors():
+    """``self.config.<name>`` (untyped, kept for the test agents) appears nowhere in agents/."""
+    import ast
+    import pathlib
+
+    allowed = {"text", "integer", "optional_integer", "boolean", "given"}
+    root = pathlib.Path(__file__).resolve().parent.parent / "agents"
+    untyped = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            owner = node.value if isinstance(node, ast.Attribute) else None
+            if isinstance(owner, ast.Attribute) and owner.attr == "config" and node.attr not in allowed:
+                untyped.append(f"{path.relative_to(root.parent)}:{node.lineno}: config.{node.attr}")
+    assert untyped == []
