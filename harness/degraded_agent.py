@@ -66,14 +66,14 @@ class DegradedSample(Agent):
             return OCF.NOT_RUNNING
         promoted = self.state.read("promoted") is not None
         try:
-            with open(self.config.flag, encoding="utf-8") as flag:
+            with open(self.config.text("flag"), encoding="utf-8") as flag:
                 says = flag.read().strip()
         except FileNotFoundError:
             return OCF.RUNNING_PROMOTED if promoted else OCF.SUCCESS
         if says == "failed":
             raise OCFError(OCF.ERR_GENERIC, "the flag file says failed")
         # How many monitors ran degraded: the test waits for a number of them, not for a time.
-        count = f"{self.config.flag}.monitors"
+        count = f"{self.config.text('flag')}.monitors"
         with open(count, "a", encoding="utf-8") as counter:
             counter.write(".")
         raise OCFError(OCF.DEGRADED_PROMOTED if promoted else OCF.DEGRADED, "the flag file exists")

@@ -35,7 +35,7 @@ class SampleAgent(Agent):
     )
 
     def validate(self) -> list[OCFError]:
-        behaviour = self.config.behaviour
+        behaviour = self.config.text("behaviour")
         if behaviour == "missing-software":
             return [OCFError(OCF.ERR_INSTALLED, "sampled is not installed")]
         if behaviour == "bad-file":
@@ -44,11 +44,11 @@ class SampleAgent(Agent):
         return []
 
     def _act(self) -> OCF:
-        behaviour = self.config.behaviour
-        if self.config.password:
-            self.log.info(f"using password {self.config.password}")
+        behaviour = self.config.text("behaviour")
+        if self.config.text("password"):
+            self.log.info(f"using password {self.config.text('password')}")
         if behaviour == "crash":
-            raise RuntimeError(f"boom with {self.config.password}")
+            raise RuntimeError(f"boom with {self.config.text('password')}")
         if behaviour == "slow":
             self.deadline.wait_for(lambda: False, "waiting for a service that never answers")
         if behaviour == "stopped":

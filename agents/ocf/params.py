@@ -157,16 +157,6 @@ class Config:
         self._values = values
         self.given = given
 
-    def __getattr__(self, name: str) -> object:
-        """Untyped access by attribute, kept for the test agents; the agents use the typed accessors.
-
-        A parameter named like a method (``text``, ``given``, ...) is reachable by accessor only.
-        """
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
     def text(self, name: str) -> str:
         """A string or select parameter; "" when it is unset and has no default."""
         value = self._read(name, "text", TEXT_KINDS)
