@@ -19,7 +19,7 @@ APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 -y -q
 DEBIAN_PACKAGES := make pacemaker pacemaker-cli-utils corosync pcs crmsh resource-agents \
 	python3 python3-venv python3-lxml python3-psutil python3-pymysql python3-pika \
 	iproute2 iputils-ping tcpdump libxml2-utils hyperfine util-linux procps psmisc \
-	mariadb-server mariadb-client mariadb-backup rabbitmq-server graphviz curl python3-fusepy
+	mariadb-server mariadb-client mariadb-backup rabbitmq-server graphviz curl python3-fusepy memcached
 # Installed without recommends: drbd-utils would pull in a mail server, OpenStack a lot more.
 DEBIAN_PACKAGES_NORECOMMENDS := kmod drbd-utils keystone glance-api nova-api python3-openstackclient
 

@@ -20,6 +20,7 @@ AGENTS: dict[str, str] = {
     "nova-api": "agents.nova_api",
     "mysql": "agents.mysql",
     "drbd": "agents.drbd",
+    "memcached": "agents.memcached",
 }
 
 

@@ -23,6 +23,14 @@ import time
 HOST = "127.0.0.1"
 PORTS = {"mysql": 27306, "rabbit": 27672, "epmd": 27369, "keystone": 27500, "glance": 27292, "nova": 27774}
 AGENT_DIR = "/usr/lib/ocf/resource.d/openstack"
+# Two memcached instances (our agent) for keystone's [cache], and the [cache] settings that
+# docs/memcached.md gives operators: a dead or frozen server is given up after 0.25 s (by each of
+# keystone's cache regions: about a second in all) and tried again after 30 s. No flush on
+# reconnect: python-memcached's flush of a frozen server escapes its error handling (a 500).
+MEMCACHED_PORTS = (27212, 27213)
+KEYSTONE_CACHE = {"enabled": "true", "backend": "oslo_cache.memcache_pool", "memcache_socket_timeout": "0.25",
+                  "memcache_pool_connection_get_timeout": "1", "memcache_dead_retry": "30",
+                  "memcache_pool_flush_on_reconnect": "false"}
 
 
 def _ids(user: str) -> tuple[int, int]:
@@ -330,6 +338,26 @@ api_paste_config = {home}/api-paste.ini
         run_as("nova", [*manage, "cell_v2", "map_cell0"])
         run_as("nova", [*manage, "db", "sync"], timeout=300)
         run_as("nova", [*manage, "cell_v2", "create_cell", "--name", "cell1"])
+
+    def keystone_cache_config(self, servers: list[str], name: str = "keystone-cache.conf",
+                              **options: str) -> str:
+        """A copy of keystone's configuration with ``[cache]`` on the memcached ``servers``
+        (``host:port``): KEYSTONE_CACHE, updated with ``options``.
+
+        Users created through a keystone running on it get cheap password hashes (bcrypt's
+        minimum of 4 rounds), so that hundreds of token requests measure the cache, not bcrypt.
+        """
+        import configparser
+        import io
+
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(self.configs["keystone"], encoding="utf-8")
+        parser["cache"] = {**KEYSTONE_CACHE, "memcache_servers": ",".join(servers), **options}
+        parser["identity"] = {"password_hash_rounds": "4"}
+        out = io.StringIO()
+        parser.write(out)
+        path = os.path.join(os.path.dirname(self.configs["keystone"]), name)
+        return write(path, out.getvalue(), "keystone")
 
     def close(self) -> None:
         if self.rabbit is not None:
