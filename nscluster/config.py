@@ -28,6 +28,9 @@ IPADDR2 = "ocf:heartbeat:IPaddr2"
 PUBLIC_VIP = "public-vip"
 DATABASE_VIP = "db-vip"
 DUMMY = "dummy"
+# What a fencing action may take besides the fence device's own delay: the power-off of a node whose
+# processes die slowly on a loaded machine (the broker waits up to 10 s for them), and the agent runs.
+FENCE_ACTION_S = 30
 
 # The profile's resources this harness runs (the virtual IPs); every other resource of the
 # profile needs a service it does not run yet, and so does a constraint that names one.
@@ -78,7 +81,8 @@ def toml_document(top: Mapping[str, object], tables: Mapping[str, Mapping[str, o
 
 def site_tables(spec: ClusterSpec, stack: Stack) -> dict[str, dict[str, object]]:
     tables: dict[str, dict[str, object]] = {
-        "cluster.properties": {"stonith-timeout": "30s", **HARNESS_PROPERTIES},
+        "cluster.properties": {"stonith-timeout": f"{FENCE_ACTION_S + stack.fence_delay_s}s",
+                               **HARNESS_PROPERTIES},
         "fencing": {"agent": spec.fence_agent_name,
                     "params": {"delay": str(stack.fence_delay_s)} if stack.fence_delay_s else {}},
     }
