@@ -85,7 +85,7 @@ def request(deadline: Deadline, host: str, port: int, path: str, *, method: str 
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
     try:
-        conn = _connect(_addresses(address, port, deadline, cap), deadline, cap)
+        conn = connect(deadline, address, port, cap)
         if tls:
             conn = _wrap(conn, address, deadline.timeout(cap))
         try:
@@ -103,6 +103,13 @@ def request(deadline: Deadline, host: str, port: int, path: str, *, method: str 
             raise Unreachable(f"certificate of {address}:{port} not trusted: {verify}") from None
         raise Unreachable(f"cannot reach {address}:{port}: {exc.strerror or exc}") from None
     return _parse(data, f"{address}:{port}{path}")
+
+
+def connect(deadline: Deadline, host: str, port: int, cap: float | None = None) -> _socket.socket:
+    """A TCP connection to ``host:port`` (a wildcard means loopback), name lookup included,
+    within the deadline (and ``cap``); raises OSError, TimeoutError when time runs out.
+    """
+    return _connect(_addresses(client_address(host), port, deadline, cap), deadline, cap)
 
 
 def _connect(addresses: list[AddrInfo], deadline: Deadline, cap: float | None) -> _socket.socket:

@@ -1,10 +1,11 @@
 """OCF agent for memcached, keystone's token cache: one per controller, run as a clone.
 
-A thin user of the daemon base (``agents.ocf.daemon``): the base spawns Debian's
-``/usr/bin/memcached`` in the foreground as its user (so without ``-u``), in a
-session of its own, records it by pid and start time, and stops only what is
-provably ours.  This file states memcached's command line and speaks its text
-protocol for the deeper checks.
+A thin user of the daemon base (``agents.ocf.daemon``, ``agents.ocf.daemon_agent``):
+the base spawns Debian's ``/usr/bin/memcached`` in the foreground as its user (so
+without ``-u``), in a session of its own, records it by pid and start time, refuses
+a port another process holds, waits until it answers, checks depth 0, and stops only
+what is provably ours.  This file states memcached's command line and speaks its
+text protocol for the deeper checks.
 
 Health checks by ``OCF_CHECK_LEVEL``:
 
@@ -24,23 +25,20 @@ from __future__ import annotations
 import os
 
 from agents.ocf.actions import Advert, action
-from agents.ocf.agent import Agent
 from agents.ocf.codes import OCF, OCFError
-from agents.ocf.daemon import Daemon, listening_inodes, owns_socket, socket_owner
+from agents.ocf.daemon_agent import TCPDaemonAgent
 from agents.ocf.params import Param
 from agents.ocf.proc import User
-from agents.ocf.state import StateDir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import _socket
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable
 
     from agents.ocf.deadline import Deadline
     from agents.ocf.proc import Identity
 
 SERVICE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-START_POLL_S = 0.02
 START_ASK_CAP_S = 1.0
 LOG_DIR_MODE = 0o750
 CHECK_KEY_TTL_S = 60  # the depth-20 key expires by itself if its delete never arrives
@@ -62,7 +60,7 @@ def _address(value: object) -> None:
         raise ValueError(f"must be an IPv4 or IPv6 address (0.0.0.0 or :: for every address), not {value!r}")
 
 
-class Memcached(Agent):
+class Memcached(TCPDaemonAgent):
     name = "memcached"
     shortdesc = "memcached, the cache of keystone's tokens"
     longdesc = ("Runs memcached in the foreground as its own user and checks it by depth (0: process and "
@@ -94,19 +92,11 @@ class Memcached(Agent):
               default="/var/log/memcached/memcached-ocf.log", check=_absolute),
     )
 
-    _daemon: Daemon | None = None
-
     # Actions ---------------------------------------------------------------
 
     @action("start", timeout=20)
     def start(self) -> OCF:
-        identity = self.daemon.recorded()
-        if identity is None or not identity.alive():  # never started, or died since: start anew
-            self.check_port_free()
-            identity = self.launch()
-        self.wait_until_answering(identity)
-        self.log.info(f"memcached answers on {self.endpoint} (pid {identity.pid})")
-        return OCF.SUCCESS
+        return self.start_daemon()
 
     @action("stop", timeout=20)
     def stop(self) -> OCF:
@@ -116,15 +106,7 @@ class Memcached(Agent):
     @action("monitor", Advert(timeout=10, interval=10), Advert(timeout=10, interval=30, depth=10),
             Advert(timeout=10, interval=60, depth=20))
     def monitor(self) -> OCF:
-        identity = self.daemon.recorded()
-        if identity is None:
-            return OCF.NOT_RUNNING
-        self.check_alive(identity)
-        if self.env.check_level >= 10:
-            self.check_version()
-        if self.env.check_level >= 20:
-            self.round_trip()
-        return OCF.SUCCESS
+        return self.monitor_daemon()
 
     # Hooks -----------------------------------------------------------------
 
@@ -147,41 +129,7 @@ class Memcached(Agent):
                                          "nor its parent exists"))
         return problems
 
-    def stop_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
-        """Without the software or a valid configuration, still stop what we started."""
-        return self.stop()
-
-    def probe_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
-        identity = self.daemon.recorded()
-        if identity is None:
-            return OCF.NOT_RUNNING
-        self.check_alive(identity)
-        return OCF.SUCCESS
-
     # Derived facts -----------------------------------------------------------
-
-    @property
-    def state(self) -> StateDir:
-        return StateDir(self.env.rsctmp, self.name, self.env.instance)
-
-    @property
-    def daemon(self) -> Daemon:
-        """One per action: it keeps what a start spawned (functools.cached_property: 2 ms of imports)."""
-        if self._daemon is None:
-            self._daemon = Daemon(self.state, self.name)
-        return self._daemon
-
-    @property
-    def host(self) -> str:
-        return self.config.text("host")
-
-    @property
-    def port(self) -> int:
-        return self.config.integer("port")
-
-    @property
-    def endpoint(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def user(self) -> User:
         return User.lookup(self.config.text("user"))
@@ -194,12 +142,6 @@ class Memcached(Agent):
                 "-m", str(integer("memory_mb")), "-c", str(integer("max_connections"))]
 
     # Start -------------------------------------------------------------------
-
-    def check_port_free(self) -> None:
-        inodes = listening_inodes(self.host, self.port)
-        if inodes:
-            raise OCFError(OCF.ERR_GENERIC, f"cannot start memcached: {self.endpoint} is already in use by "
-                           f"{socket_owner(inodes)}")
 
     def launch(self) -> Identity:
         user = self.user()
@@ -225,40 +167,16 @@ class Memcached(Agent):
             os.lchown(directory, user.uid, user.gid)
         return path
 
-    def wait_until_answering(self, identity: Identity) -> None:
-        last = "no answer yet"
-        while True:
-            if not identity.alive():
-                raise OCFError(OCF.ERR_GENERIC, self.daemon.exited())
-            if self.listening(identity):
-                try:
-                    self.check_version(cap=START_ASK_CAP_S)
-                    return
-                except OCFError as exc:
-                    last = exc.reason
-            else:
-                last = f"not listening on {self.endpoint} yet"
-            if self.deadline.remaining() <= START_POLL_S:
-                break
-            self.deadline.sleep(START_POLL_S)
-        raise OCFError(OCF.ERR_GENERIC, f"memcached did not answer in time ({last}); "
-                       f"{self.daemon.where_to_look()}")
+    def answering(self, identity: Identity) -> str:
+        if not self.listening(identity):
+            return f"not listening on {self.endpoint} yet"
+        try:
+            self.check_version(cap=START_ASK_CAP_S)
+        except OCFError as exc:
+            return exc.reason
+        return ""
 
     # Monitor -------------------------------------------------------------------
-
-    def listening(self, identity: Identity) -> bool:
-        inodes = listening_inodes(self.host, self.port)
-        return bool(inodes) and owns_socket(identity, inodes)
-
-    def check_alive(self, identity: Identity) -> None:
-        stat = identity.stat()
-        if stat is None or not stat.alive:
-            raise OCFError(OCF.NOT_RUNNING, f"memcached (pid {identity.pid}) is not running")
-        if stat.state in "Tt":
-            raise OCFError(OCF.ERR_GENERIC, f"memcached (pid {identity.pid}) is frozen (stopped by a signal)")
-        if not self.listening(identity):
-            raise OCFError(OCF.ERR_GENERIC, f"memcached (pid {identity.pid}) is not listening on "
-                           f"{self.endpoint}")
 
     def check_version(self, cap: float | None = None) -> None:
         with Connection(self.deadline, self.host, self.port, cap) as conn:
@@ -267,7 +185,7 @@ class Memcached(Agent):
             raise OCFError(OCF.ERR_GENERIC, f"memcached on {self.endpoint} answered version with "
                            f"{_shown(answer)}")
 
-    def round_trip(self) -> None:
+    def deep_check(self) -> None:
         nonce = os.urandom(8).hex()
         instance = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.:") else "_"
                            for ch in self.env.instance)
@@ -294,8 +212,6 @@ class Connection:
     """
 
     def __init__(self, deadline: Deadline, host: str, port: int, cap: float | None = None) -> None:
-        import _socket
-
         from agents.http import client_address
 
         self.deadline = deadline
@@ -304,15 +220,14 @@ class Connection:
         self.port = port
         self.where = f"[{self.address}]:{port}" if ":" in self.address else f"{self.address}:{port}"
         self.began = deadline.elapsed()
-        self.sock = _socket.socket(_socket.AF_INET6 if ":" in self.address else _socket.AF_INET,
-                                   _socket.SOCK_STREAM)
+        self.sock: _socket.socket  # connected on entering
 
     def __enter__(self) -> Connection:
+        from agents.http import connect
+
         try:
-            self._budget(self.sock)
-            self.sock.connect((self.address, self.port))
+            self.sock = connect(self.deadline, self.address, self.port, self.cap)
         except OSError as exc:
-            self.sock.close()
             raise self._failure("the connection", exc) from None
         return self
 

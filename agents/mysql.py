@@ -21,11 +21,10 @@ in the CIB.
 from __future__ import annotations
 
 import os
-from functools import cached_property
 
 from agents.ocf.actions import Advert, action
-from agents.ocf.agent import Agent
 from agents.ocf.codes import OCF, DeadlineExceeded, OCFError
+from agents.ocf.daemon_agent import DaemonAgent
 from agents.ocf.params import Param
 from agents.ocf.proc import Identity, read_stat
 
@@ -34,9 +33,6 @@ if TYPE_CHECKING:
     import _socket
     from collections.abc import Iterable, Iterator, Sequence
     from typing import Any
-
-    from agents.ocf.daemon import Daemon
-    from agents.ocf.state import StateDir
 
 SERVER_NAMES = frozenset(("mariadbd", "mysqld"))
 # mysqld_safe is a shell loop that restarts the server on its own; the
@@ -256,7 +252,7 @@ def _path(name: str, default: str, shortdesc: str, longdesc: str = "", unique: b
                  check=_absolute)
 
 
-class MySQL(Agent):
+class MySQL(DaemonAgent):
     name = "mysql"
     version = "1.0"
     shortdesc = "MariaDB/MySQL server on a replicated datadir"
@@ -310,19 +306,10 @@ class MySQL(Agent):
               longdesc="Split like a shell would split words (quotes respected), never run by a shell."),
     )
 
+    daemon_what = "server"
+    daemon_record = STATE_FILE
+
     # Helpers ---------------------------------------------------------------
-
-    @property
-    def state(self) -> StateDir:
-        from agents.ocf.state import StateDir
-
-        return StateDir(self.env.rsctmp, self.name, self.env.instance)
-
-    @cached_property
-    def daemon(self) -> Daemon:
-        from agents.ocf.daemon import Daemon
-
-        return Daemon(self.state, "server", record=STATE_FILE)
 
     def server_binary(self) -> str:
         binary = self.config.text("binary")

@@ -25,30 +25,22 @@ from the CIB or a command line.
 from __future__ import annotations
 
 import os
-from functools import cached_property
 
 from agents.ocf.actions import Advert, action
-from agents.ocf.agent import Agent
 from agents.ocf.codes import OCF, OCFError
-from agents.ocf.daemon import (
-    CredentialsError,
-    Daemon,
-    listening_inodes,
-    owns_socket,
-    read_credentials_text,
-    socket_owner,
-)
+from agents.ocf.daemon import CredentialsError, read_credentials_text
+from agents.ocf.daemon_agent import TCPDaemonAgent
 from agents.ocf.params import Param
-from agents.ocf.proc import Identity, User
-from agents.ocf.state import StateDir
+from agents.ocf.proc import User
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import configparser
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable
 
     from agents.http import Response
     from agents.ocf.deadline import Deadline
+    from agents.ocf.proc import Identity
 
 LAUNCHERS = ("uwsgi", "eventlet", "wsgi-script", "command")
 HEALTHY_VERSION_STATUS = frozenset((200, 300))
@@ -59,7 +51,7 @@ DEPENDENCY_CAP_S = 5.0
 DEPENDENCY_RESERVE_S = 1.5
 DEPENDENCY_SHARE_MAX = 0.3
 DEFAULT_PORTS = {"http": 80, "https": 443}
-START_POLL_S = 0.02
+VERSION_ASK_CAP_S = 2.0
 # Parameters of the retired ocf:openstack:* shell agents that no longer mean anything.
 IGNORED_LEGACY = {
     "pid": "process identity is kept by the agent (pid and start time), not in a pid file",
@@ -68,7 +60,7 @@ IGNORED_LEGACY = {
 }
 
 
-class ApiService(Agent):
+class ApiService(TCPDaemonAgent):
     """Subclasses set the facts below; ``params`` is derived from them."""
 
     service = ""                      # config/log directory name: keystone, glance, nova
@@ -99,13 +91,7 @@ class ApiService(Agent):
 
     @action("start", timeout=60)
     def start(self) -> OCF:
-        identity = self.recorded()
-        if identity is None or not identity.alive():  # never started, or died since: start anew
-            self.check_port_free()
-            identity = self.launch()
-        self.wait_until_answering(identity)
-        self.log.info(f"{self.name} answers on {self.endpoint} (pid {identity.pid})")
-        return OCF.SUCCESS
+        return self.start_daemon()
 
     @action("stop", timeout=30)
     def stop(self) -> OCF:
@@ -116,15 +102,7 @@ class ApiService(Agent):
     @action("monitor", Advert(timeout=20, interval=10), Advert(timeout=20, interval=30, depth=10),
             Advert(timeout=40, interval=60, depth=20))
     def monitor(self) -> OCF:
-        identity = self.recorded()
-        if identity is None:
-            return OCF.NOT_RUNNING
-        self.check_alive(identity)
-        if self.env.check_level >= 10:
-            self.check_version()
-        if self.env.check_level >= 20:
-            self.deep_check()
-        return OCF.SUCCESS
+        return self.monitor_daemon()
 
     @action("reload-agent", timeout=20)
     def reload_agent(self) -> OCF:
@@ -167,26 +145,7 @@ class ApiService(Agent):
         self.warn_legacy()
         return problems
 
-    def stop_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
-        """Without the software or a valid configuration, still stop what we started."""
-        return self.stop()
-
-    def probe_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
-        identity = self.recorded()
-        if identity is None:
-            return OCF.NOT_RUNNING
-        self.check_alive(identity)
-        return OCF.SUCCESS
-
     # Derived facts ------------------------------------------------------------
-
-    @property
-    def state(self) -> StateDir:
-        return StateDir(self.env.rsctmp, self.name, self.env.instance)
-
-    @cached_property
-    def daemon(self) -> Daemon:
-        return Daemon(self.state, self.name)
 
     @property
     def launcher(self) -> str:
@@ -195,18 +154,6 @@ class ApiService(Agent):
     @property
     def binary(self) -> str:
         return self.config.text("binary") or self.launchers.get(self.launcher, "")
-
-    @property
-    def host(self) -> str:
-        return self.config.text("host")
-
-    @property
-    def port(self) -> int:
-        return self.config.integer("port")
-
-    @property
-    def endpoint(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     def programs(self) -> list[str]:
         binary = self.binary
@@ -224,9 +171,6 @@ class ApiService(Agent):
             return shlex.split(self.config.text("extra_args"))
         except ValueError as exc:
             raise OCFError(OCF.ERR_CONFIGURED, f"extra_args cannot be split: {exc}") from None
-
-    def recorded(self) -> Identity | None:
-        return self.daemon.recorded()
 
     def warn_legacy(self) -> None:
         for name in self.config.given:
@@ -294,36 +238,17 @@ class ApiService(Agent):
             raise OCFError(OCF.ERR_CONFIGURED, f"directory {directory} of log_file does not exist")
         return path
 
-    def check_port_free(self) -> None:
-        inodes = listening_inodes(self.host, self.port)
-        if not inodes:
-            return
-        owner = socket_owner(inodes)
-        raise OCFError(OCF.ERR_GENERIC, f"cannot start {self.name}: {self.endpoint} is already in use "
-                       f"by {owner}")
-
-    def wait_until_answering(self, identity: Identity) -> None:
+    def answering(self, identity: Identity) -> str:
         from agents.http import Unreachable, request
 
-        last = "no answer yet"
-        while True:
-            if not identity.alive():
-                raise OCFError(OCF.ERR_GENERIC, self.daemon.exited())
-            try:
-                response = request(self.deadline, self.host, self.port, self.config.text("version_path"),
-                                   cap=2.0)
-                if response.status in HEALTHY_VERSION_STATUS:
-                    return
-                last = f"version document answered {response.status}"
-            except Unreachable as exc:
-                last = exc.reason
-            except OCFError:
-                break
-            if self.deadline.remaining() <= START_POLL_S:
-                break
-            self.deadline.sleep(START_POLL_S)
-        raise OCFError(OCF.ERR_GENERIC, f"{self.name} did not answer in time ({last}); "
-                       f"{self.daemon.where_to_look()}")
+        try:
+            response = request(self.deadline, self.host, self.port, self.config.text("version_path"),
+                               cap=VERSION_ASK_CAP_S)
+        except Unreachable as exc:
+            return exc.reason
+        if response.status in HEALTHY_VERSION_STATUS:
+            return ""
+        return f"version document answered {response.status}"
 
     def service_log(self) -> str:
         options = self.service_options()
@@ -332,18 +257,6 @@ class ApiService(Agent):
         return os.path.join(log_dir, log_file) if log_file else ""
 
     # Monitor -------------------------------------------------------------------
-
-    def check_alive(self, identity: Identity) -> None:
-        stat = identity.stat()
-        if stat is None or not stat.alive:
-            raise OCFError(OCF.NOT_RUNNING, f"{self.name} (pid {identity.pid}) is not running")
-        if stat.state in "Tt":
-            raise OCFError(OCF.ERR_GENERIC, f"{self.name} (pid {identity.pid}) is frozen "
-                           "(stopped by a signal)")
-        inodes = listening_inodes(self.host, self.port)
-        if not inodes or not owns_socket(identity, inodes):
-            raise OCFError(OCF.ERR_GENERIC, f"{self.name} (pid {identity.pid}) is not listening on "
-                           f"{self.endpoint}")
 
     def check_version(self) -> None:
         from agents.http import Unreachable, request

@@ -1,5 +1,6 @@
-"""The daemon base (agents/ocf/daemon.py): logs and credentials files root opens for a service,
-stop, and the reason a failed start gives."""
+"""The daemon base (agents/ocf/daemon.py, agents/ocf/daemon_agent.py): logs and credentials files
+root opens for a service, stop, the reason a failed start gives, the wait for a start, depth 0,
+and a deadline-bounded TCP connect."""
 
 from __future__ import annotations
 
@@ -15,9 +16,14 @@ import time
 
 import pytest
 
+from agents.http import connect
 from agents.ocf.codes import OCF, OCFError
 from agents.ocf.daemon import CredentialsError, Daemon, read_credentials_text
+from agents.ocf.daemon_agent import TCPDaemonAgent
 from agents.ocf.deadline import Deadline
+from agents.ocf.environment import Environment
+from agents.ocf.log import Logger
+from agents.ocf.params import Param, parse
 from agents.ocf.proc import Identity, User, all_stats, spawn, stop_session
 from agents.ocf.state import StateDir
 
@@ -233,3 +239,139 @@ def test_a_service_killed_during_start_is_named_with_the_signal(daemon, service_
     assert daemon.child is not None
     daemon.child.wait(timeout=30)
     assert "was killed by SIGSEGV" in daemon.exited()
+
+
+# The agent side of the daemon base (agents/ocf/daemon_agent.py), in-process -------------
+
+class Listener(TCPDaemonAgent):
+    """A TCPDaemonAgent whose answers the test scripts."""
+
+    name = "listener"
+    params = (Param("host", shortdesc="address", default="127.0.0.1"),
+              Param("port", "integer", shortdesc="port", default=1))
+    answers: list[str]
+
+    def answering(self, identity: Identity) -> str:
+        return self.answers.pop(0) if self.answers else "still starting"
+
+
+def listener(tmp_path, port: int = 1, budget_s: float = 2.0, answers: tuple[str, ...] = ()) -> Listener:
+    environ = {"HA_RSCTMP": str(tmp_path), "OCF_RESOURCE_INSTANCE": "one", "OCF_RESKEY_port": str(port)}
+    config, errors = parse(Listener.params, environ)
+    assert not errors
+    agent = Listener(Environment("start", environ), config, Deadline(budget_s), Logger("listener", {}))
+    agent.answers = list(answers)
+    return agent
+
+
+@pytest.fixture
+def sleeper():
+    child = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    Deadline(5).wait_for(lambda: Identity.of(child.pid) is not None, "sleep to start")
+    yield child
+    if child.poll() is None:
+        os.kill(child.pid, signal.SIGCONT)
+        child.kill()
+    child.wait()
+
+
+def test_waiting_for_a_start_ends_when_the_service_answers(tmp_path):
+    agent = listener(tmp_path, answers=("refused", "not yet", ""))
+    mine = Identity.of(os.getpid())
+    assert mine is not None
+    agent.wait_until_answering(mine)
+    assert agent.answers == []
+
+
+def test_waiting_for_a_start_gives_up_in_time_with_the_last_reason(tmp_path):
+    agent = listener(tmp_path, budget_s=0.3)
+    mine = Identity.of(os.getpid())
+    assert mine is not None
+    began = time.monotonic()
+    with pytest.raises(OCFError) as failed:
+        agent.wait_until_answering(mine)
+    assert time.monotonic() - began < 0.6
+    assert failed.value.code == OCF.ERR_GENERIC
+    assert failed.value.reason == "listener did not answer in time (still starting); see its logs"
+
+
+def test_waiting_for_a_start_names_a_service_that_died(tmp_path, sleeper):
+    identity = Identity.of(sleeper.pid)
+    assert identity is not None
+    sleeper.kill()
+    sleeper.wait()
+    with pytest.raises(OCFError) as failed:
+        listener(tmp_path).wait_until_answering(identity)
+    assert failed.value.reason == "listener exited during start; see its logs"
+
+
+def test_start_refuses_a_port_another_process_listens_on(tmp_path):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        with pytest.raises(OCFError) as refused:
+            listener(tmp_path, port).check_port_free()
+    assert refused.value.code == OCF.ERR_GENERIC
+    assert refused.value.reason.startswith(f"cannot start listener: 127.0.0.1:{port} is already in use by "
+                                           f"pid {os.getpid()} (")
+    listener(tmp_path, port).check_port_free()  # closed: free again
+
+
+def test_depth_0_needs_our_process_alive_unfrozen_and_holding_its_socket(tmp_path, sleeper):
+    import socket
+
+    identity = Identity.of(sleeper.pid)
+    mine = Identity.of(os.getpid())
+    assert identity is not None and mine is not None
+    with socket.create_server(("127.0.0.1", 0)) as held:
+        agent = listener(tmp_path, held.getsockname()[1])
+        agent.check_alive(mine)  # this process holds the socket
+        with pytest.raises(OCFError) as elsewhere:
+            agent.check_alive(identity)
+        assert elsewhere.value.code == OCF.ERR_GENERIC
+        assert elsewhere.value.reason == (f"listener (pid {sleeper.pid}) is not listening on "
+                                          f"127.0.0.1:{held.getsockname()[1]}")
+        os.kill(sleeper.pid, signal.SIGSTOP)
+        Deadline(5).wait_for(identity.stopped, "sleep to freeze")
+        with pytest.raises(OCFError) as frozen:
+            agent.check_alive(identity)
+        assert frozen.value.reason == f"listener (pid {sleeper.pid}) is frozen (stopped by a signal)"
+        sleeper.kill()
+        sleeper.wait()
+        with pytest.raises(OCFError) as gone:
+            agent.check_alive(identity)
+        assert gone.value.code == OCF.NOT_RUNNING
+
+
+def test_a_broken_configuration_still_stops_and_reports_what_we_started(tmp_path, sleeper):
+    agent = listener(tmp_path)
+    agent.stop = lambda: (agent.daemon.stop(agent.deadline), OCF.SUCCESS)[1]  # type: ignore[method-assign]
+    assert agent.probe_unconfigured([]) == OCF.NOT_RUNNING
+    identity = Identity.of(sleeper.pid)
+    assert identity is not None
+    agent.daemon.remember(identity)
+    with pytest.raises(OCFError) as probed:
+        agent.probe_unconfigured([])
+    assert "is not listening on" in probed.value.reason
+    assert agent.stop_unconfigured([]) == OCF.SUCCESS
+    assert sleeper.wait(timeout=10) == -signal.SIGTERM
+    assert agent.daemon.recorded() is None
+
+
+# A TCP connection bounded by the deadline (agents/http.py connect) -------------------------------
+
+def test_connect_is_bounded_by_the_deadline():
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        conn = connect(Deadline(2), "0.0.0.0", port)  # a wildcard means loopback
+        try:
+            assert conn.getpeername() == ("127.0.0.1", port)
+        finally:
+            conn.close()
+        with pytest.raises(TimeoutError):
+            connect(Deadline(0), "127.0.0.1", port)
+    with pytest.raises(ConnectionRefusedError):
+        connect(Deadline(2), "127.0.0.1", port)

@@ -314,3 +314,29 @@ def test_integer_without_default_needs_the_optional_accessor():
 def test_typed_accessor_of_an_undeclared_name_is_a_key_error(accessor):
     with pytest.raises(KeyError, match="nosuch is not a declared parameter"):
         getattr(typed(), accessor)("nosuch")
+
+
+# --- the health attribute ---------------------------------------------------
+
+UNCHANGED_HEALTH = """
+import sys
+sys.path.insert(0, {repo!r})
+from agents.ocf.agent import _publish_health
+from agents.ocf.deadline import Deadline
+from agents.ocf.environment import Environment
+from agents.ocf.log import Logger
+
+env = Environment("monitor", {{"HA_RSCTMP": {rsctmp!r}, "OCF_RESOURCE_INSTANCE": "test"}})
+_publish_health("sample", env, "", Deadline(5), Logger("sample", {{}}))
+print("subprocess" in sys.modules)
+"""
+
+
+def test_an_unchanged_health_attribute_imports_no_subprocess(tmp_path):
+    """Nothing to publish (the common monitor and stop): no crm_attribute, and no import for it."""
+    from harness.ocfrun import REPO
+
+    script = UNCHANGED_HEALTH.format(repo=REPO, rsctmp=str(tmp_path))
+    done = subprocess.run(["/usr/bin/python3", "-IS", "-c", script], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False", done

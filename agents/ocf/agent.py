@@ -197,13 +197,13 @@ def _publish_health(agent: str, env: Environment, health: str, deadline: Deadlin
     crm_attribute call is a process and a round trip to the attribute manager, a file read is not.
     A failure is logged and retried by the next monitor.
     """
-    import subprocess
-
     from agents.ocf.state import StateDir
 
     state = StateDir(env.rsctmp, agent, env.instance)
     if (state.read(HEALTH_STATE_FILE) or "") == health:
         return
+    import subprocess  # only now: its import costs more than the rest of an unchanged case
+
     primitive = env.instance.split(":", 1)[0]  # one attribute per node for all clone instances
     argv = ["crm_attribute", "-l", "reboot", "-n", f"{primitive}-health",
             *(["-N", env.node] if env.node else []), *(["-v", health] if health else ["-D"])]
