@@ -2,14 +2,19 @@
 
 The command runs as operators run it (``python -m dbbackup``, one process per
 call); Pacemaker is asked through its real tools, on a CIB file where the
-database group runs on ctl1 (``CIB_file``).
+database group runs on ctl1 (``CIB_file``).  The power-cut tests put the target on a volatile
+directory (``harness.drbd_double.volatile``) of a node whose power is cut, then read it elsewhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import queue
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -390,3 +395,290 @@ def test_install_puts_the_launcher_and_systemd_units_in_place(tmp_path) -> None:
     run([sys.executable, os.path.join(REPO, "tools", "install.py"), "uninstall", "--destdir", str(stage)])
     assert not (units / "openstack-ha-backup.timer").exists()
     assert not (stage / "usr/local/bin/openstack-ha-backup").exists()
+
+
+# Power cuts: the target on a disk that keeps only what was flushed ------------------------------
+
+NODE_PRELUDE = """
+loop=$(/usr/bin/python3 -I -S "$1" mount "$2" "$3") || exit 1
+echo "loop $loop"
+target=$3
+shift 3
+"""
+IMAGE_MB = 256
+
+
+class Node:
+    """A machine whose backup target is a volatile directory (``harness.drbd_double.volatile``).
+
+    The node is a PID and mount namespace running ``script`` (a shell snippet run after the mount,
+    with ``$target`` the volatile directory and ``$@`` the arguments); what it prints comes back
+    line by line.  Killing its PID 1 is a power cut: the namespace's processes die, the volatile
+    disk with them and every write it was not asked to flush."""
+
+    def __init__(self, image: str, directory: str, script: str, *args: str) -> None:
+        from harness.drbd_double import volatile
+
+        self.image, self.directory = image, directory
+        self.loop = ""
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.process = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount-proc", "--mount", "--propagation", "private", "--",
+             "/bin/sh", "-c", NODE_PRELUDE + script + '\nread -r _\n', "sh", volatile.__file__, image,
+             directory, *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+            env={"PATH": os.environ["PATH"]})
+        threading.Thread(target=self.read, daemon=True).start()
+        try:
+            self.loop = self.expect("loop ").split()[1]
+        except BaseException:
+            self.close()
+            raise
+
+    def read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def expect(self, prefix: str, timeout: float = 60.0) -> str:
+        """The first line starting with ``prefix``; the lines before it are dropped."""
+        until = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"the node did not say {prefix!r} within {timeout} s") from None
+            assert line is not None, f"the node ended before saying {prefix!r}"
+            if line.startswith(prefix):
+                return line
+
+    def said(self) -> list[str]:
+        """What the node printed and nobody expected yet."""
+        lines = []
+        while (line := self.lines.get(timeout=30)) is not None:
+            lines.append(line)
+        return lines
+
+    def pid1(self) -> int:
+        with open(f"/proc/{self.process.pid}/task/{self.process.pid}/children", encoding="ascii") as handle:
+            return int(handle.read().split()[0])
+
+    def sees(self, *parts: str) -> str:
+        """A path inside the node's volatile directory, as the node sees it."""
+        return os.path.join(f"/proc/{self.pid1()}/root", self.directory.lstrip("/"), *parts)
+
+    def cut(self) -> None:
+        """The power cut: no sync, no unmount."""
+        assert self.process.poll() is None, "the node is already down"
+        os.kill(self.pid1(), signal.SIGKILL)
+        self.process.wait(30)
+        self.close()
+
+    def close(self) -> None:
+        """Down (killing its PID 1 ends every process of the node), and its loop device detached."""
+        if self.process.poll() is None:
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                os.kill(self.pid1(), signal.SIGKILL)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(30)
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        if self.loop:
+            subprocess.run(["losetup", "--detach", self.loop], capture_output=True, check=False)
+            self.loop = ""
+
+
+def volatile_disks_serving(image: str) -> list[int]:
+    """Live volatile disk processes over ``image``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+            with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and any(a.endswith(b"volatile_disk.py") for a in argv) and image.encode() in argv:
+            found.append(int(pid))
+    return found
+
+
+def new_image(path: str) -> str:
+    with open(path, "wb") as handle:
+        handle.truncate(IMAGE_MB << 20)
+    run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1", path])
+    return path
+
+
+@contextlib.contextmanager
+def mounted_after_the_cut(image: str, directory: str) -> Iterator[str]:
+    """The image mounted on this (surviving) machine: the journal replays, then what was durable."""
+    assert volatile_disks_serving(image) == [], "the volatile disk outlived its node"
+    device = run(["losetup", "--find", "--show", image]).strip()
+    try:
+        run(["mount", "-t", "ext4", device, directory])
+        try:
+            yield directory
+        finally:
+            run(["umount", directory])
+    finally:
+        subprocess.run(["losetup", "--detach", device], capture_output=True, check=False)
+
+
+def volatile_target(db: Database, tmp_path) -> tuple[Command, str]:
+    """A command whose target is ``tmp_path/vol`` (the volatile directory's mountpoint) and its image."""
+    cmd = Command(str(tmp_path), db)
+    cmd.target = str(tmp_path / "vol")
+    os.makedirs(cmd.target)
+    cmd.write({"target": {"directory": cmd.target},
+               "database": {"option_file": db.option_file, "datadir": db.site.db.datadir,
+                            "socket": db.site.db.socket}})
+    return cmd, new_image(str(tmp_path / "vol.img"))
+
+
+def insert_row(db: Database) -> int:
+    """A committed row's id (autocommit; the server syncs its redo log at each commit)."""
+    return int(db.root_sql("INSERT INTO ocftest.acked (v) VALUES ('marker'); SELECT LAST_INSERT_ID()"))
+
+
+def node_output(cmd: Command) -> str:
+    with open(cmd.target + ".out", encoding="utf-8") as handle:
+        return handle.read()
+
+
+def completed(out: str) -> str:
+    """The id a run reported complete."""
+    found = re.search(r"^(\S+): full backup complete", out, re.MULTILINE)
+    assert found, out
+    return found.group(1)
+
+
+def listed_ids(cmd: Command) -> list[str]:
+    """The ids ``list`` shows complete (read by the tool: a damaged manifest is not listed)."""
+    out = cmd.ok("list")
+    return [] if out.strip() == "no complete backup" else [line.split()[0] for line in out.splitlines()]
+
+
+RUN_THEN_WAIT = """
+"$@" >"$target.out" 2>&1
+echo "exited $?"
+echo unflushed > "$target/written-after-the-run"
+echo "wrote"
+"""
+
+
+def test_a_backup_reported_complete_survives_a_power_cut_of_the_machine_that_wrote_it(db: Database,
+                                                                                     tmp_path) -> None:
+    cmd, image = volatile_target(db, tmp_path)
+    before = insert_row(db)
+    node = Node(image, cmd.target, RUN_THEN_WAIT, *cmd.argv("run", "--full"))
+    try:
+        exited = node.expect("exited ", timeout=120)
+        node.expect("wrote")
+        node.cut()
+    finally:
+        node.close()
+    assert exited == "exited 0", node_output(cmd)
+    backup_id = completed(node_output(cmd))
+    after = insert_row(db)
+    with mounted_after_the_cut(image, cmd.target):
+        names = sorted(os.listdir(cmd.target))
+        assert "written-after-the-run" not in names  # the cut did lose what was not flushed
+        assert listed_ids(cmd) == [backup_id], names
+        assert f"{backup_id}: checksums ok" in cmd.ok("verify", backup_id)
+        db.site.db.stop()
+        parent = os.path.dirname(db.site.db.datadir)
+        kept = set(os.listdir(parent))
+        try:
+            cmd.ok("restore", backup_id)
+        finally:
+            db.site.db.start()
+            for aside in set(os.listdir(parent)) - kept:  # the datadir the restore moved aside
+                shutil.rmtree(os.path.join(parent, aside))
+        ids = db.ids()
+        assert before in ids and after not in ids
+
+
+COPY_THEN_WAIT = """
+cp -a "$1" "$target/.staging-$2" && mv "$target/.staging-$2" "$target/$2" \\
+    && if [ "$3" = sync ]; then sync -f "$target"; fi
+echo "exited $?"
+"""
+
+
+@pytest.mark.parametrize("flush", [pytest.param("none", id="not-flushed"),
+                                   pytest.param("sync", id="control-synced-before-the-cut")])
+def test_a_backup_made_complete_without_flushing_is_lost_or_broken_by_the_same_power_cut(
+        db: Database, tmp_path, flush: str) -> None:
+    """The negative control of the test above: the same complete-looking directory (a finished
+    backup, ``cp -a`` into ``.staging-ID`` then renamed, as the tool does but without its fsyncs)
+    is gone or damaged after the cut; with a ``sync`` before the cut it is intact, so the only
+    difference the check sees is the flush."""
+    source = Command(str(tmp_path / "source"), db)
+    source.ok("run", "--full")
+    (backup,) = source.listed()
+    backup_id = str(backup["id"])
+    cmd, image = volatile_target(db, tmp_path)
+    node = Node(image, cmd.target, COPY_THEN_WAIT, os.path.join(source.target, backup_id), backup_id, flush)
+    try:
+        assert node.expect("exited ") == "exited 0"
+        assert os.path.isfile(node.sees(backup_id, "manifest.json"))  # complete, as the node saw it
+        node.cut()
+    finally:
+        node.close()
+    with mounted_after_the_cut(image, cmd.target):
+        names = sorted(os.listdir(cmd.target))
+        listing = listed_ids(cmd)
+        verified = cmd("verify", backup_id)
+    if flush == "sync":
+        assert listing == [backup_id] and verified.returncode == 0, (names, verified.stderr)
+        return
+    # Missing (nothing of the directory reached the disk: what a cut within ext4's 5 s commit
+    # interval leaves) or, after a journal commit, present with files its manifest does not match.
+    if listing:
+        assert listing == [backup_id], names
+        fails(verified, 65, "damaged")
+    else:
+        fails(verified, 66, "no complete backup")
+    print(f"after the cut: {names}; listed: {listing}; verify: {verified.stderr.strip()}")
+
+
+def test_a_power_cut_while_mariabackup_writes_leaves_no_complete_backup_and_the_next_run_works(
+        db: Database, tmp_path) -> None:
+    cmd, image = volatile_target(db, tmp_path)
+    node = Node(image, cmd.target, RUN_THEN_WAIT, *cmd.argv("run", "--full"))
+    try:
+        until = time.monotonic() + 60
+        while True:  # mariabackup has created the staging data directory and is copying into it
+            staging = [n for n in os.listdir(node.sees()) if n.startswith(".staging-")]
+            if staging and os.path.exists(node.sees(staging[0], "data", "ibdata1")):
+                break
+            assert node.process.poll() is None and time.monotonic() < until, "no backup seen under way"
+            time.sleep(0.002)
+        node.cut()
+        assert not [line for line in node.said() if line.startswith("exited")]  # cut, not finished
+    finally:
+        node.close()
+    with mounted_after_the_cut(image, cmd.target):
+        left = sorted(n for n in os.listdir(cmd.target) if n.startswith(".staging-"))
+        assert listed_ids(cmd) == []
+    print(f"staging left by the cut: {left}")
+    node = Node(image, cmd.target, RUN_THEN_WAIT, *cmd.argv("run", "--full"))
+    try:
+        assert node.expect("exited ", timeout=120) == "exited 0"
+        node.cut()
+    finally:
+        node.close()
+    out = node_output(cmd)
+    assert out.count("removed leftover") == len(left)
+    backup_id = completed(out)
+    with mounted_after_the_cut(image, cmd.target):
+        names = sorted(os.listdir(cmd.target))
+        assert listed_ids(cmd) == [backup_id], names
+        assert not [n for n in names if n.startswith(".staging-")]
+        assert f"{backup_id}: checksums ok" in cmd.ok("verify", "--all")
