@@ -29,7 +29,7 @@ NETSPLIT_FIRST_ID = 1_000_000  # ids of its own: the module's other tests write 
 # The isolated holder's own stop: Pacemaker 2.1.5 sometimes loses the confirmation of the cancel of
 # the Promoted monitor when the isolated node becomes its own DC (the monitor was started by the old
 # DC) and goes on with the stops only after that action's timeout plus cluster-delay ("did not send
-# cancel result ... within 80000ms"; about one run in three with a CPU hog beside, see docs/drbd.md).
+# cancel result ... within 80000ms"; four runs of six with a CPU hog beside, see docs/drbd.md).
 # The slow fence device waits longer than that bound, so the node's own stop is seen either way.
 PROMOTED_MONITOR_TIMEOUT_S = next(advert.timeout for advert in registry.load("drbd").action_specs["monitor"]
                                   .adverts if advert.role == "Promoted")
