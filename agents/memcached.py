@@ -125,7 +125,7 @@ class Memcached(TCPDaemonAgent):
                 problems.append(exc)
             directory = os.path.dirname(self.config.text("log_file"))
             if not os.path.isdir(directory) and not os.path.isdir(os.path.dirname(directory)):
-                problems.append(OCFError(OCF.ERR_CONFIGURED, f"neither the directory {directory} of log_file "
+                problems.append(OCFError(OCF.ERR_INSTALLED, f"neither the directory {directory} of log_file "
                                          "nor its parent exists"))
         return problems
 
@@ -161,7 +161,7 @@ class Memcached(TCPDaemonAgent):
         except FileExistsError:
             return path  # made meanwhile by someone else: used as it is, never handed over
         except OSError as exc:
-            raise OCFError(OCF.ERR_CONFIGURED, f"cannot create the directory {directory} of log_file: "
+            raise OCFError(OCF.ERR_INSTALLED, f"cannot create the directory {directory} of log_file: "
                            f"{exc.strerror}") from None
         if os.geteuid() == 0:
             os.lchown(directory, user.uid, user.gid)

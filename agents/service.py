@@ -125,7 +125,7 @@ class ApiService(TCPDaemonAgent):
                 problems.append(OCFError(OCF.ERR_INSTALLED, f"{program} is not installed or not executable"))
         config = self.config.text("config")
         if not os.path.isfile(config):
-            problems.append(OCFError(OCF.ERR_CONFIGURED, f"configuration file {config} does not exist"))
+            problems.append(OCFError(OCF.ERR_INSTALLED, f"configuration file {config} does not exist"))
         elif self.env.action in ("start", "validate-all"):
             try:
                 self.service_options()
@@ -235,7 +235,7 @@ class ApiService(TCPDaemonAgent):
         path = self.config.text("log_file")
         directory = os.path.dirname(path)
         if not os.path.isdir(directory):
-            raise OCFError(OCF.ERR_CONFIGURED, f"directory {directory} of log_file does not exist")
+            raise OCFError(OCF.ERR_INSTALLED, f"directory {directory} of log_file does not exist")
         return path
 
     def answering(self, identity: Identity) -> str:
