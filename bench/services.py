@@ -20,6 +20,7 @@ import time
 
 from agents.ocf.proc import all_stats
 from bench.core import BARE_INTERPRETER, Bench, alternate, ms, ratio, time_once
+from harness.logs import service_log_dir
 from harness.stack import AGENT_DIR, HOST, PORTS, Stack
 
 AGENTS = {"keystone": ("keystone", PORTS["keystone"], "/v3"), "glance-api": ("glance", PORTS["glance"], "/"),
@@ -30,9 +31,9 @@ Launch = tuple[list[str], dict[str, str], int, int, str]
 
 def agent_env(stack: Stack, workdir: str, name: str, depth: int = 0,
               interval_ms: int = 10000) -> dict[str, str]:
-    _user, port, _path = AGENTS[name]
+    user, port, _path = AGENTS[name]
     params = {"config": stack.configs[name], "host": HOST, "port": str(port), "workers": "1",
-              "log_file": os.path.join(workdir, f"{name}.log")}
+              "log_file": os.path.join(service_log_dir(workdir, name, user), f"{name}.log")}
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "OCF_ROOT": "/usr/lib/ocf", "HA_RSCTMP": workdir,
            "OCF_RESOURCE_INSTANCE": f"bench-{name}", "HA_LOGFACILITY": "none",
            "HA_LOGFILE": os.path.join(workdir, "agents.log"), "OCF_CHECK_LEVEL": str(depth),
