@@ -38,12 +38,14 @@ AddrInfo = tuple[int, int, int, str, tuple[str, int]]
 
 
 class Response:
-    __slots__ = ("body", "headers", "status")
+    __slots__ = ("body", "cookies", "headers", "status")
 
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes,
+                 cookies: list[str] | None = None) -> None:
         self.status = status
-        self.headers = headers
+        self.headers = headers  # lower-case names; a repeated header keeps its last value
         self.body = body
+        self.cookies = cookies or []  # ``name=value`` of every Set-Cookie, in order
 
     def json(self) -> object:
         import json
@@ -65,7 +67,7 @@ def client_address(host: str) -> str:
 
 def request(deadline: Deadline, host: str, port: int, path: str, *, method: str = "GET",
             body: bytes = b"", headers: dict[str, str] | None = None, cap: float | None = None,
-            tls: bool = False) -> Response:
+            tls: bool = False, content_type: str = "application/json") -> Response:
     """One request, one response; raises Unreachable or DeadlineExceeded, never hangs.
 
     With ``tls`` the server's certificate must be valid for ``host`` in the system's CA store.
@@ -81,7 +83,7 @@ def request(deadline: Deadline, host: str, port: int, path: str, *, method: str 
     lines = [f"{method} {path} HTTP/1.0", f"Host: {_host_header(address, port)}", "Connection: close",
              "Accept: application/json", "User-Agent: openstack-ha-agent"]
     if body or method == "POST":
-        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
+        lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     raw = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
     try:
@@ -249,7 +251,10 @@ def _parse(data: bytes, where: str) -> Response:
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
         raise Unreachable(f"{where} answered something that is not HTTP: {lines[0][:60]!r}")
     headers: dict[str, str] = {}
+    cookies: list[str] = []
     for line in lines[1:]:
         name, _colon, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
-    return Response(int(parts[1]), headers, body)
+        if name.strip().lower() == "set-cookie":
+            cookies.append(value.split(";", 1)[0].strip())
+    return Response(int(parts[1]), headers, body, cookies)

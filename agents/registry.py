@@ -21,6 +21,7 @@ AGENTS: dict[str, str] = {
     "mysql": "agents.mysql",
     "drbd": "agents.drbd",
     "memcached": "agents.memcached",
+    "dashboard": "agents.dashboard",
 }
 
 

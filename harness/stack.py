@@ -359,6 +359,26 @@ api_paste_config = {home}/api-paste.ini
         path = os.path.join(os.path.dirname(self.configs["keystone"]), name)
         return write(path, out.getvalue(), "keystone")
 
+    def prepare_dashboard(self) -> None:
+        """horizon's local_settings for the dashboard agent: keystone of this stack, a SECRET_KEY
+        file (0600, the horizon user's: horizon refuses any other mode) and sessions in signed
+        cookies (no memcached needed, any worker serves them).  Debian's local_settings.d snippets
+        still apply after it (WEBROOT "/", offline-compressed static files, a local-memory cache)."""
+        home = self.dir("dashboard", "horizon")
+        self.dashboard_port = 27880
+        self.dashboard_secret_key = secrets.token_urlsafe(48)
+        key_file = write(os.path.join(home, "secret_key"), self.dashboard_secret_key, "horizon", 0o600)
+        self.configs["dashboard"] = write(os.path.join(home, "local_settings.py"), f"""\
+from horizon.utils import secret_key
+
+DEBUG = False
+ALLOWED_HOSTS = ["{HOST}", "localhost"]
+SECRET_KEY = secret_key.generate_or_read_from_file("{key_file}")
+OPENSTACK_KEYSTONE_URL = "{self.auth_url}"
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+TIME_ZONE = "UTC"
+""", "horizon", 0o644)
+
     def close(self) -> None:
         if self.rabbit is not None:
             self.stop_rabbit()

@@ -1,0 +1,224 @@
+"""The dashboard (horizon under uWSGI) under our installed agent, on the real Debian package."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from harness.stack import AGENT_DIR, HOST
+from tests.services.conftest import ServiceAgent
+
+pytestmark = pytest.mark.services
+
+
+class DashboardAgent(ServiceAgent):
+    """``ServiceAgent`` for the dashboard: its port and log directory come from the stack."""
+
+    def __init__(self, stack, workdir: str, **params: str) -> None:
+        logs = os.path.join(workdir, "dashboard-logs")
+        os.makedirs(logs, exist_ok=True)
+        shutil.chown(logs, "horizon", "horizon")
+        self.name, self.stack, self.rsctmp = "dashboard", stack, workdir
+        self.logfile = os.path.join(workdir, "agents.log")
+        self.params = {"config": stack.configs["dashboard"], "host": HOST, "port": str(stack.dashboard_port),
+                       "workers": "2", "log_file": os.path.join(logs, "console.log"),
+                       "credentials": stack.credentials}
+        self.params.update(params)
+        self.instance = "test-dashboard"
+
+
+@pytest.fixture(scope="module")
+def prepared(stack):
+    stack.prepare_dashboard()
+    # The argv watcher (conftest) looks for the SECRET_KEY as well from now on.
+    stack.watcher.secrets.append(stack.dashboard_secret_key.encode())
+    return stack
+
+
+@pytest.fixture
+def dashboard(prepared, workdir):
+    made: list[DashboardAgent] = []
+
+    def make(**params: str) -> DashboardAgent:
+        agent = DashboardAgent(prepared, workdir, **params)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in reversed(made):
+        agent.ensure_stopped()
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+def eventually(check, timeout: float) -> bool:
+    until = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > until:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def secrets_of(stack) -> list[bytes]:
+    return [secret.encode() for secret in (stack.dashboard_secret_key, stack.admin_password)]
+
+
+def test_lifecycle_and_depths(dashboard, agent_for, stack):
+    assert agent_for("keystone")("start").rc == 0
+    agent = dashboard()
+    assert agent.probe().rc == 7
+    started = agent("start")
+    assert started.rc == 0, started
+    leader = agent.leader()
+    assert os.stat(f"/proc/{leader}").st_uid == pwd.getpwnam("horizon").pw_uid
+    assert os.getsid(leader) == leader, "the service leads its own session"
+    costs: dict[int, list[float]] = {0: [], 10: [], 20: []}
+    for _round in range(3):  # the first page a uwsgi worker renders costs more (template loading)
+        for depth in (0, 10, 20):
+            result = agent("monitor", depth=depth)
+            assert result.rc == 0, (depth, result)
+            costs[depth].append(result.elapsed)
+    print(f"dashboard start {started.elapsed:.2f} s; monitor depth 0/10/20 (first, median of 3): "
+          + " / ".join(f"{costs[d][0] * 1000:.0f}, {sorted(costs[d])[1] * 1000:.0f} ms" for d in (0, 10, 20)))
+    # Neither the SECRET_KEY nor the monitoring password in the service's argv or environment.
+    for pid in agent.session():
+        for name in ("cmdline", "environ"):
+            with open(f"/proc/{pid}/{name}", "rb") as handle:
+                data = handle.read()
+            assert not [s for s in secrets_of(stack) if s in data], (pid, name)
+    assert agent.probe().rc == 0
+    again = agent("start")
+    assert again.rc == 0 and agent.leader() == leader, again
+    pids = agent.session()
+    stopped = agent("stop")
+    assert stopped.rc == 0, stopped
+    assert not [pid for pid in pids if alive(pid)]
+    assert agent("stop").rc == 0
+    assert agent("monitor").rc == 7
+    for path in (agent.logfile, agent.params["log_file"]):
+        with open(path, "rb") as handle:
+            data = handle.read()
+        assert not [s for s in secrets_of(stack) if s in data], path
+
+
+def test_page_without_login_form_fails_depth_10(dashboard):
+    """A 200 without the login form is no login page; the static files are served (--static-map)."""
+    agent = dashboard()
+    assert agent("start").rc == 0
+    agent.params["version_path"] = "/static/dashboard/img/logo.svg"
+    result = agent("monitor", depth=10)
+    assert result.rc == 1 and "answered 200 without a login form" in result.reason, result
+
+
+def test_kill9_is_not_running(dashboard):
+    agent = dashboard()
+    assert agent("start").rc == 0
+    pids = agent.session()
+    os.kill(agent.leader(), signal.SIGKILL)
+    assert eventually(lambda: agent("monitor").rc == 7, 10)
+    # uwsgi's workers (no-orphans) follow their master; they hold the listening socket until then.
+    assert eventually(lambda: not [pid for pid in pids if alive(pid)], 20)
+    restarted = agent("start")
+    assert restarted.rc == 0, restarted
+    assert agent("monitor", depth=10).rc == 0
+
+
+def test_frozen_dashboard_fails_within_budget(dashboard):
+    agent = dashboard()
+    assert agent("start").rc == 0
+    assert agent("monitor", depth=10).rc == 0
+    leader = agent.leader()
+    workers = [pid for pid in agent.session() if pid != leader]
+    assert workers
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        frozen = agent("monitor", depth=10, timeout_s=4)
+        assert frozen.rc == 1 and frozen.elapsed < 4, frozen
+    finally:
+        for pid in workers:
+            os.kill(pid, signal.SIGCONT)
+    for pid in agent.session():
+        os.kill(pid, signal.SIGSTOP)
+    stopped = agent("monitor", depth=20, timeout_s=4)
+    assert stopped.rc == 1 and stopped.elapsed < 4 and "frozen" in stopped.reason, stopped
+    assert agent("stop", timeout_s=20).rc == 0
+
+
+def test_keystone_down_degrades_depth_20(dashboard):
+    """No keystone: the login page works (10 passes), the login does not: degraded, never a failure."""
+    agent = dashboard()
+    assert agent("start").rc == 0
+    assert agent("monitor", depth=10).rc == 0
+    degraded = agent("monitor", depth=20, timeout_s=20)
+    assert degraded.rc == 190, degraded
+    assert "keystone" in degraded.reason, degraded
+
+
+def test_broken_settings(dashboard, prepared):
+    settings = prepared.configs["dashboard"]
+    broken = os.path.join(os.path.dirname(settings), "local_settings_broken.py")
+    with open(settings, encoding="utf-8") as handle:
+        text = handle.read()
+    line = len(text.splitlines()) + 1
+    with open(broken, "w", encoding="utf-8") as handle:
+        handle.write(text + f"SECRET = {prepared.dashboard_secret_key!r} +\n")  # a syntax error
+    shutil.chown(broken, "horizon", "horizon")
+    agent = dashboard(config=broken)
+    for result in (agent("validate-all"), agent("start")):
+        # The node's own file: ERR_INSTALLED (try another node), where and never what.
+        assert result.rc == 5, result
+        assert f"cannot parse {broken} at line {line}" in result.reason, result
+        assert prepared.dashboard_secret_key not in result.stderr, result
+    assert agent("monitor").rc == 7
+    # Settings that compile but fail when horizon imports them: the start says how uwsgi ended.
+    failing = os.path.join(os.path.dirname(settings), "local_settings_failing.py")
+    with open(failing, "w", encoding="utf-8") as handle:
+        handle.write(text.replace(os.path.join(os.path.dirname(settings), "secret_key"), "/nonexistent/key"))
+    shutil.chown(failing, "horizon", "horizon")
+    agent = dashboard(config=failing)
+    start = agent("start", timeout_s=30)
+    assert start.rc == 1 and "during start" in start.reason, start
+    assert agent.params["log_file"] in start.reason, start
+    assert agent("monitor").rc == 7
+
+
+def test_port_taken_by_another_process(dashboard, prepared):
+    agent = dashboard()
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind((HOST, prepared.dashboard_port))
+        squatter.listen(1)
+        start = agent("start")
+        assert start.rc == 1, start
+        assert "already in use" in start.reason and f"pid {os.getpid()}" in start.reason, start
+        assert agent("monitor").rc == 7
+
+
+def test_ocf_tester(prepared, workdir):
+    logs = os.path.join(workdir, "dashboard-logs")
+    os.makedirs(logs, exist_ok=True)
+    shutil.chown(logs, "horizon", "horizon")
+    params = {"config": prepared.configs["dashboard"], "host": HOST, "port": str(prepared.dashboard_port),
+              "workers": "1", "log_file": os.path.join(logs, "tester.log")}
+    argv = ["ocf-tester", "-n", "tester-dashboard"]
+    for key, value in params.items():
+        argv += ["-o", f"{key}={value}"]
+    done = subprocess.run([*argv, os.path.join(AGENT_DIR, "dashboard")], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "passed all tests" in done.stdout, done.stdout
