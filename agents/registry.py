@@ -22,6 +22,7 @@ AGENTS: dict[str, str] = {
     "drbd": "agents.drbd",
     "memcached": "agents.memcached",
     "dashboard": "agents.dashboard",
+    "neutron-server": "agents.neutron_server",
 }
 
 

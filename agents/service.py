@@ -75,6 +75,9 @@ class ApiService(TCPDaemonAgent):
     # eventlet: (section, option) naming the paste file, when the service derives it from the last
     # --config-file (glance does): the override points it back beside the service's configuration.
     paste_option: tuple[str, str] | None = None
+    # eventlet: more --config-file after the configuration (neutron's ML2 ml2_conf.ini); not None
+    # declares the parameter plugin_config with these files as its default.
+    plugin_configs: tuple[str, ...] | None = None
     version_path = "/"
     database_options: tuple[tuple[str, str], ...] = (("database", "connection"),)
     uses_rabbit = False
@@ -124,9 +127,12 @@ class ApiService(TCPDaemonAgent):
             if not os.access(program, os.X_OK):
                 problems.append(OCFError(OCF.ERR_INSTALLED, f"{program} is not installed or not executable"))
         config = self.config.text("config")
+        missing = [OCFError(OCF.ERR_INSTALLED, f"plugin configuration file {path} does not exist")
+                   for path in self.plugin_config_files() if not os.path.isfile(path)]
+        problems += missing
         if not os.path.isfile(config):
             problems.append(OCFError(OCF.ERR_INSTALLED, f"configuration file {config} does not exist"))
-        elif self.env.action in ("start", "validate-all"):
+        elif not missing and self.env.action in ("start", "validate-all"):
             try:
                 self.service_options()
             except ConfigBroken as exc:
@@ -160,6 +166,9 @@ class ApiService(TCPDaemonAgent):
         if not binary:
             return ["(no binary set)"]
         return [self.config.text("uwsgi_binary"), binary] if self.launcher == "uwsgi" else [binary]
+
+    def plugin_config_files(self) -> list[str]:
+        return self.config.text("plugin_config").split() if self.plugin_configs is not None else []
 
     def user(self) -> User:
         return User.lookup(self.config.text("user"), self.config.text("group") or None)
@@ -207,7 +216,8 @@ class ApiService(TCPDaemonAgent):
         if self.launcher == "wsgi-script":
             return [binary, "--host", self.host, "--port", str(self.port), *extra]
         if self.launcher == "eventlet":
-            return [binary, "--config-file", self.config.text("config"), "--config-file",
+            plugins = [arg for path in self.plugin_config_files() for arg in ("--config-file", path)]
+            return [binary, "--config-file", self.config.text("config"), *plugins, "--config-file",
                     self.listen_override(), *extra]
         return [binary, *extra]
 
@@ -376,15 +386,16 @@ class ApiService(TCPDaemonAgent):
     def service_options(self) -> configparser.ConfigParser:
         import configparser
 
-        config = self.config.text("config")
         parser = configparser.ConfigParser(interpolation=None, strict=False, default_section="\x00none")
-        try:
-            parser.read(config, encoding="utf-8")
-        except configparser.Error as exc:
-            # Where, never what: the offending line may hold a password (the reason lands in the CIB).
-            raise ConfigBroken(f"cannot parse {config}{_where(exc)} ({type(exc).__name__})") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigBroken(f"cannot parse {config}: not UTF-8 (byte {exc.start})") from None
+        # Read as the service reads them: the configuration, then its plugins' files over it.
+        for config in [self.config.text("config"), *self.plugin_config_files()]:
+            try:
+                parser.read(config, encoding="utf-8")
+            except configparser.Error as exc:
+                # Where, never what: the offending line may hold a password (the reason lands in the CIB).
+                raise ConfigBroken(f"cannot parse {config}{_where(exc)} ({type(exc).__name__})") from None
+            except UnicodeDecodeError as exc:
+                raise ConfigBroken(f"cannot parse {config}: not UTF-8 (byte {exc.start})") from None
         return parser
 
     # Credentials -------------------------------------------------------------
@@ -559,6 +570,14 @@ def build_params(cls: type[ApiService]) -> tuple[Param, ...]:
                        "loopback address. true also allows plain http to another host: only for a "
                        "network where nobody else can listen."),
     ]
+    if cls.plugin_configs is not None:
+        params.insert(1, Param(
+            "plugin_config", shortdesc="The plugins' configuration files",
+            longdesc="Absolute paths, separated by spaces, of more configuration files read after config "
+                     "(each a --config-file of the eventlet launcher, in this order), such as the ML2 "
+                     "plugin's; empty for none. A missing or unparsable file is handled as config is.",
+            default=" ".join(cls.plugin_configs),
+            check=_check_file_list))
     params += legacy_params(cls)
     return tuple(params)
 
@@ -567,6 +586,11 @@ def _check_file_path(value: object) -> None:
     text = str(value)
     if not text.startswith("/") or not text.isprintable():
         raise ValueError(f"must be an absolute path of printable characters, not {text!r}")
+
+
+def _check_file_list(value: object) -> None:
+    for path in str(value).split():
+        _check_file_path(path)
 
 
 def _check_binary(value: object) -> None:

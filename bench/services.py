@@ -24,7 +24,7 @@ from harness.logs import service_log_dir
 from harness.stack import AGENT_DIR, HOST, PORTS, Stack
 
 AGENTS = {"keystone": ("keystone", PORTS["keystone"], "/v3"), "glance-api": ("glance", PORTS["glance"], "/"),
-          "nova-api": ("nova", PORTS["nova"], "/")}
+          "nova-api": ("nova", PORTS["nova"], "/"), "neutron-server": ("neutron", PORTS["neutron"], "/")}
 CYCLES = 3
 Launch = tuple[list[str], dict[str, str], int, int, str]
 
@@ -34,6 +34,8 @@ def agent_env(stack: Stack, workdir: str, name: str, depth: int = 0,
     user, port, _path = AGENTS[name]
     params = {"config": stack.configs[name], "host": HOST, "port": str(port), "workers": "1",
               "log_file": os.path.join(service_log_dir(workdir, name, user), f"{name}.log")}
+    if name == "neutron-server":
+        params["plugin_config"] = stack.neutron_plugin_config
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "OCF_ROOT": "/usr/lib/ocf", "HA_RSCTMP": workdir,
            "OCF_RESOURCE_INSTANCE": f"bench-{name}", "HA_LOGFACILITY": "none",
            "HA_LOGFILE": os.path.join(workdir, "agents.log"), "OCF_CHECK_LEVEL": str(depth),
@@ -54,6 +56,8 @@ def launched_as(workdir: str, name: str) -> Launch:
         pid = int(handle.read().split()[0])
     with open(f"/proc/{pid}/cmdline", "rb") as handle:
         argv = [part.decode() for part in handle.read().split(b"\0") if part]
+    if len(argv) == 1:  # neutron-server rewrites its title (setproctitle) into one string
+        argv = argv[0].split()
     with open(f"/proc/{pid}/environ", "rb") as handle:
         env = dict(part.decode().split("=", 1) for part in handle.read().split(b"\0") if b"=" in part)
     info = os.stat(f"/proc/{pid}")
@@ -130,6 +134,7 @@ def run(bench: Bench) -> None:
         stack.prepare_keystone()
         stack.prepare_glance()
         stack.prepare_nova()
+        stack.prepare_neutron()
         rows = [measure(bench, stack, workdir, name) for name in AGENTS]
     finally:
         for name in AGENTS:

@@ -1,4 +1,4 @@
-"""A private OpenStack control plane for tests: MariaDB, RabbitMQ, keystone, glance, nova.
+"""A private OpenStack control plane for tests: MariaDB, RabbitMQ, keystone, glance, nova, neutron.
 
 Everything lives under one temporary directory, listens on loopback on
 non-default ports and runs as the services' own users.  Preparing costs
@@ -21,7 +21,8 @@ import tempfile
 import time
 
 HOST = "127.0.0.1"
-PORTS = {"mysql": 27306, "rabbit": 27672, "epmd": 27369, "keystone": 27500, "glance": 27292, "nova": 27774}
+PORTS = {"mysql": 27306, "rabbit": 27672, "epmd": 27369, "keystone": 27500, "glance": 27292, "nova": 27774,
+         "neutron": 27696}
 AGENT_DIR = "/usr/lib/ocf/resource.d/openstack"
 # Two memcached instances (our agent) for keystone's [cache], and the [cache] settings that
 # docs/memcached.md gives operators: a dead or frozen server is given up after 0.25 s (by each of
@@ -358,6 +359,45 @@ api_paste_config = {home}/api-paste.ini
         parser.write(out)
         path = os.path.join(os.path.dirname(self.configs["keystone"]), name)
         return write(path, out.getvalue(), "keystone")
+
+    def prepare_neutron(self) -> None:
+        """neutron-server with ML2 (flat/vlan, no mechanism driver: no agents needed to list
+        networks); the plugin's settings in their own file, as Debian keeps ml2_conf.ini."""
+        sql = ["CREATE DATABASE neutron;", f"GRANT ALL ON neutron.* TO 'openstack'@'{HOST}';"]
+        subprocess.run(["mariadb", "--no-defaults", f"--socket={self.mysql_socket}", "-uroot"],
+                       input="\n".join(sql), text=True, check=True, capture_output=True, timeout=60)
+        home = self.dir("neutron", "neutron")
+        copy_as("/etc/neutron/api-paste.ini", os.path.join(home, "api-paste.ini"), "neutron")
+        transport = f"rabbit://openstack:{self.rabbit_password}@{HOST}:{PORTS['rabbit']}/"
+        conf = write(os.path.join(home, "neutron.conf"), f"""[DEFAULT]
+log_file = {home}/neutron-server.log
+state_path = {home}
+core_plugin = ml2
+service_plugins =
+auth_strategy = noauth
+api_workers = 1
+rpc_workers = 1
+rpc_state_report_workers = 0
+transport_url = {transport}
+notify_nova_on_port_status_changes = false
+notify_nova_on_port_data_changes = false
+[database]
+connection = {self.db_url('neutron')}
+[oslo_concurrency]
+lock_path = {home}/lock
+""", "neutron")
+        plugin = write(os.path.join(home, "ml2_conf.ini"), """[ml2]
+type_drivers = flat,vlan
+tenant_network_types =
+mechanism_drivers =
+extension_drivers =
+[ml2_type_flat]
+flat_networks = *
+""", "neutron")
+        self.configs["neutron-server"] = conf
+        self.neutron_plugin_config = plugin
+        run_as("neutron", ["neutron-db-manage", "--config-file", conf, "--config-file", plugin,
+                           "upgrade", "head"], timeout=600)
 
     def prepare_dashboard(self) -> None:
         """horizon's local_settings for the dashboard agent: keystone of this stack, a SECRET_KEY

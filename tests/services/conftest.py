@@ -21,8 +21,9 @@ from agents.ocf.proc import all_stats
 from harness.stack import AGENT_DIR, HOST, PORTS, Stack
 
 AGENTS = ("keystone", "glance-api", "nova-api")
-PORT_OF = {"keystone": PORTS["keystone"], "glance-api": PORTS["glance"], "nova-api": PORTS["nova"]}
-USER_OF = {"keystone": "keystone", "glance-api": "glance", "nova-api": "nova"}
+PORT_OF = {"keystone": PORTS["keystone"], "glance-api": PORTS["glance"], "nova-api": PORTS["nova"],
+           "neutron-server": PORTS["neutron"]}
+USER_OF = {"keystone": "keystone", "glance-api": "glance", "nova-api": "nova", "neutron-server": "neutron"}
 EXIT_REASON = "ocf-exit-reason:"
 
 
