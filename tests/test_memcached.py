@@ -19,8 +19,9 @@ import pytest
 
 from agents.ocf.codes import OCF, OCFError
 from agents.ocf.deadline import Deadline
-from agents.ocf.proc import Identity, read_stat
+from agents.ocf.proc import Identity
 from harness.memcached import AGENT, MemcachedResource
+from harness.processes import alive, eventually
 from harness.stack import HOST
 
 PORT = 27411
@@ -29,20 +30,6 @@ MEMCACHED = "/usr/bin/memcached"
 
 pytestmark = [pytest.mark.services,
               pytest.mark.skipif(os.geteuid() != 0, reason="memcached runs as user memcache: needs root")]
-
-
-def alive(pid: int) -> bool:
-    stat = read_stat(pid)
-    return stat is not None and stat.alive
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    until = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > until:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def ask(port: int, command: bytes) -> bytes:
@@ -80,7 +67,7 @@ def foreign_memcached():
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        assert wait_until(lambda: _answers(OTHER_PORT)), "the foreign memcached did not start"
+        assert eventually(lambda: _answers(OTHER_PORT)), "the foreign memcached did not start"
         yield proc
     finally:
         proc.kill()
@@ -133,7 +120,7 @@ def test_kill9_is_not_running_and_start_starts_anew(resource):
     assert resource("start").rc == 0
     leader = resource.leader()
     os.kill(leader, signal.SIGKILL)
-    assert wait_until(lambda: not alive(leader))
+    assert eventually(lambda: not alive(leader))
     dead = resource("monitor", depth=10)
     assert dead.rc == 7 and "not running" in dead.reason, dead
     assert resource.probe().rc == 7

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -18,6 +19,7 @@ import time
 import pytest
 
 from agents.ocf.proc import all_stats
+from harness.logs import service_log_dir
 from harness.stack import AGENT_DIR, HOST, PORTS, Stack
 
 AGENTS = ("keystone", "glance-api", "nova-api")
@@ -43,10 +45,7 @@ class Result:
 def log_dir(workdir: str, name: str) -> str:
     """A log directory of the service's user, as /var/log/keystone is (the agent opens logs as that
     user)."""
-    path = os.path.join(workdir, f"{name}-logs")
-    os.makedirs(path, exist_ok=True)
-    shutil.chown(path, USER_OF[name], USER_OF[name])
-    return path
+    return service_log_dir(workdir, name, USER_OF[name])
 
 
 class ServiceAgent:
@@ -224,3 +223,29 @@ def rabbit_paused(stack):
     yield stack.stop_rabbit
     if stack.rabbit.proc is None:
         stack.start_rabbit()
+
+
+# Checks every API agent passes the same way (keystone, glance-api, nova-api, neutron-server, the
+# dashboard): each test module calls them with its own agent and parameters.
+
+def assert_refuses_a_taken_port(agent: ServiceAgent, host: str, port: int) -> None:
+    """Another process listens on the agent's port: start fails (1) naming it, nothing of ours runs."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind((host, port))
+        squatter.listen(1)
+        start = agent("start")
+        assert start.rc == 1, start
+        assert "already in use" in start.reason and f"pid {os.getpid()}" in start.reason, start
+        assert agent("monitor").rc == 7
+
+
+def assert_passes_ocf_tester(name: str, params: dict[str, str]) -> None:
+    """The real ``ocf-tester`` on the installed agent with these parameters."""
+    argv = ["ocf-tester", "-n", f"tester-{name}"]
+    for key, value in params.items():
+        argv += ["-o", f"{key}={value}"]
+    done = subprocess.run([*argv, os.path.join(AGENT_DIR, name)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "passed all tests" in done.stdout, done.stdout

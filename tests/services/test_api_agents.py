@@ -5,27 +5,22 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import time
 
 import pytest
 
-from harness.stack import AGENT_DIR, HOST
-from tests.services.conftest import AGENTS, PORT_OF, log_dir
+from harness.processes import alive, eventually
+from harness.stack import HOST
+from tests.services.conftest import (
+    AGENTS,
+    PORT_OF,
+    assert_passes_ocf_tester,
+    assert_refuses_a_taken_port,
+    log_dir,
+)
 
 pytestmark = pytest.mark.services
 
 SERVICE_USER = {"keystone": "keystone", "glance-api": "glance", "nova-api": "nova"}
-
-
-def eventually(check, timeout: float = 30.0):
-    """Retry ``check`` (returns a truthy result when done) under load, with a generous deadline."""
-    until = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > until:
-            return result
-        time.sleep(0.2)
 
 
 def uid_of(pid: int) -> int:
@@ -54,17 +49,9 @@ def test_lifecycle_and_depths(agent_for, name):
     pids = agent.session()
     stopped = agent("stop")
     assert stopped.rc == 0, stopped
-    assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}") and _alive(pid)]
+    assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}") and alive(pid)]
     assert agent("stop").rc == 0
     assert agent("monitor").rc == 7
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except OSError:
-        return False
 
 
 def test_kill9_is_not_running(agent_for):
@@ -74,13 +61,13 @@ def test_kill9_is_not_running(agent_for):
     os.kill(agent.leader(), signal.SIGKILL)
     assert eventually(lambda: agent("monitor").rc == 7, 10)
     assert agent("stop").rc == 0
-    assert not [pid for pid in pids if _alive(pid)], "stop also ends what the dead leader left behind"
+    assert not [pid for pid in pids if alive(pid)], "stop also ends what the dead leader left behind"
     # A start right after a crash (state of the dead process still recorded) starts anew.
     assert agent("start").rc == 0
     pids = agent.session()
     os.kill(agent.leader(), signal.SIGKILL)
     # uwsgi's workers (no-orphans) follow their master; they hold the listening socket until then.
-    assert eventually(lambda: not [pid for pid in pids if _alive(pid)], 20)
+    assert eventually(lambda: not [pid for pid in pids if alive(pid)], 20)
     restarted = agent("start")
     assert restarted.rc == 0, restarted
     assert agent("monitor", depth=10).rc == 0
@@ -167,15 +154,7 @@ def test_binary_missing(agent_for):
 
 
 def test_port_taken_by_another_process(agent_for):
-    agent = agent_for("keystone")
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind((HOST, PORT_OF["keystone"]))
-        squatter.listen(1)
-        start = agent("start")
-        assert start.rc == 1, start
-        assert "already in use" in start.reason and f"pid {os.getpid()}" in start.reason, start
-        assert agent("monitor").rc == 7
+    assert_refuses_a_taken_port(agent_for("keystone"), HOST, PORT_OF["keystone"])
 
 
 def test_death_during_start_names_status_and_log_not_log_content(agent_for):
@@ -235,13 +214,7 @@ def test_ocf_tester(stack, workdir, name):
     port = str(PORT_OF[name])
     params = {"config": stack.configs[name], "host": HOST, "port": port, "workers": "1",
               "log_file": os.path.join(log_dir(workdir, name), "tester.log")}
-    argv = ["ocf-tester", "-n", f"tester-{name}"]
-    for key, value in params.items():
-        argv += ["-o", f"{key}={value}"]
-    done = subprocess.run([*argv, os.path.join(AGENT_DIR, name)], capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "passed all tests" in done.stdout, done.stdout
+    assert_passes_ocf_tester(name, params)
 
 
 def test_uwsgi_serves_keep_alive_clients(agent_for):

@@ -6,14 +6,13 @@ import os
 import pwd
 import shutil
 import signal
-import socket
-import subprocess
-import time
 
 import pytest
 
-from harness.stack import AGENT_DIR, HOST
-from tests.services.conftest import ServiceAgent
+from harness.logs import service_log_dir
+from harness.processes import alive, eventually
+from harness.stack import HOST
+from tests.services.conftest import ServiceAgent, assert_passes_ocf_tester, assert_refuses_a_taken_port
 
 pytestmark = pytest.mark.services
 
@@ -54,23 +53,6 @@ def dashboard(prepared, workdir):
     yield make
     for agent in reversed(made):
         agent.ensure_stopped()
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except OSError:
-        return False
-
-
-def eventually(check, timeout: float) -> bool:
-    until = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > until:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def secrets_of(stack) -> list[bytes]:
@@ -198,27 +180,11 @@ def test_broken_settings(dashboard, prepared):
 
 
 def test_port_taken_by_another_process(dashboard, prepared):
-    agent = dashboard()
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind((HOST, prepared.dashboard_port))
-        squatter.listen(1)
-        start = agent("start")
-        assert start.rc == 1, start
-        assert "already in use" in start.reason and f"pid {os.getpid()}" in start.reason, start
-        assert agent("monitor").rc == 7
+    assert_refuses_a_taken_port(dashboard(), HOST, prepared.dashboard_port)
 
 
 def test_ocf_tester(prepared, workdir):
-    logs = os.path.join(workdir, "dashboard-logs")
-    os.makedirs(logs, exist_ok=True)
-    shutil.chown(logs, "horizon", "horizon")
+    logs = service_log_dir(workdir, "dashboard", "horizon")
     params = {"config": prepared.configs["dashboard"], "host": HOST, "port": str(prepared.dashboard_port),
               "workers": "1", "log_file": os.path.join(logs, "tester.log")}
-    argv = ["ocf-tester", "-n", "tester-dashboard"]
-    for key, value in params.items():
-        argv += ["-o", f"{key}={value}"]
-    done = subprocess.run([*argv, os.path.join(AGENT_DIR, "dashboard")], capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "passed all tests" in done.stdout, done.stdout
+    assert_passes_ocf_tester("dashboard", params)

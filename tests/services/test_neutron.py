@@ -10,14 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import time
 
 import pytest
 
-from harness.stack import AGENT_DIR, HOST, PORTS
-from tests.services.conftest import log_dir
+from harness.processes import alive, eventually
+from harness.stack import HOST, PORTS
+from tests.services.conftest import assert_passes_ocf_tester, assert_refuses_a_taken_port, log_dir
 
 pytestmark = pytest.mark.services
 
@@ -47,24 +45,6 @@ def keystone(agent_for):
     started = agent_for("keystone")
     assert started("start").rc == 0
     return started
-
-
-def until(check, timeout: float = 20.0):
-    """Poll ``check`` until it returns something truthy or ``timeout`` passes; its last result."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.1)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except OSError:
-        return False
 
 
 def argv_of(pid: int) -> list[str]:
@@ -136,9 +116,9 @@ def test_frozen_then_killed(server):
     assert agent("monitor", depth=10).rc == 0
     pids = agent.session()
     os.kill(leader, signal.SIGKILL)
-    assert until(lambda: agent("monitor").rc == 7), "kill -9 of the parent: not running"
+    assert eventually(lambda: agent("monitor").rc == 7), "kill -9 of the parent: not running"
     assert agent("stop").rc == 0
-    assert until(lambda: not [pid for pid in pids if alive(pid)]), "the workers follow their parent"
+    assert eventually(lambda: not [pid for pid in pids if alive(pid)]), "the workers follow their parent"
     restarted = agent("start")
     assert restarted.rc == 0 and agent.leader() != leader, restarted
     assert agent("monitor", depth=10).rc == 0
@@ -154,7 +134,7 @@ def test_dependencies_down_degrade(keystone, server, neutron, mysql_paused, rabb
     # keystone shares the database here: it cannot issue the token, and says so first.
     assert degraded.rc == 190 and ("database" in degraded.reason or "keystone" in degraded.reason), degraded
     neutron.start_mysql()
-    assert until(lambda: agent("monitor", depth=20).rc == 0, 30)
+    assert eventually(lambda: agent("monitor", depth=20).rc == 0, 30)
     rabbit_paused()
     degraded = agent("monitor", depth=20, timeout_s=30)
     assert degraded.rc == 190 and "RabbitMQ" in degraded.reason, degraded
@@ -194,25 +174,11 @@ def test_broken_plugin_config(keystone, server, neutron):
 
 
 def test_port_taken_by_another_process(server):
-    agent = server()
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as squatter:
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind((HOST, PORTS["neutron"]))
-        squatter.listen(1)
-        start = agent("start")
-        assert start.rc == 1, start
-        assert "already in use" in start.reason and f"pid {os.getpid()}" in start.reason, start
-        assert agent("monitor").rc == 7
+    assert_refuses_a_taken_port(server(), HOST, PORTS["neutron"])
 
 
 def test_ocf_tester(neutron, workdir):
     params = {"config": neutron.configs[NAME], "plugin_config": neutron.neutron_plugin_config, "host": HOST,
               "port": str(PORTS["neutron"]), "workers": "1",
               "log_file": os.path.join(log_dir(workdir, NAME), "tester.log")}
-    argv = ["ocf-tester", "-n", f"tester-{NAME}"]
-    for key, value in params.items():
-        argv += ["-o", f"{key}={value}"]
-    done = subprocess.run([*argv, os.path.join(AGENT_DIR, NAME)], capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "passed all tests" in done.stdout, done.stdout
+    assert_passes_ocf_tester(NAME, params)
