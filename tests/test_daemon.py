@@ -52,8 +52,13 @@ def secret_file(path, text="root only\n"):
     return path
 
 
+# What a service user runs: the system's interpreter (the checkout's virtualenv may sit in a
+# directory only root can enter, as a CI clone in a 0700 temporary directory does).
+SERVICE_PYTHON = "/usr/bin/python3"
+
+
 def start(user, log_path):
-    return spawn([sys.executable, "-c", "print('started')"], user=user, log_path=str(log_path), env={})
+    return spawn([SERVICE_PYTHON, "-c", "print('started')"], user=user, log_path=str(log_path), env={})
 
 
 def test_a_log_linked_to_a_root_file_is_neither_written_nor_handed_over(service_dir, tmp_path):
@@ -220,7 +225,7 @@ def test_a_service_that_dies_during_start_is_named_with_its_status_and_log_not_i
     log = directory / "service.log"
     own_log = directory / "own.log"
     own_log.write_text("from an earlier start\n")
-    daemon.spawn([sys.executable, "-c", DIES_LOUDLY], user=user, log_path=str(log), env={},
+    daemon.spawn([SERVICE_PYTHON, "-c", DIES_LOUDLY], user=user, log_path=str(log), env={},
                  more_logs=[str(own_log)])
     assert daemon.child is not None
     daemon.child.wait(timeout=30)
@@ -234,7 +239,7 @@ def test_a_service_that_dies_during_start_is_named_with_its_status_and_log_not_i
 
 def test_a_service_killed_during_start_is_named_with_the_signal(daemon, service_dir):
     user, directory = service_dir
-    daemon.spawn([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"],
+    daemon.spawn([SERVICE_PYTHON, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"],
                  user=user, log_path=str(directory / "service.log"), env={})
     assert daemon.child is not None
     daemon.child.wait(timeout=30)
