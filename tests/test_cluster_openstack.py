@@ -261,6 +261,12 @@ def test_a_hung_keystone_is_caught_by_the_monitor_timeout_and_recovered(keystone
     keystone.token(timeout_s=60)
 
 
+# A known defect of today's profile (the public VIP on a keystone, no proxy in front), tracked as
+# the HAProxy issue: on a busy machine a returning node's services settle slowly and requests
+# through the VIP fail well beyond the bound (50 of 442 in a CI run of 2026-12-04; 2-4 on a quiet
+# machine). Reported as XFAIL or XPASS, never as a pass; the HAProxy work removes this mark.
+@pytest.mark.xfail(reason="public VIP on a keystone: a rolling standby fails requests on a busy machine "
+                          "(the HAProxy issue)", strict=False)
 def test_rolling_standby_keeps_tokens_coming_through_the_public_vip(keystone_cluster):
     cluster, stack, keystone = keystone_cluster
     everyone = tuple(sorted(cluster.nodes))
