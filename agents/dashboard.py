@@ -91,8 +91,11 @@ class Dashboard(ApiService):
             os.chmod(directory, 0o755)  # noqa: S103 - readable by the service user, written by root
         init = os.path.join(package, "__init__.py")
         if not os.path.isfile(init):
-            os.close(os.open(init, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644))
-            os.chmod(init, 0o644)
+            fd = os.open(init, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+            try:
+                os.fchmod(fd, 0o644)  # on the descriptor: the umask may have narrowed it
+            finally:
+                os.close(fd)
         link = os.path.join(package, "local_settings.py")
         if os.path.lexists(link + ".new"):
             os.unlink(link + ".new")
