@@ -24,15 +24,25 @@ from harness.logs import service_log_dir
 from harness.stack import AGENT_DIR, HOST, PORTS, Stack
 
 AGENTS = {"keystone": ("keystone", PORTS["keystone"], "/v3"), "glance-api": ("glance", PORTS["glance"], "/"),
-          "nova-api": ("nova", PORTS["nova"], "/"), "neutron-server": ("neutron", PORTS["neutron"], "/")}
+          "nova-api": ("nova", PORTS["nova"], "/"), "neutron-server": ("neutron", PORTS["neutron"], "/"),
+          "dashboard": ("horizon", 0, "/auth/login/")}  # the dashboard's port: the stack's
+# What each agent's service needs prepared (harness.stack's prepare_* steps, run in this order).
+STEPS = ("mysql", "rabbit", "keystone", "glance", "nova", "neutron", "dashboard")
+NEEDS = {"keystone": {"mysql", "keystone"}, "glance-api": {"mysql", "glance"},
+         "nova-api": {"mysql", "rabbit", "nova"}, "neutron-server": {"mysql", "rabbit", "neutron"},
+         "dashboard": {"dashboard"}}
 CYCLES = 3
 Launch = tuple[list[str], dict[str, str], int, int, str]
 
 
+def port_of(stack: Stack, name: str) -> int:
+    return stack.dashboard_port if name == "dashboard" else AGENTS[name][1]
+
+
 def agent_env(stack: Stack, workdir: str, name: str, depth: int = 0,
               interval_ms: int = 10000) -> dict[str, str]:
-    user, port, _path = AGENTS[name]
-    params = {"config": stack.configs[name], "host": HOST, "port": str(port), "workers": "1",
+    user, _port, _path = AGENTS[name]
+    params = {"config": stack.configs[name], "host": HOST, "port": str(port_of(stack, name)), "workers": "1",
               "log_file": os.path.join(service_log_dir(workdir, name, user), f"{name}.log")}
     if name == "neutron-server":
         params["plugin_config"] = stack.neutron_plugin_config
@@ -85,10 +95,11 @@ def session_alive(sid: int) -> bool:
     return any(stat.alive and stat.session == sid for stat in all_stats())
 
 
-def by_hand(launch: Launch, name: str, log: str) -> tuple[float, float]:
-    """(seconds until the version document answers, seconds until exit after SIGTERM)."""
+def by_hand(launch: Launch, name: str, port: int, log: str) -> tuple[float, float]:
+    """(seconds until the version document (the dashboard: its login page) answers, seconds until
+    exit after SIGTERM)."""
     argv, env, uid, gid, cwd = launch
-    _user, port, path = AGENTS[name]
+    path = AGENTS[name][2]
     began = time.perf_counter()
     with open(log, "ab") as out:
         child = subprocess.Popen(argv, env=env, user=uid, group=gid, extra_groups=[], cwd=cwd,
@@ -113,7 +124,8 @@ def start_stop(stack: Stack, workdir: str, name: str) -> dict[str, float]:
         agent_start.append(agent_action(stack, workdir, name, "start"))
         launch = launched_as(workdir, name)
         agent_stop.append(agent_action(stack, workdir, name, "stop"))
-        ready, gone = by_hand(launch, name, os.path.join(workdir, f"{name}-by-hand.log"))
+        log = os.path.join(workdir, f"{name}-by-hand.log")
+        ready, gone = by_hand(launch, name, port_of(stack, name), log)
         hand_start.append(ready)
         hand_stop.append(gone)
     median = statistics.median
@@ -121,7 +133,8 @@ def start_stop(stack: Stack, workdir: str, name: str) -> dict[str, float]:
             "agent_stop": median(agent_stop), "hand_stop": median(hand_stop)}
 
 
-def run(bench: Bench) -> None:
+def run(bench: Bench, names: tuple[str, ...] = tuple(AGENTS)) -> None:
+    """The table's rows for ``names`` (all the API agents unless told)."""
     if os.geteuid() != 0:
         print("services: skipped (needs root to run the services as their users)\n")
         return
@@ -129,15 +142,13 @@ def run(bench: Bench) -> None:
     workdir = tempfile.mkdtemp(prefix="osha-bench-")
     os.chmod(workdir, 0o755)  # noqa: S103 - like /run/resource-agents
     try:
-        stack.prepare_mysql()
-        stack.prepare_rabbit()
-        stack.prepare_keystone()
-        stack.prepare_glance()
-        stack.prepare_nova()
-        stack.prepare_neutron()
-        rows = [measure(bench, stack, workdir, name) for name in AGENTS]
+        needed = set().union(*(NEEDS[name] for name in names))
+        for step in STEPS:
+            if step in needed:
+                getattr(stack, f"prepare_{step}")()
+        rows = [measure(bench, stack, workdir, name) for name in names]
     finally:
-        for name in AGENTS:
+        for name in names:
             subprocess.run([os.path.join(AGENT_DIR, name), "stop"], env=agent_env(stack, workdir, name),
                            capture_output=True, check=False, timeout=60)
         stack.close()
