@@ -13,13 +13,15 @@ BINDIR      ?= $(PREFIX)/bin
 DATADIR     ?= /usr/share/openstack-ha
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
+DEMO_ARGS   ?=
 
 APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 -y -q
 # Cluster stack, agent runtime, test tools.
 DEBIAN_PACKAGES := make pacemaker pacemaker-cli-utils corosync pcs crmsh resource-agents \
 	python3 python3-venv python3-lxml python3-psutil python3-pymysql python3-pika \
 	iproute2 iputils-ping tcpdump libxml2-utils hyperfine util-linux procps psmisc \
-	mariadb-server mariadb-client mariadb-backup rabbitmq-server graphviz curl python3-fusepy memcached
+	mariadb-server mariadb-client mariadb-backup rabbitmq-server graphviz curl python3-fusepy memcached \
+	haproxy stress-ng
 # Installed without recommends: drbd-utils would pull in a mail server, OpenStack a lot more.
 DEBIAN_PACKAGES_NORECOMMENDS := kmod drbd-utils keystone glance-api nova-api python3-openstackclient \
 	openstack-dashboard uwsgi-core uwsgi-plugin-python3 \
@@ -72,7 +74,7 @@ bench: deps install
 	$(VPY) -m bench $(BENCH_ARGS)
 
 demo: deps install
-	$(VPY) -m tools.demo
+	$(VPY) -m tools.demo $(DEMO_ARGS)
 
 # Failover after crashes of the database and VIP holders on a real namespace cluster (~30 minutes).
 bench-cluster: deps install

@@ -56,6 +56,11 @@ class Stack:
     # Site tables applied last, as an operator's site file would: add resources, re-enable
     # profile entries ({"primitive.mysql": {"enabled": True}}), change parameters.
     site_overrides: Mapping[str, Mapping[str, object]] = dataclasses.field(default_factory=dict)
+    # The profile the site names: the default, or one over it (``openstack-3ctl-haproxy``).
+    profile: str = PROFILE
+    # Files crmtool generates from the same site on every running node before the push:
+    # (crmtool command, path inside the node), e.g. ("haproxy", "/etc/haproxy/haproxy.cfg").
+    generated: tuple[tuple[str, str], ...] = ()
 
 
 def toml_value(value: object) -> str:
@@ -149,8 +154,8 @@ def storage_table(tables: Mapping[str, Mapping[str, object]], stack: Stack) -> d
 
 
 def site_file(spec: ClusterSpec, stack: Stack) -> str:
-    header = f"# Site of namespace cluster {spec.run_id}, over the default profile.\n"
-    return header + toml_document({"profile": PROFILE}, site_tables(spec, stack))
+    header = f"# Site of namespace cluster {spec.run_id}, over profile {stack.profile}.\n"
+    return header + toml_document({"profile": stack.profile}, site_tables(spec, stack))
 
 
 def write_site(cluster: Cluster, stack: Stack) -> Path:
@@ -166,10 +171,22 @@ def render(cluster: Cluster, stack: Stack, via: str | None = None) -> str:
     return cluster.run(node, [CRMTOOL, "render", str(site)]).stdout
 
 
+def generate(cluster: Cluster, stack: Stack) -> None:
+    """What the services need from the same site, written by crmtool on every running node (as an
+    operator runs ``crmtool haproxy site.toml -o /etc/haproxy/haproxy.cfg`` on each controller)."""
+    site = write_site(cluster, stack)
+    for command, path in stack.generated:
+        for node in cluster.nodes.values():
+            if node.powered:
+                cluster.run(node.name, [CRMTOOL, command, str(site), "-o", path])
+
+
 def push(cluster: Cluster, stack: Stack | None = None) -> str:
     """Render and push the site's configuration; returns what was pushed."""
     node = cluster.any_running_node()
-    configuration = render(cluster, stack or Stack(), via=node)
+    stack = stack or Stack()
+    generate(cluster, stack)
+    configuration = render(cluster, stack, via=node)
     cluster.push_configuration(configuration, via=node)
-    cluster.progress(f"configuration pushed: crmtool render {PROFILE} + site | cibadmin --replace")
+    cluster.progress(f"configuration pushed: crmtool render {stack.profile} + site | cibadmin --replace")
     return configuration

@@ -201,14 +201,16 @@ class KeystoneInCluster:
 
     # clients (bridge namespace only) ---------------------------------------
 
-    def client_argv(self, mode: str, *args: str) -> list[str]:
-        """``tokenclient.py MODE PUBLIC_VIP ARGS...`` in the bridge namespace."""
+    def client_argv(self, mode: str, *args: str, host: str = "") -> list[str]:
+        """``tokenclient.py MODE HOST ARGS...`` in the bridge namespace; HOST: the public VIP by default."""
         inode = netns_inode(self.cluster.spec.bridge_netns)
         return self.cluster.client_argv([SYSTEM_PYTHON, "-I", "-S", str(PACKAGE_DIR / "tokenclient.py"),
-                                         str(inode), mode, self.public_address, *args])
+                                         str(inode), mode, host or self.public_address, *args])
 
-    def token_client_argv(self, mode: str, seconds: float, interval_s: float = 0.5) -> list[str]:
-        return self.client_argv(mode, str(PORT), str(self.credentials), str(seconds), str(interval_s))
+    def token_client_argv(self, mode: str, seconds: float, interval_s: float = 0.5,
+                          host: str = "") -> list[str]:
+        return self.client_argv(mode, str(PORT), str(self.credentials), str(seconds), str(interval_s),
+                                host=host)
 
     def get(self, port: int, path: str, timeout_s: float = 60) -> dict[str, object]:
         """Retry ``GET path`` on the public VIP until it answers 200; its JSON document."""
@@ -238,10 +240,12 @@ class KeystoneInCluster:
         return subprocess.Popen(self.token_client_argv("wait", timeout_s), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
-    def start_token_stream(self, seconds: float, interval_s: float = 0.5) -> subprocess.Popen[str]:
-        """A client asking for a token through the public VIP every ``interval_s`` for ``seconds``."""
-        return subprocess.Popen(self.token_client_argv("stream", seconds, interval_s), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+    def start_token_stream(self, seconds: float, interval_s: float = 0.5,
+                           host: str = "") -> subprocess.Popen[str]:
+        """A client asking for a token every ``interval_s`` for ``seconds``, through the public VIP (or
+        ``host``: a node's own address, to measure what the path through the VIP adds)."""
+        return subprocess.Popen(self.token_client_argv("stream", seconds, interval_s, host),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     # the service on the nodes ---------------------------------------------
 

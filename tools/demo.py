@@ -13,15 +13,20 @@ commits again on the newly promoted replica and until keystone issues a token
 again, that the row is still there and that the crashed node was fenced, lets it
 reboot, rejoin and resync as a Secondary, then removes everything. Every client
 runs inside the cluster's namespaces.
+
+``--haproxy`` runs the HAProxy profile instead: HAProxy on every node in front of the keystones
+(each on its node's own address), ``haproxy.cfg`` written by ``crmtool haproxy`` from the same site,
+the public VIP on a running HAProxy.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
 
-from nscluster import config, database, health, openstack
+from nscluster import config, database, haproxy, health, openstack
 from nscluster.cluster import Cluster, ClusterError, ClusterSpec
 
 STARTED = time.monotonic()
@@ -51,7 +56,29 @@ def preflight() -> list[str]:
     return problems
 
 
-def demo(cluster: Cluster) -> None:
+def configure(cluster: Cluster, db: database.Database, keystone: openstack.KeystoneInCluster,
+              fronted: bool) -> config.Stack:
+    """Step 2: the site over the profile, applied with ``crmtool apply``; the stack it runs."""
+    step("2. The configuration: the default profile + a site file, applied with crmtool apply")
+    say("first the database (the drbd clone, then Filesystem, mysql and db-vip on the Primary)")
+    stack = openstack.stack_with_keystone(cluster, db.overrides(), keystone, database.SOCKET)
+    if fronted:
+        stack = haproxy.fronted(cluster, stack)
+        config.generate(cluster, stack)
+        say(f"then keystone's clone on every node (each on its own address), HAProxy on every node in "
+            f"front of them ({haproxy.CONFIG} written by `crmtool haproxy site.toml` on each node) and the "
+            "public VIP where HAProxy runs")
+    else:
+        say("then keystone's clone on every node and the public VIP where keystone runs")
+    site = config.write_site(cluster, stack)
+    say(f"site file: {site}")
+    # apply, not render | cibadmin --replace: the replace would drop dc-version and cluster-name
+    applied = cluster.run(cluster.any_running_node(), [config.CRMTOOL, "apply", str(site)]).stdout
+    say(f"crmtool apply: {applied.strip()}")
+    return stack
+
+
+def demo(cluster: Cluster, fronted: bool) -> None:
     step("1. Three controllers, each its own network/mount/uts/ipc/pid namespaces")
     cluster.create()
     db = database.Database(cluster)
@@ -59,16 +86,8 @@ def demo(cluster: Cluster) -> None:
     say(f"DRBD resource {database.DRBD_RESOURCE}: three UpToDate replicas (DRBD 9 test double, "
         f"{db.drbd_conf}) holding a MariaDB datadir")
 
-    step("2. The configuration: the default profile + a site file, applied with crmtool apply")
     keystone = openstack.KeystoneInCluster(cluster, db_port=database.PORT)
-    say("first the database (the drbd clone, then Filesystem, mysql and db-vip on the Primary)")
-    stack = openstack.stack_with_keystone(cluster, db.overrides(), keystone, database.SOCKET)
-    say("then keystone's clone on every node and the public VIP where keystone runs")
-    site = config.write_site(cluster, stack)
-    say(f"site file: {site}")
-    # apply, not render | cibadmin --replace: the replace would drop dc-version and cluster-name
-    applied = cluster.run(cluster.any_running_node(), [config.CRMTOOL, "apply", str(site)]).stdout
-    say(f"crmtool apply: {applied.strip()}")
+    stack = configure(cluster, db, keystone, fronted)
     status = health.wait_healthy(cluster, stack)
     say("every resource is running")
     say(f"DRBD roles: {db.drbd_roles()}")
@@ -112,17 +131,21 @@ def demo(cluster: Cluster) -> None:
         f"{token_at - crashed_at:.1f} s (corosync token {cluster.spec.token_ms} ms)")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--haproxy", action="store_true",
+                        help="HAProxy in front of the APIs (the HAProxy profile)")
+    args = parser.parse_args(argv)
     problems = preflight()
     if problems:
         for problem in problems:
             print(f"demo: {problem}", file=sys.stderr)
         return 1
-    fields = database.spec_fields(private_dirs=openstack.PRIVATE_DIRS)
+    fields = database.spec_fields(private_dirs=(*openstack.PRIVATE_DIRS, *haproxy.PRIVATE_DIRS))
     cluster = Cluster(ClusterSpec(fence_reboot_delay_s=5.0, **fields),  # type: ignore[arg-type]
                       progress=say)
     try:
-        demo(cluster)
+        demo(cluster, args.haproxy)
     except (ClusterError, OSError) as error:
         print(f"demo failed: {error}", file=sys.stderr)
         return 1
