@@ -12,7 +12,8 @@ ours: known by pid and start time, stopped as a whole, checked by depth.
   WEBROOT) answers 200 with the login form;
 * 20: a real login through keystone with the credentials file's user: the
   login page for its CSRF token and cookie, the form posted back, and the
-  redirect to a logged-in page expected.  The dashboard answering with the
+  redirect to a logged-in page expected, then a logout (no session left
+  behind in horizon's session store).  The dashboard answering with the
   form again (keystone refused or failed the login), or keystone not
   answering at ``auth_url``, is degraded (190), not a failure.
 """
@@ -138,6 +139,7 @@ class Dashboard(ApiService):
         answer = self.post(target, urlencode(fields).encode("ascii"), page, deadline)
         where = answer.headers.get("location", "")
         if answer.status in (302, 303) and where and "/auth/" not in where:
+            self.logout(path, page, answer, deadline)
             return
         if answer.status == 200 and LoginPage.read(answer.body).form is not None:
             # The dashboard works; keystone refused or failed the login.
@@ -145,6 +147,25 @@ class Dashboard(ApiService):
             raise Degraded(f"the dashboard's login through keystone failed: {message}")
         raise OCFError(OCF.ERR_GENERIC, f"POST {target} answered {answer.status}"
                        + (f" to {where}" if where else ""))
+
+    def logout(self, login_path: str, page: Response, answer: Response, deadline: Deadline) -> None:
+        """GET horizon's logout URL (``auth/logout/`` beside the login page) with the logged-in
+        session's cookies, as horizon's own logout link does: a server-side session store (horizon's
+        default, a cache) keeps no session of every deep monitor.  The login worked: a logout that
+        fails is logged, not reported."""
+        from agents.http import Unreachable, request
+        from agents.ocf.codes import DeadlineExceeded
+
+        path = login_path.rstrip("/").rsplit("/", 1)[0] + "/logout/"
+        cookies = {cookie.split("=", 1)[0]: cookie for cookie in (*page.cookies, *answer.cookies)}
+        headers = {"Cookie": "; ".join(cookies.values())}
+        try:
+            done = request(deadline, self.host, self.port, path, headers=headers)
+        except (Unreachable, DeadlineExceeded) as exc:
+            self.log.warning(f"logout after the deep check's login: GET {path}: {exc.reason}")
+            return
+        if done.status not in (302, 303):
+            self.log.warning(f"logout after the deep check's login: GET {path} answered {done.status}")
 
     def post(self, path: str, body: bytes, page: Response, deadline: Deadline) -> Response:
         from agents.http import Unreachable, client_address, request

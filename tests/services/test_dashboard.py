@@ -188,3 +188,66 @@ def test_ocf_tester(prepared, workdir):
     params = {"config": prepared.configs["dashboard"], "host": HOST, "port": str(prepared.dashboard_port),
               "workers": "1", "log_file": os.path.join(logs, "tester.log")}
     assert_passes_ocf_tester("dashboard", params)
+
+
+def login_without_logout(port: int, stack) -> int:
+    """The deep monitor's login, done here without its logout: the status of horizon's answer."""
+    import http.client
+    from urllib.parse import urlencode
+
+    from agents.dashboard import LoginPage
+
+    def ask(method: str, path: str, body: str = "", headers: dict[str, str] | None = None):
+        connection = http.client.HTTPConnection(HOST, port, timeout=30)
+        try:
+            connection.request(method, path, body=body or None, headers=headers or {})
+            response = connection.getresponse()
+            return response, response.read()
+        finally:
+            connection.close()
+
+    page, body = ask("GET", "/auth/login/")
+    cookies = [header.split(";", 1)[0] for header in page.headers.get_all("Set-Cookie") or []]
+    form = LoginPage.read(body).form
+    assert page.status == 200 and form is not None
+    action, fields = form
+    fields.update(username="admin", password=stack.admin_password, domain="Default")
+    answer, _body = ask("POST", action, urlencode(fields), {
+        "Cookie": "; ".join(cookies), "Referer": f"http://{HOST}:{port}/auth/login/",
+        "Content-Type": "application/x-www-form-urlencoded"})
+    return answer.status
+
+
+def test_deep_monitor_logs_out(dashboard, agent_for, prepared):
+    """horizon's default session store is server-side (a cache): every deep monitor's login would
+    leave a session there until it expires. With sessions in files (server-side, countable), N deep
+    monitors leave none; the same login without the logout leaves one (the negative control)."""
+    assert agent_for("keystone")("start").rc == 0
+    settings = prepared.configs["dashboard"]
+    home = os.path.dirname(settings)
+    store = os.path.join(home, "sessions")
+    os.makedirs(store, exist_ok=True)
+    shutil.chown(store, "horizon", "horizon")
+    os.chmod(store, 0o700)
+    with open(settings, encoding="utf-8") as handle:
+        text = handle.read()
+    assert 'SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"' in text
+    variant = os.path.join(home, "local_settings_file_sessions.py")
+    with open(variant, "w", encoding="utf-8") as handle:
+        handle.write(text.replace("backends.signed_cookies", "backends.file")
+                     + f"SESSION_FILE_PATH = {store!r}\n")
+    shutil.chown(variant, "horizon", "horizon")
+    agent = dashboard(config=variant)
+    assert agent("start").rc == 0
+    assert agent("monitor", depth=10).rc == 0
+    before = sorted(os.listdir(store))
+    for _ in range(3):
+        result = agent("monitor", depth=20)
+        assert result.rc == 0, result
+    after = sorted(os.listdir(store))
+    assert login_without_logout(prepared.dashboard_port, prepared) == 302
+    leftover = sorted(set(os.listdir(store)) - set(after))
+    print(f"sessions in the store: {len(before)} before, {len(after)} after 3 deep monitors, "
+          f"{len(after) + len(leftover)} after one login without logout")
+    assert after == before, "a deep monitor left a session behind"
+    assert len(leftover) == 1, leftover
