@@ -54,10 +54,9 @@ def _absolute(value: object) -> None:
 
 
 def _address(value: object) -> None:
-    from agents.http import literal_family
+    from agents.ocf.daemon_agent import check_listen_host
 
-    if literal_family(str(value)) is None:
-        raise ValueError(f"must be an IPv4 or IPv6 address (0.0.0.0 or :: for every address), not {value!r}")
+    check_listen_host(value)
 
 
 class Memcached(TCPDaemonAgent):
@@ -72,7 +71,10 @@ class Memcached(TCPDaemonAgent):
         Param("user", shortdesc="User memcached runs as", default="memcache",
               longdesc="memcached is started as this user (never root: memcached refuses it)."),
         Param("host", shortdesc="Address memcached listens on (and is checked on)",
-              longdesc="An IPv4 or IPv6 address; 0.0.0.0 or :: for every address of the node. memcached "
+              longdesc="An IPv4 or IPv6 address; 0.0.0.0 or :: for every address of the node; or a network "
+                       "in CIDR form (10.213.0.0/24): this node's own address in it, chosen at start by the "
+                       "rule of the API agents' host (primary before secondary such as a VIP, then the "
+                       "lowest; none: start fails with 5). memcached "
                        "has no authentication: whoever reaches this address may read and write the cache "
                        "(keystone's tokens). The default serves this node alone; for a cache shared by the "
                        "controllers listen on their management network and keep the port firewalled from "
@@ -123,6 +125,7 @@ class Memcached(TCPDaemonAgent):
                                              "to an unprivileged account"))
             except OCFError as exc:
                 problems.append(exc)
+            problems += self.host_problems()
             directory = os.path.dirname(self.config.text("log_file"))
             if not os.path.isdir(directory) and not os.path.isdir(os.path.dirname(directory)):
                 problems.append(OCFError(OCF.ERR_INSTALLED, f"neither the directory {directory} of log_file "

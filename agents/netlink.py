@@ -37,8 +37,10 @@ IFA_ADDRESS = 1
 IFA_LOCAL = 2
 IFA_BROADCAST = 4
 IFA_FLAGS = 8
+IFA_F_SECONDARY = 0x01  # IPv4: a further address in the network of a primary one; IPv6: IFA_F_TEMPORARY
 IFA_F_NODAD = 0x02
 IFA_F_DADFAILED = 0x08
+IFA_F_DEPRECATED = 0x20
 IFA_F_TENTATIVE = 0x40
 
 IFLA_ADDRESS = 1
@@ -87,6 +89,16 @@ class Address:
     @property
     def dad_failed(self) -> bool:
         return bool(self.flags & IFA_F_DADFAILED)
+
+    @property
+    def secondary(self) -> bool:
+        """IPv4: not the interface's primary address of its network; IPv6: a temporary address."""
+        return bool(self.flags & IFA_F_SECONDARY)
+
+    @property
+    def deprecated(self) -> bool:
+        """IPv6: preferred lifetime over (``preferred_lft 0``): the kernel never picks it as a source."""
+        return bool(self.flags & IFA_F_DEPRECATED)
 
 
 class Link:

@@ -15,6 +15,21 @@ every agent of a service that listens on ``host:port`` does the same way:
 * with a broken configuration, stop still stops what we started, and a probe
   reports what we started as a depth-0 monitor would.
 
+``host`` may name a network in CIDR form (``10.213.0.0/24``, ``2001:db8::/64``)
+instead of an address: a clone's parameters are the same on every node, and
+each node then listens on its own address in that network (behind HAProxy on
+the VIP at the same port, for instance).  The address is read from the kernel
+(rtnetlink) when the service is started, and recorded beside its identity:
+monitors look where the running process was told to listen, with no netlink
+round trip.  The rule, when the node holds several addresses in the network:
+usable ones only (not tentative, duplicate address detection not failed);
+primary before secondary (IPv4: an address added into the network of another
+one, as a VIP is, is flagged secondary by the kernel; IPv6: temporary), then
+not deprecated before deprecated (an IPv6 VIP added with ``preferred_lft 0``),
+then a network-length prefix before a host-length one (a /32 or /128 VIP),
+then the lowest address.  The choice is logged when there was one to make.  No
+usable address in the network: ``ERR_INSTALLED``, this node cannot run it.
+
 Actions stay declared in each agent (their timeouts and order are its
 meta-data); they call the helpers here.
 """
@@ -28,11 +43,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from agents.netlink import Address
     from agents.ocf.daemon import Daemon
     from agents.ocf.proc import Identity
     from agents.ocf.state import StateDir
 
 START_POLL_S = 0.02
+HOST_RECORD = "listen-address"  # the state file: "<host parameter> <address chosen at start>"
+NETLINK_CAP_S = 2.0
+ADDRESS_BITS = {4: 32, 16: 128}
 
 
 class DaemonAgent(Agent):
@@ -88,9 +107,72 @@ class TCPDaemonAgent(DaemonAgent):
 
     # Where it listens ------------------------------------------------------------
 
+    _host: str | None = None
+
     @property
     def host(self) -> str:
-        return self.config.text("host")
+        """The address to listen on and check: ``host``, or this node's address in its network."""
+        if self._host is None:
+            self._host = self.listen_address()
+        return self._host
+
+    def listen_address(self, fresh: bool = False) -> str:
+        """What ``host`` means on this node; for a network, what the start chose (unless ``fresh``)."""
+        given = self.config.text("host")
+        network = parse_network(given)
+        if network is None:
+            return given
+        recorded = (self.state.read(HOST_RECORD) or "").split()
+        if not fresh and len(recorded) == 2 and recorded[0] == given:
+            return recorded[1]
+        return self.address_in(given, *network)
+
+    def address_in(self, given: str, family: int, packed: bytes, prefix: int) -> str:
+        """This node's address in the network ``given``, by the rule of the module's docstring."""
+        from agents import netlink
+
+        try:
+            with netlink.Rtnl(self.deadline.timeout(NETLINK_CAP_S)) as rtnl:
+                found = rtnl.addresses(family)
+        except OSError as exc:
+            raise OCFError(OCF.ERR_GENERIC, f"cannot read this node's addresses: "
+                           f"{exc.strerror or type(exc).__name__}") from None
+        inside = [a for a in found if a.family == family and len(a.local) == len(packed)
+                  and in_network(a.local, packed, prefix)]
+        usable = sorted((a for a in inside if not a.tentative and not a.dad_failed), key=address_rank)
+        if not usable:
+            unusable = f" ({len(inside)} tentative or duplicate)" if inside else ""
+            raise OCFError(OCF.ERR_INSTALLED, f"host {given}: this node has no address in that network"
+                           f"{unusable}")
+        chosen = address_text(usable[0])
+        if len(usable) > 1:
+            others = ", ".join(f"{address_text(a)}{address_notes(a)}" for a in usable[1:])
+            self.log.info(f"host {given}: listening on {chosen}{address_notes(usable[0])}, the first of "
+                          f"{len(usable)} addresses of this node in that network (primary before secondary, "
+                          f"then the lowest); not on {others}")
+        return chosen
+
+    def record_listen_address(self) -> None:
+        """Before a launch: resolve ``host`` anew and keep the answer for the monitors."""
+        given = self.config.text("host")
+        if parse_network(given) is None:
+            self.state.remove(HOST_RECORD)
+            self._host = given
+            return
+        self._host = self.listen_address(fresh=True)
+        self.state.write(HOST_RECORD, f"{given} {self._host}\n")
+
+    def host_problems(self) -> list[OCFError]:
+        """For validate (start, validate-all): a network where this node has no address."""
+        given = self.config.text("host")
+        network = parse_network(given)
+        if network is None:
+            return []
+        try:
+            self.address_in(given, *network)
+        except OCFError as exc:
+            return [exc]
+        return []
 
     @property
     def port(self) -> int:
@@ -105,6 +187,7 @@ class TCPDaemonAgent(DaemonAgent):
     def start_daemon(self) -> OCF:
         identity = self.daemon.recorded()
         if identity is None or not identity.alive():  # never started, or died since: start anew
+            self.record_listen_address()
             self.check_port_free()
             identity = self.launch()
         self.wait_until_answering(identity)
@@ -181,3 +264,78 @@ class TCPDaemonAgent(DaemonAgent):
             return OCF.NOT_RUNNING
         self.check_alive(identity)
         return OCF.SUCCESS
+
+
+# host as a network --------------------------------------------------------------
+
+def parse_network(text: str) -> tuple[int, bytes, int] | None:
+    """``(family, network, prefix)`` of ``address/prefix``; None when ``text`` is not one.
+
+    Raises ValueError for a malformed one (a bad prefix, host bits set): the parameter check.
+    ``_socket`` rather than ``ipaddress``: this runs on every monitor.
+    """
+    import _socket
+
+    address, slash, length = text.partition("/")
+    if not slash:
+        return None
+    for family in (_socket.AF_INET, _socket.AF_INET6):
+        try:
+            packed = _socket.inet_pton(family, address)
+        except OSError:
+            continue
+        bits = len(packed) * 8
+        if not length.isdigit() or not 0 < int(length) <= bits:
+            raise ValueError(f"{text}: the prefix length must be 1 to {bits}")
+        prefix = int(length)
+        if int.from_bytes(packed, "big") & ((1 << (bits - prefix)) - 1):
+            raise ValueError(f"{text} has host bits set: write the network itself")
+        if family == _socket.AF_INET6 and packed[0] == 0xFE and packed[1] & 0xC0 == 0x80:
+            raise ValueError(f"{text}: a link-local network is not supported (it needs an interface)")
+        return family, packed, prefix
+    raise ValueError(f"{text} is not a network in CIDR form (address/prefix)")
+
+
+def in_network(address: bytes, network: bytes, prefix: int) -> bool:
+    shift = len(address) * 8 - prefix
+    return int.from_bytes(address, "big") >> shift == int.from_bytes(network, "big") >> shift
+
+
+def address_rank(address: Address) -> tuple[bool, bool, bool, bytes]:
+    """Sort key of the candidates: primary, not deprecated, a network prefix, then the lowest."""
+    return (address.secondary, address.deprecated, address.prefixlen == ADDRESS_BITS[len(address.local)],
+            address.local)
+
+
+def address_text(address: Address) -> str:
+    import _socket
+
+    return _socket.inet_ntop(address.family, address.local)
+
+
+def address_notes(address: Address) -> str:
+    notes = [note for note, flag in (("secondary", address.secondary), ("deprecated", address.deprecated))
+             if flag]
+    if address.prefixlen == ADDRESS_BITS[len(address.local)]:
+        notes.append(f"/{address.prefixlen}")
+    return f" ({', '.join(notes)})" if notes else ""
+
+
+def check_listen_host(value: object, names: bool = False) -> None:
+    """The parameter check of ``host``: an address, a network in CIDR form, or (``names``) a host name."""
+    import re
+
+    from agents.http import literal_family
+
+    text = str(value)
+    if "/" in text:
+        parse_network(text)
+        return
+    bare = text.strip("[]") if text.startswith("[") else text
+    if literal_family(bare) is not None:
+        return
+    if names and re.fullmatch(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})", bare):
+        return
+    kinds = "an IP address, a network in CIDR form or a host name (letters, digits, '.', '-')" if names else \
+        "an IPv4 or IPv6 address (0.0.0.0 or :: for every address) or a network in CIDR form"
+    raise ValueError(f"must be {kinds}, not {text!r}")
