@@ -42,6 +42,7 @@ from crmtool.findings import (
     UNREGISTERED_AGENT,
     Finding,
 )
+from crmtool.haproxy import RULES as HAPROXY_RULES
 from crmtool.load import advertised_ops, interval_ms, op_key
 
 TYPE_CHECKING = False
@@ -585,5 +586,5 @@ RULES: tuple[Rule, ...] = (
     _dangling, _invalid_ids, _collisions, _colocation_direction, _promote_without_role_colocation,
     _order_cycles, _non_interleaved, _role_monitor_intervals, _op_timeouts, _reused, _roles,
     _mandatory_into_clone, _fencing, _too_few_nodes, _storage_nodes, _cluster_owned, _secrets, _agent_params,
-    _node_ids, _node_name_case, _fence_targets, _shared_vips, _cluster_options, _defaults,
+    _node_ids, _node_name_case, _fence_targets, _shared_vips, _cluster_options, _defaults, *HAPROXY_RULES,
 )

@@ -6,6 +6,7 @@ Every command and flag is declared once, in COMMANDS and the Flag constants.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Literal, NamedTuple
@@ -94,6 +95,32 @@ def write_file(path: str, data: bytes) -> None:
         raise CrmtoolError(f"cannot write {path}: {exc.strerror}", Exit.CANTCREAT) from None
 
 
+def replace_file(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Write ``path`` atomically: a new file in the same directory renamed over it.
+
+    A symlink at ``path`` is replaced, never followed; readers see the old file or the new one.
+    """
+    import tempfile
+
+    directory = os.path.dirname(path) or "."
+    temp = None
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=directory)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+        temp = None
+    except OSError as exc:
+        raise CrmtoolError(f"cannot write {path}: {exc.strerror}", Exit.CANTCREAT) from None
+    finally:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+
+
 def _closed_stdout() -> Exit:
     """The reader went away (``| head``): quiet, as a shell tool killed by SIGPIPE."""
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -127,7 +154,19 @@ def cmd_render(ctx: Context) -> Exit:
 
 def cmd_check(ctx: Context) -> Exit:
     result = ctx.result()
-    print(f"{ctx.args.site}: ok ({len(result.warnings)} warning(s))")
+    warnings = len(result.warnings)
+    desc = result.description
+    if desc.haproxy is not None:
+        from crmtool import haproxy
+
+        text = haproxy.generate(desc, ctx.provider)
+        found = haproxy.check_config(desc, ctx.provider, text) if text is not None else []
+        if any(f.is_error for f in found):
+            raise DescriptionError(found)
+        for finding in found:
+            err(str(finding))
+        warnings += len(found)
+    print(f"{ctx.args.site}: ok ({warnings} warning(s))")
     return Exit.OK
 
 
@@ -188,6 +227,21 @@ def cmd_apply(ctx: Context) -> Exit:
         return Exit.OK
     new_epoch = apply.commit(plan)
     print(f"applied: version {plan.epoch_text()} -> {new_epoch}")
+    return Exit.OK
+
+
+def cmd_haproxy(ctx: Context) -> Exit:
+    from crmtool import haproxy
+
+    desc = ctx.result().description
+    text = haproxy.generate(desc, ctx.provider)
+    if text is None:
+        raise CrmtoolError("the description has no [haproxy] table: nothing to generate", Exit.DATAERR)
+    path = getattr(ctx.args, "output", None)
+    if path:
+        replace_file(path, text.encode())
+    else:
+        sys.stdout.write(text)
     return Exit.OK
 
 
@@ -274,6 +328,8 @@ COMMANDS: dict[str, Command] = {
                     (SITE, OUTPUT, CIB)),
     "apply": Command(cmd_apply, "apply the patch with an epoch compare-and-swap",
                      (SITE, CIB, DRY_RUN, PATCH)),
+    "haproxy": Command(cmd_haproxy, "print HAProxy's configuration for the APIs the description fronts "
+                                    "(-o FILE: written atomically, mode 0644)", (SITE, OUTPUT)),
     "pcs": Command(cmd_pcs, "print the equivalent pcs -f command script", (SITE, OUTPUT, FORCE)),
     "graph": Command(cmd_graph, "print the order/colocation graph as DOT (--svg FILE: also an SVG)",
                      (SITE, OUTPUT, SVG)),

@@ -89,6 +89,24 @@ QUORUM_IGNORED = Code("CRM129", "quorum-ignored", WARNING, "no-quorum-policy=ign
 UNKNOWN_AGENT = Code("CRM130", "unknown-agent", ERROR, "an agent under our own provider that does not exist")
 OP_TIMEOUT_BELOW_ADVERT = Code("CRM131", "op-timeout-below-advert", WARNING, "an operation of our agent "
                                 "with a timeout shorter than the agent advertises for it")
+NODE_ADDRESS = Code("CRM132", "node-address", ERROR, "a node address that is not an IPv4 or IPv6 address, or "
+                    "that two nodes share")
+MISSING_NODE_ADDRESS = Code("CRM133", "missing-node-address", ERROR, "a node without an address while "
+                            "HAProxy fronts the APIs (its API instances could not be balanced to)")
+HAPROXY_NETWORK = Code("CRM134", "haproxy-network", ERROR, "the [haproxy] network is not a network in CIDR "
+                       "form (10.0.0.0/24, 2001:db8::/64)")
+ADDRESS_OUTSIDE_NETWORK = Code("CRM135", "address-outside-network", ERROR, "a node address outside the "
+                               "[haproxy] network: the node's APIs would not listen where HAProxy sends "
+                               "requests")
+FRONTEND_PORT_CLASH = Code("CRM136", "frontend-port-clash", ERROR, "two APIs fronted by HAProxy on one port")
+HAPROXY_VIP = Code("CRM137", "haproxy-vip", ERROR, "the [haproxy] vip is missing or names no IP address "
+                   "resource with an address")
+HOST_NOT_NETWORK = Code("CRM138", "host-not-network", WARNING, "a fronted API's host set to something other "
+                        "than the [haproxy] network")
+HAPROXY_CHECK_FAILED = Code("CRM139", "haproxy-check-failed", ERROR, "haproxy -c rejects the generated "
+                            "configuration")
+HAPROXY_NOT_CHECKED = Code("CRM140", "haproxy-not-checked", WARNING, "haproxy is not installed here: the "
+                           "generated configuration was not checked with haproxy -c")
 
 _DECLARED = (
     TOML_SYNTAX, UNKNOWN_PROFILE, UNKNOWN_KEY, WRONG_TYPE, MISSING_KEY, DANGLING_REFERENCE, INVALID_ID,
@@ -98,6 +116,8 @@ _DECLARED = (
     MANDATORY_ORDER_INTO_CLONE, RESOURCE_REUSED, ROLE_ON_NON_PROMOTABLE, FENCING_DISABLED, TOO_FEW_NODES,
     CLUSTER_OWNED_PROPERTY, STORAGE_NODES, EVEN_STORAGE_NODES, NODE_ID, NODE_NAME_CASE, SHARED_FENCE_TARGET,
     SHARED_VIP, UNKNOWN_OPTION, INVALID_OPTION_VALUE, QUORUM_IGNORED, UNKNOWN_AGENT, OP_TIMEOUT_BELOW_ADVERT,
+    NODE_ADDRESS, MISSING_NODE_ADDRESS, HAPROXY_NETWORK, ADDRESS_OUTSIDE_NETWORK, FRONTEND_PORT_CLASH,
+    HAPROXY_VIP, HOST_NOT_NETWORK, HAPROXY_CHECK_FAILED, HAPROXY_NOT_CHECKED,
 )
 
 CODES: dict[str, Code] = {c.code: c for c in _DECLARED}

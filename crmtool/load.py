@@ -30,6 +30,7 @@ from crmtool.model import (
     Colocation,
     Description,
     Group,
+    Haproxy,
     Location,
     Node,
     Op,
@@ -56,7 +57,7 @@ UNITS_MS = {"ms": 1, "s": 1000, "m": 60000, "min": 60000, "h": 3600000, None: 10
 FENCE_HOST_PARAM = "pcmk_host_list"
 
 TOP_KEYS = ("profile", "cluster", "nodes", "storage", "fencing", "primitive", "group", "clone", "colocation",
-            "order", "location")
+            "order", "location", "haproxy")
 # Storage nodes when the site names none: DRBD's three replicas on the first three nodes.
 DEFAULT_STORAGE_NODES = 3
 
@@ -109,21 +110,21 @@ def resolve(data: dict[str, object], templates_dir: str, seen: tuple[str, ...] =
 
 
 def load_file(path: str, templates_dir: str, provider: str | None = None) -> Description:
-    return build(resolve(read_toml(path), templates_dir), provider)
+    return build(resolve(read_toml(path), templates_dir), provider, os.path.basename(path))
 
 
-def load_text(text: str, templates_dir: str, provider: str | None = None) -> Description:
-    """For tests and the property tests: a description given as TOML text."""
+def load_text(text: str, templates_dir: str, provider: str | None = None, site: str = "-") -> Description:
+    """A description given as TOML text (standard input, tests); ``site`` names it in generated files."""
     import tomllib
 
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise DescriptionError([Finding(TOML_SYNTAX, "<text>", str(exc))]) from None
-    return build(resolve(data, templates_dir), provider)
+    return build(resolve(data, templates_dir), provider, site)
 
 
-def build(data: dict[str, object], provider: str | None = None) -> Description:
+def build(data: dict[str, object], provider: str | None = None, site: str = "-") -> Description:
     """Read merged TOML into a Description, or raise DescriptionError with every finding.
 
     ``provider``: the OCF provider our agents are installed under (default: the registry's);
@@ -132,14 +133,21 @@ def build(data: dict[str, object], provider: str | None = None) -> Description:
     findings: list[Finding] = []
     root = Table(data, "", findings, TOP_KEYS)
     desc = Description()
+    desc.site = site
     _read_cluster(root, desc)
     _read_nodes(root, desc)
     _read_resources(root, desc, provider)
     _read_fencing(root, desc)
     _read_constraints(root, desc)
     _read_storage(root, desc)
+    _read_haproxy(root, desc)
     if findings:
         raise DescriptionError(findings)
+    if desc.haproxy is not None:
+        from agents import registry
+        from crmtool import haproxy
+
+        haproxy.prepare(desc, provider or registry.PROVIDER)
     return desc
 
 
@@ -159,12 +167,33 @@ def _read_cluster(root: Table, desc: Description) -> None:
 
 
 def _read_nodes(root: Table, desc: Description) -> None:
-    for position, (name, node) in enumerate(root.tables("nodes", ("id", "attributes", "fence", "enabled"))):
+    known = ("id", "address", "attributes", "fence", "enabled")
+    for position, (name, node) in enumerate(root.tables("nodes", known)):
         if not node.enabled():
             continue
         node_id = node.integer("id", None)  # 0 and negative ids are kept for the checks to report
         desc.nodes.append(Node(name, position + 1 if node_id is None else node_id, node.scalars("attributes"),
-                               node.path))
+                               node.path, node.string("address")))
+
+
+HAPROXY_CONFIG = "/etc/haproxy/haproxy.cfg"
+
+
+def _read_haproxy(root: Table, desc: Description) -> None:
+    """HAProxy in front of the cloned APIs: its VIP, the API network, the generated file, its resource."""
+    from crmtool.haproxy import TIMEOUTS
+
+    haproxy = root.table("haproxy", ("vip", "network", "config", "resource", "timeouts", "enabled"))
+    if haproxy is None or not haproxy.enabled():
+        return
+    config = haproxy.string("config", HAPROXY_CONFIG) or HAPROXY_CONFIG
+    if not config.startswith("/"):
+        haproxy.finding(WRONG_TYPE, haproxy.child_path("config"), f"{config!r} is not an absolute path")
+    timeouts = haproxy.table("timeouts", tuple(TIMEOUTS))
+    durations = {name: value for name in TIMEOUTS
+                 if timeouts is not None and (value := timeouts.duration(name, None)) is not None}
+    desc.haproxy = Haproxy(haproxy.string("vip"), haproxy.string("network"), config,
+                           haproxy.string("resource"), durations, haproxy.path)
 
 
 def _read_storage(root: Table, desc: Description) -> None:

@@ -156,12 +156,29 @@ class Order:
 
 
 class Node:
-    __slots__ = ("attributes", "name", "node_id", "path")
+    __slots__ = ("address", "attributes", "name", "node_id", "path")
 
-    def __init__(self, name: str, node_id: int, attributes: dict[str, str], path: str) -> None:
+    def __init__(self, name: str, node_id: int, attributes: dict[str, str], path: str,
+                 address: str | None = None) -> None:
         self.name = name
         self.node_id = node_id
         self.attributes = attributes
+        self.path = path
+        self.address = address  # the node's own address on the API network (as written; checked later)
+
+
+class Haproxy:
+    """The ``[haproxy]`` table: HAProxy on every node in front of the cloned APIs."""
+
+    __slots__ = ("config", "network", "path", "resource", "timeouts", "vip")
+
+    def __init__(self, vip: str | None, network: str | None, config: str, resource: str | None,
+                 timeouts: dict[str, str], path: str) -> None:
+        self.vip = vip                # the VIP primitive whose address the frontends bind
+        self.network = network        # the controllers' API network (CIDR): each API's host
+        self.config = config          # the generated file's path on the nodes
+        self.resource = resource      # the ocf:<provider>:haproxy primitive (config, config_digest)
+        self.timeouts = timeouts      # overrides of the generated defaults' timeouts
         self.path = path
 
 
@@ -192,6 +209,9 @@ class Description:
         self.colocations: list[Colocation] = []
         self.orders: list[Order] = []
         self.storage = Storage([], [], False, "storage")
+        self.haproxy: Haproxy | None = None
+        # how the site is named in generated files (its file name; "-" for standard input)
+        self.site = ""
         # TOML path of each cluster-wide setting, for findings
         self.paths: dict[str, str] = {}
         self._cache: _Index | None = None
