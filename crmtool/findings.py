@@ -93,8 +93,8 @@ NODE_ADDRESS = Code("CRM132", "node-address", ERROR, "a node address that is not
                     "that two nodes share")
 MISSING_NODE_ADDRESS = Code("CRM133", "missing-node-address", ERROR, "a node without an address while "
                             "HAProxy fronts the APIs (its API instances could not be balanced to)")
-HAPROXY_NETWORK = Code("CRM134", "haproxy-network", ERROR, "the [haproxy] network is not a network in CIDR "
-                       "form (10.0.0.0/24, 2001:db8::/64)")
+HAPROXY_NETWORK = Code("CRM134", "haproxy-network", ERROR, "the [haproxy] network is missing or not a "
+                       "network in CIDR form (10.0.0.0/24, 2001:db8::/64)")
 ADDRESS_OUTSIDE_NETWORK = Code("CRM135", "address-outside-network", ERROR, "a node address outside the "
                                "[haproxy] network: the node's APIs would not listen where HAProxy sends "
                                "requests")

@@ -301,7 +301,10 @@ def _haproxy_table(desc: Description, provider: str) -> Iterator[Finding]:
     haproxy = desc.haproxy
     if haproxy is None:
         return
-    if haproxy.network is not None and network(haproxy) is None:
+    if haproxy.network is None:
+        yield Finding(HAPROXY_NETWORK, f"{haproxy.path}.network", "name the controllers' API network (CIDR): "
+                      "each fronted API listens on its node's address there, HAProxy on the VIP")
+    elif network(haproxy) is None:
         yield Finding(HAPROXY_NETWORK, f"{haproxy.path}.network",
                       f"{haproxy.network!r} is not a network in CIDR form without host bits (10.0.0.0/24, "
                       "2001:db8::/64)")
