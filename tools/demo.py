@@ -6,17 +6,18 @@ here), applies the configuration as an operator does (``crmtool apply site.toml`
 a patch with an epoch compare-and-swap that keeps what the cluster wrote: the profile's promotable
 ``drbd`` clone, Filesystem on the Primary, ``mysql``, the VIPs), prepares
 keystone on that database and adds the profile's keystone clone behind the
-public VIP, shows ``crm_mon -1``, gets a keystone token through the public VIP
-and writes a row through the database VIP, crashes the node that holds the DRBD
-Primary and the database, shows how long until a write through the database VIP
-commits again on the newly promoted replica and until keystone issues a token
-again, that the row is still there and that the crashed node was fenced, lets it
+public VIP, with memcached (keystone's cache), neutron-server and the dashboard on every
+node, shows ``crm_mon -1``, gets a keystone token, a neutron network listing and the
+dashboard's login page through the public VIP and writes a row through the database VIP,
+crashes the node that holds the DRBD Primary and the database, shows how long until
+a write through the database VIP commits again on the newly promoted replica and until
+keystone issues a token again, that the row is still there and that the crashed node was fenced, lets it
 reboot, rejoin and resync as a Secondary, then removes everything. Every client
 runs inside the cluster's namespaces.
 
 ``--haproxy`` runs the HAProxy profile instead: HAProxy on every node in front of the keystones
 (each on its node's own address), ``haproxy.cfg`` written by ``crmtool haproxy`` from the same site,
-the public VIP on a running HAProxy.
+the public VIP on a running HAProxy (keystone alone: no memcached, neutron-server or dashboard).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import os
 import sys
 import time
 
-from nscluster import config, database, haproxy, health, openstack
+from nscluster import apitier, config, database, haproxy, health, openstack
 from nscluster.cluster import Cluster, ClusterError, ClusterSpec
 
 STARTED = time.monotonic()
@@ -49,7 +50,8 @@ def preflight() -> list[str]:
     problems = []
     if os.geteuid() != 0:
         problems.append("run as root (network, mount and PID namespaces)")
-    agents = [f"/usr/lib/ocf/resource.d/openstack/{name}" for name in ("vip", "drbd", "mysql", "keystone")]
+    agents = [f"/usr/lib/ocf/resource.d/openstack/{name}"
+              for name in ("vip", "drbd", "mysql", "keystone", "memcached", "neutron-server", "dashboard")]
     for path in (*agents, config.CRMTOOL):
         if not os.path.exists(path):
             problems.append(f"{path} is missing: run `make install`")
@@ -57,11 +59,11 @@ def preflight() -> list[str]:
 
 
 def configure(cluster: Cluster, db: database.Database, keystone: openstack.KeystoneInCluster,
-              fronted: bool) -> config.Stack:
+              fronted: bool, tier: tuple[openstack.Prepared, ...] = ()) -> config.Stack:
     """Step 2: the site over the profile, applied with ``crmtool apply``; the stack it runs."""
     step("2. The configuration: the default profile + a site file, applied with crmtool apply")
     say("first the database (the drbd clone, then Filesystem, mysql and db-vip on the Primary)")
-    stack = openstack.stack_with_keystone(cluster, db.overrides(), keystone, database.SOCKET)
+    stack = openstack.stack_with_keystone(cluster, db.overrides(), keystone, database.SOCKET, *tier)
     if fronted:
         stack = haproxy.fronted(cluster, stack)
         config.generate(cluster, stack)
@@ -69,7 +71,8 @@ def configure(cluster: Cluster, db: database.Database, keystone: openstack.Keyst
             f"front of them ({haproxy.CONFIG} written by `crmtool haproxy site.toml` on each node) and the "
             "public VIP where HAProxy runs")
     else:
-        say("then keystone's clone on every node and the public VIP where keystone runs")
+        say("then keystone's clone on every node and the public VIP where keystone runs, memcached "
+            "(keystone's cache), neutron-server and the dashboard on every node")
     site = config.write_site(cluster, stack)
     say(f"site file: {site}")
     # apply, not render | cibadmin --replace: the replace would drop dc-version and cluster-name
@@ -86,8 +89,14 @@ def demo(cluster: Cluster, fronted: bool) -> None:
     say(f"DRBD resource {database.DRBD_RESOURCE}: three UpToDate replicas (DRBD 9 test double, "
         f"{db.drbd_conf}) holding a MariaDB datadir")
 
-    keystone = openstack.KeystoneInCluster(cluster, db_port=database.PORT)
-    stack = configure(cluster, db, keystone, fronted)
+    # keystone alone behind HAProxy; otherwise with its cache, neutron-server and the dashboard
+    kind = openstack.KeystoneInCluster if fronted else apitier.CachedKeystone
+    keystone = kind(cluster, db_port=database.PORT)
+    dashboard = None if fronted else apitier.DashboardInCluster(cluster, keystone=keystone)
+    tier: tuple[openstack.Prepared, ...] = () if dashboard is None else (
+        apitier.MemcachedInCluster(cluster), apitier.NeutronInCluster(cluster, db_port=database.PORT,
+                                                                      keystone=keystone), dashboard)
+    stack = configure(cluster, db, keystone, fronted, tier)
     status = health.wait_healthy(cluster, stack)
     say("every resource is running")
     say(f"DRBD roles: {db.drbd_roles()}")
@@ -97,6 +106,14 @@ def demo(cluster: Cluster, fronted: bool) -> None:
     public, db_vip = cluster.spec.vip_address(0), cluster.spec.vip_address(1)
     keystone.token(timeout_s=30)
     say(f"keystone issued a token through the public VIP {public} (port {openstack.PORT})")
+    if dashboard is not None:
+        running = {name: len(status.where(name)) for name in (apitier.MEMCACHED, apitier.NEUTRON,
+                                                               apitier.DASHBOARD)}
+        listed = keystone.authorized_get(apitier.NEUTRON_PORT, "/v2.0/networks", timeout_s=30)["with"]
+        dashboard.login_page(timeout_s=30)
+        say(f"nodes running {', '.join(f'{name}: {count}' for name, count in running.items())}; through "
+            f"the public VIP neutron lists networks with a token ({listed}, port {apitier.NEUTRON_PORT}) "
+            f"and the dashboard's login page answers (port {apitier.DASHBOARD_PORT})")
     db.write(db_vip, row_id=1, timeout_s=30)
     say(f"row 1 committed through the database VIP {db_vip}")
 
@@ -141,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(f"demo: {problem}", file=sys.stderr)
         return 1
-    fields = database.spec_fields(private_dirs=(*openstack.PRIVATE_DIRS, *haproxy.PRIVATE_DIRS))
+    fields = database.spec_fields(private_dirs=(*openstack.PRIVATE_DIRS, *haproxy.PRIVATE_DIRS,
+                                                *apitier.MEMCACHED_DIRS, *apitier.NEUTRON_DIRS,
+                                                *apitier.DASHBOARD_DIRS))
     cluster = Cluster(ClusterSpec(fence_reboot_delay_s=5.0, **fields),  # type: ignore[arg-type]
                       progress=say)
     try:
