@@ -29,7 +29,7 @@ import os
 from agents.ocf.actions import Advert, action
 from agents.ocf.codes import OCF, OCFError
 from agents.ocf.daemon import CredentialsError, read_credentials_text
-from agents.ocf.daemon_agent import TCPDaemonAgent
+from agents.ocf.daemon_agent import HOST_RECORD, TCPDaemonAgent
 from agents.ocf.params import Param
 from agents.ocf.proc import User
 
@@ -52,6 +52,13 @@ DEPENDENCY_RESERVE_S = 1.5
 DEPENDENCY_SHARE_MAX = 0.3
 DEFAULT_PORTS = {"http": 80, "https": 443}
 VERSION_ASK_CAP_S = 2.0
+# SIGTERM stops uWSGI gracefully: a worker finishes the request it serves, then exits (an idle one at
+# once), and the master follows its workers. uWSGI 2.0's own TERM is a brutal reload, and --die-on-term
+# (kill_them_all) cuts the requests in flight. The daemon base signals the whole session, so the
+# workers get TERM too: each makes it a graceful kill once it accepts requests. The stop's deadline
+# still ends with KILL (uWSGI's own limit, --worker-reload-mercy, is 60 s).
+GRACEFUL_UWSGI = ("--hook-master-start", "unix_signal:15 gracefully_kill_them_all",
+                  "--hook-accepting", "unix_signal:15 gracefully_kill")
 # Parameters of the retired ocf:openstack:* shell agents that no longer mean anything.
 IGNORED_LEGACY = {
     "pid": "process identity is kept by the agent (pid and start time), not in a pid file",
@@ -100,6 +107,7 @@ class ApiService(TCPDaemonAgent):
     def stop(self) -> OCF:
         self.daemon.stop(self.deadline)
         self.state.remove("listen.conf")
+        self.state.remove(HOST_RECORD)
         return OCF.SUCCESS
 
     @action("monitor", Advert(timeout=20, interval=10), Advert(timeout=20, interval=30, depth=10),
@@ -148,6 +156,7 @@ class ApiService(TCPDaemonAgent):
                 self.extra_args()
             except OCFError as exc:
                 problems.append(exc)
+            problems += self.host_problems()  # node-local: ERR_INSTALLED
         self.warn_legacy()
         return problems
 
@@ -207,7 +216,7 @@ class ApiService(TCPDaemonAgent):
         binary = self.binary
         if self.launcher == "uwsgi":
             return [self.config.text("uwsgi_binary"), "--plugins", "python3", "--http-socket", self.endpoint,
-                    "--wsgi-file", binary, "--master", "--die-on-term", "--skip-atexit", "--lazy-apps",
+                    "--wsgi-file", binary, "--master", *GRACEFUL_UWSGI, "--skip-atexit", "--lazy-apps",
                     "--enable-threads", "--need-app", "--no-orphans", "--thunder-lock",
                     "--processes", str(self.config.integer("workers")), "--buffer-size", "65535",
                     # --http-socket closes the connection after every answer: say so (HTTP/1.1 §9.6),
@@ -540,7 +549,14 @@ def build_params(cls: type[ApiService]) -> tuple[Param, ...]:
               shortdesc="Worker processes",
               longdesc="uWSGI processes; for eventlet, the service's worker option when set explicitly."),
         Param("host", shortdesc="Address the service listens on (and is checked on)",
-              longdesc="An IPv4 or IPv6 address (0.0.0.0 or :: for all), or a host name.",
+              longdesc="An IPv4 or IPv6 address (0.0.0.0 or :: for all), a host name, or a network in CIDR "
+                       "form (10.213.0.0/24, 2001:db8::/64): the service then listens on this node's own "
+                       "address in that network (the same parameters for every clone instance; HAProxy "
+                       "binds the VIP at the same port). Several addresses of the node in the network: "
+                       "primary before secondary (a VIP added into the network is secondary), not "
+                       "deprecated (IPv6 preferred_lft 0) before deprecated, a network-length prefix "
+                       "before a /32 or /128, then the lowest; the choice is made at start and logged. "
+                       "None: the start fails with 5 (not installed), this node cannot run it.",
               default="0.0.0.0", check=_check_host),  # noqa: S104 - the services' own default
         Param("port", "integer", minimum=1, maximum=65535, default=cls.default_port,
               shortdesc="TCP port the service listens on (and is checked on)"),
@@ -599,14 +615,11 @@ def _check_binary(value: object) -> None:
 
 
 def _check_host(value: object) -> None:
-    """An address or a DNS name: it is written into configuration files and command lines."""
-    import re
+    """An address, a network (CIDR) or a DNS name: it is written into configuration files and
+    command lines."""
+    from agents.ocf.daemon_agent import check_listen_host
 
-    from agents.http import literal_family
-
-    text = str(value).strip("[]") if str(value).startswith("[") else str(value)
-    if literal_family(text) is None and not re.fullmatch(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})", text):
-        raise ValueError(f"must be an IP address or a host name (letters, digits, '.', '-'), not {text!r}")
+    check_listen_host(value, names=True)
 
 
 def _check_url_path(value: object) -> None:
