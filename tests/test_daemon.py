@@ -380,3 +380,67 @@ def test_connect_is_bounded_by_the_deadline():
             connect(Deadline(0), "127.0.0.1", port)
     with pytest.raises(ConnectionRefusedError):
         connect(Deadline(2), "127.0.0.1", port)
+
+
+# host as a network (agents/ocf/daemon_agent.py) -------------------------------------------------
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("127.0.0.1", ""), ("::1", ""), ("0.0.0.0", ""), ("10.213.0.0/24", ""), ("2001:db8::/64", ""),
+    ("127.0.0.0/8", ""), ("192.0.2.7/32", ""),
+    ("10.213.0.5/24", "host bits set"), ("10.0.0.0/33", "prefix length must be 1 to 32"),
+    ("10.0.0.0/0", "prefix length must be 1 to 32"), ("10.0.0.0/", "prefix length"),
+    ("fe80::/64", "link-local"), ("keystone/24", "not a network in CIDR form"),
+    ("10.0.0.0/24\n[x]", "prefix length"),
+])
+def test_host_may_be_a_network(value, problem):
+    from agents.keystone import Keystone
+    from agents.memcached import Memcached
+
+    for agent in (Keystone, Memcached):
+        _config, errors = parse(agent.params, {"OCF_RESKEY_host": value})
+        if problem:
+            assert len(errors) == 1 and problem in errors[0] and "host" in errors[0], (agent.name, errors)
+        else:
+            assert not errors, (agent.name, errors)
+
+
+def test_a_host_name_is_an_api_host_but_not_a_memcached_one():
+    from agents.keystone import Keystone
+    from agents.memcached import Memcached
+
+    assert not parse(Keystone.params, {"OCF_RESKEY_host": "controller-1.example.org"})[1]
+    assert parse(Memcached.params, {"OCF_RESKEY_host": "controller-1.example.org"})[1]
+
+
+def network_listener(tmp_path, host: str, action: str) -> Listener:
+    environ = {"HA_RSCTMP": str(tmp_path), "OCF_RESOURCE_INSTANCE": "one", "OCF_RESKEY_host": host}
+    config, errors = parse(Listener.params, environ)
+    assert not errors
+    return Listener(Environment(action, environ), config, Deadline(2), Logger("listener", {}))
+
+
+def test_the_address_chosen_at_start_is_what_monitors_use(tmp_path):
+    starting = network_listener(tmp_path, "127.0.0.0/8", "start")
+    starting.record_listen_address()
+    assert starting.host == "127.0.0.1" and starting.endpoint == "127.0.0.1:1"
+    assert starting.state.read("listen-address") == "127.0.0.0/8 127.0.0.1\n"
+    # A monitor reads the record (no netlink): an address recorded by the start stays the one checked.
+    starting.state.write("listen-address", "127.0.0.0/8 127.0.0.9\n")
+    assert network_listener(tmp_path, "127.0.0.0/8", "monitor").host == "127.0.0.9"
+    # A record of another host parameter is not this one's: resolved anew.
+    assert network_listener(tmp_path, "127.0.0.0/16", "monitor").host == "127.0.0.1"
+    # A plain address is used as given, and a start with it drops the record.
+    plain = network_listener(tmp_path, "127.0.0.1", "start")
+    plain.record_listen_address()
+    assert plain.host == "127.0.0.1" and plain.state.read("listen-address") is None
+
+
+def test_no_address_of_this_node_in_the_network_is_not_installed(tmp_path):
+    agent = network_listener(tmp_path, "198.18.0.0/24", "start")  # benchmarking addresses: none here
+    problems = agent.host_problems()
+    assert [(p.code, p.reason) for p in problems] == [
+        (OCF.ERR_INSTALLED, "host 198.18.0.0/24: this node has no address in that network")]
+    with pytest.raises(OCFError) as refused:
+        agent.start_daemon()
+    assert refused.value.code == OCF.ERR_INSTALLED
+    assert network_listener(tmp_path, "127.0.0.1", "start").host_problems() == []

@@ -108,6 +108,7 @@ class TCPDaemonAgent(DaemonAgent):
     # Where it listens ------------------------------------------------------------
 
     _host: str | None = None
+    _resolved: tuple[str, str] | None = None  # (host parameter, address) read from the kernel
 
     @property
     def host(self) -> str:
@@ -128,7 +129,13 @@ class TCPDaemonAgent(DaemonAgent):
         return self.address_in(given, *network)
 
     def address_in(self, given: str, family: int, packed: bytes, prefix: int) -> str:
-        """This node's address in the network ``given``, by the rule of the module's docstring."""
+        """This node's address in the network ``given``, by the rule of the module's docstring
+        (read from the kernel once per action: validate and the start share it)."""
+        if self._resolved is None or self._resolved[0] != given:
+            self._resolved = (given, self._address_in(given, family, packed, prefix))
+        return self._resolved[1]
+
+    def _address_in(self, given: str, family: int, packed: bytes, prefix: int) -> str:
         from agents import netlink
 
         try:
@@ -286,14 +293,14 @@ def parse_network(text: str) -> tuple[int, bytes, int] | None:
             continue
         bits = len(packed) * 8
         if not length.isdigit() or not 0 < int(length) <= bits:
-            raise ValueError(f"{text}: the prefix length must be 1 to {bits}")
+            raise ValueError(f"{text!r}: the prefix length must be 1 to {bits}")
         prefix = int(length)
         if int.from_bytes(packed, "big") & ((1 << (bits - prefix)) - 1):
-            raise ValueError(f"{text} has host bits set: write the network itself")
+            raise ValueError(f"{text!r} has host bits set: write the network itself")
         if family == _socket.AF_INET6 and packed[0] == 0xFE and packed[1] & 0xC0 == 0x80:
-            raise ValueError(f"{text}: a link-local network is not supported (it needs an interface)")
+            raise ValueError(f"{text!r}: a link-local network is not supported (it needs an interface)")
         return family, packed, prefix
-    raise ValueError(f"{text} is not a network in CIDR form (address/prefix)")
+    raise ValueError(f"{text!r} is not a network in CIDR form (address/prefix)")
 
 
 def in_network(address: bytes, network: bytes, prefix: int) -> bool:
