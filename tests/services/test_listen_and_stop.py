@@ -234,3 +234,28 @@ def test_keystone_die_on_term_cuts_token_requests(agent_for, stack):
     cut = [outcome for outcome in before if outcome != 201]
     assert cut, before
     print(f"keystone --die-on-term stop under token load: {elapsed:.2f} s; cut: {cut}")
+
+
+def test_dashboard_on_a_network_with_the_graceful_uwsgi(agent_for, stack, workdir):
+    """The dashboard's uWSGI command line is the APIs' one: the node's address, the graceful hooks."""
+    from agents.service import GRACEFUL_UWSGI
+    from tests.services.test_dashboard import DashboardAgent
+
+    if "dashboard" not in stack.configs:
+        stack.prepare_dashboard()
+        stack.watcher.secrets.append(stack.dashboard_secret_key.encode())
+    agent = DashboardAgent(stack, workdir, host="127.0.0.0/8")
+    try:
+        started = agent("start")
+        assert started.rc == 0, started
+        for depth in (0, 10):
+            result = agent("monitor", depth=depth)
+            assert result.rc == 0, (depth, result)
+        argv = cmdline(agent.leader())
+        assert argv[argv.index("--http-socket") + 1] == f"{HOST}:{stack.dashboard_port}", argv
+        assert "--die-on-term" not in argv
+        for option, value in zip(GRACEFUL_UWSGI[::2], GRACEFUL_UWSGI[1::2], strict=True):
+            assert argv[argv.index(option) + 1] == value, argv
+    finally:
+        agent.ensure_stopped()
+    assert agent("monitor").rc == 7
