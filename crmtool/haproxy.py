@@ -223,7 +223,10 @@ def generate(desc: Description, provider: str) -> str | None:
             "",
             f"backend {frontend.name}",
             "    balance roundrobin",
-            f"    option httpchk GET {_word(frontend.path)}",
+            # HTTP/1.1 with the Host clients send through the VIP (Django's ALLOWED_HOSTS judges it)
+            "    option httpchk",
+            f"    http-check send meth GET uri {_word(frontend.path)} ver HTTP/1.1 hdr Host "
+            f"{_endpoint(vip, frontend.port)}",
             f"    http-check expect status {HEALTHY_STATUSES}",
         ]
         if frontend.token_path is not None:
