@@ -23,6 +23,7 @@ AGENTS: dict[str, str] = {
     "memcached": "agents.memcached",
     "dashboard": "agents.dashboard",
     "neutron-server": "agents.neutron_server",
+    "haproxy": "agents.haproxy",
 }
 
 
