@@ -1,0 +1,203 @@
+"""Our installed haproxy agent, run the way Pacemaker's executor runs it, with real backends (tests, bench).
+
+* ``HAProxyResource``: one resource instance, its state under ``workdir`` (``HA_RSCTMP``), its
+  configuration file and master log there too.
+* ``write_config``: an HAProxy configuration (workers as user haproxy) with one HTTP frontend
+  and the given backends, health-checked every 100 ms so that a stopped server is seen as down
+  at once.
+* ``Backend``: a small HTTP server on a loopback port, in a thread of the test, answering each
+  request with its own name.
+* ``Stream``: a client sending requests through the proxy, each on a new connection, for as long as
+  it runs (bounded in count and time), counting failures.
+"""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import os
+import signal
+import subprocess
+import threading
+import time
+
+from harness.stack import AGENT_DIR, HOST
+
+AGENT = os.path.join(AGENT_DIR, "haproxy")
+HAPROXY = "/usr/sbin/haproxy"
+EXIT_REASON = "ocf-exit-reason:"
+CHECK_INTERVAL_MS = 100
+
+
+class Result:
+    def __init__(self, rc: int, stderr: str, elapsed: float) -> None:
+        self.rc, self.stderr, self.elapsed = rc, stderr, elapsed
+
+    @property
+    def reasons(self) -> list[str]:
+        return [line[len(EXIT_REASON):] for line in self.stderr.splitlines() if line.startswith(EXIT_REASON)]
+
+    @property
+    def reason(self) -> str:
+        return " ".join(self.reasons)
+
+    def __repr__(self) -> str:
+        return f"Result(rc={self.rc}, {self.elapsed:.2f}s, stderr={self.stderr[-600:]!r})"
+
+
+def write_config(path: str, port: int, backends: dict[str, list[tuple[str, int]]],
+                 default: str | None = None, extra: str = "") -> None:
+    """Write an HAProxy configuration (mode 0644): frontend ``fe`` on HOST:port, then ``backends``."""
+    lines = ["global", "    user haproxy", "    group haproxy", "    maxconn 256", "",
+             "defaults", "    mode http", "    timeout connect 2s", "    timeout client 10s",
+             "    timeout server 10s", "    option http-server-close", "",
+             "frontend fe", f"    bind {HOST}:{port}"]
+    if default or backends:
+        lines.append(f"    default_backend {default or next(iter(backends))}")
+    for name, servers in backends.items():
+        lines += ["", f"backend {name}"]
+        lines += [f"    server {server} {HOST}:{server_port} check inter {CHECK_INTERVAL_MS}ms fall 1 rise 1"
+                  for server, server_port in servers]
+    text = "\n".join(lines) + "\n" + extra
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o644)
+
+
+class HAProxyResource:
+    def __init__(self, workdir: str, instance: str = "haproxy-test", **params: str) -> None:
+        self.rsctmp = workdir
+        self.instance = instance
+        self.logfile = os.path.join(workdir, "agents.log")
+        self.params = {"config": os.path.join(workdir, "haproxy.cfg"),
+                       "log_file": os.path.join(workdir, f"{instance}.log"), **params}
+
+    def env(self, depth: int = 0, interval_ms: int = 10000, timeout_s: float = 20) -> dict[str, str]:
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "OCF_ROOT": "/usr/lib/ocf",
+               "OCF_RESOURCE_INSTANCE": self.instance, "HA_RSCTMP": self.rsctmp, "HA_LOGFILE": self.logfile,
+               "HA_LOGFACILITY": "none", "OCF_CHECK_LEVEL": str(depth),
+               "OCF_RESKEY_CRM_meta_interval": str(interval_ms),
+               "OCF_RESKEY_CRM_meta_timeout": str(int(timeout_s * 1000))}
+        env.update({f"OCF_RESKEY_{key}": value for key, value in self.params.items()})
+        return env
+
+    def __call__(self, action: str, depth: int = 0, interval_ms: int = 10000, timeout_s: float = 20,
+                 **overrides: str) -> Result:
+        env = self.env(depth, interval_ms, timeout_s)
+        env.update({f"OCF_RESKEY_{key}": value for key, value in overrides.items()})
+        began = time.monotonic()
+        done = subprocess.run([AGENT, action], env=env, capture_output=True, text=True,
+                              timeout=timeout_s + 30, check=False)
+        return Result(done.returncode, done.stderr, time.monotonic() - began)
+
+    def probe(self, **overrides: str) -> Result:
+        return self("monitor", interval_ms=0, **overrides)  # type: ignore[arg-type]
+
+    @property
+    def state_dir(self) -> str:
+        return os.path.join(self.rsctmp, f"openstack-haproxy-{self.instance}")
+
+    def leader(self) -> int:
+        with open(os.path.join(self.state_dir, "identity"), encoding="utf-8") as handle:
+            return int(handle.read().split()[0])
+
+    def ensure_stopped(self) -> None:
+        """Finalizer: whatever a test did (a frozen master included), nothing of ours keeps running."""
+        try:
+            os.kill(self.leader(), signal.SIGCONT)
+        except (OSError, ValueError):
+            pass
+        result = self("stop")
+        if result.rc != 0:
+            raise RuntimeError(f"stop of {self.instance} failed: {result}")
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        body = self.server.name.encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class Backend:
+    """An HTTP server on HOST:port answering every GET with ``name``."""
+
+    def __init__(self, name: str, port: int) -> None:
+        self.name = name
+        self.port = port
+        self.server: http.server.ThreadingHTTPServer | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> Backend:
+        server = http.server.ThreadingHTTPServer((HOST, self.port), _Handler)
+        server.daemon_threads = True
+        server.name = self.name  # type: ignore[attr-defined]
+        self.server = server
+        self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+        if self.thread is not None:
+            self.thread.join(5)
+            self.thread = None
+
+
+def get(port: int, timeout: float = 5.0) -> str:
+    """One GET through the proxy on a new connection: the body (the backend's name)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", "/", headers={"Connection": "close"})
+        response = conn.getresponse()
+        body = response.read().decode()
+        if response.status != 200:
+            raise OSError(f"HTTP {response.status}")
+        return body
+    finally:
+        conn.close()
+
+
+class Stream(threading.Thread):
+    """GETs through the proxy one after the other until stopped (at most ``limit`` of them or
+    ``max_s`` seconds), each on a new connection; counts answers and failures."""
+
+    def __init__(self, port: int, limit: int = 20000, max_s: float = 60.0) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.limit = limit
+        self.max_s = max_s
+        self.answers: dict[str, int] = {}
+        self.failures: list[str] = []
+        self.halt = threading.Event()
+
+    @property
+    def requests(self) -> int:
+        return sum(self.answers.values()) + len(self.failures)
+
+    def run(self) -> None:
+        until = time.monotonic() + self.max_s
+        while not self.halt.is_set() and self.requests < self.limit and time.monotonic() < until:
+            try:
+                body = get(self.port)
+            except (OSError, http.client.HTTPException) as exc:
+                self.failures.append(f"{type(exc).__name__}: {exc}")
+                self.halt.wait(0.01)  # a refused connection returns at once: do not spin
+                continue
+            self.answers[body] = self.answers.get(body, 0) + 1
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(10)
