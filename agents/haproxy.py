@@ -413,8 +413,6 @@ class Processes:
 
     @classmethod
     def parse(cls, text: str) -> Processes:
-        import re
-
         reloads = failed = -1
         workers: list[int] = []
         section = ""
@@ -427,8 +425,8 @@ class Processes:
                 continue
             if fields[1] == "master":
                 reloads = int(fields[2]) if fields[2].isdigit() else -1
-                found = re.search(r"\[failed: (\d+)\]", line)
-                failed = int(found.group(1)) if found else 0
+                count = line.partition("[failed:")[2].partition("]")[0].strip()  # no ``re``: 5 ms
+                failed = int(count) if count.isdigit() else 0
             elif fields[1] == "worker" and section == "workers":  # not the "old workers"
                 workers.append(int(fields[0]))
         if reloads < 0:

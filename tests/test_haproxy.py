@@ -383,6 +383,25 @@ def test_reload_with_a_broken_file_keeps_serving_the_old_one(resource, backends)
         new.stop()
 
 
+def test_reload_the_master_refuses_keeps_serving_the_old_one(resource, backends):
+    """A file that passes ``haproxy -c`` but cannot be loaded (a port another process holds)."""
+    write_config(resource.params["config"], FRONT, {"keystone": [("k1", KEYSTONE_PORTS[0])]})
+    assert resource("start").rc == 0
+    leader = resource.leader()
+    old_workers = workers(leader)
+    with socket.create_server((HOST, NEW_PORT)):
+        write_config(resource.params["config"], FRONT, {"keystone": [("k1", KEYSTONE_PORTS[0])]},
+                     extra=f"frontend more\n    bind {HOST}:{NEW_PORT}\n    default_backend keystone\n")
+        refused = resource("reload-agent", config_digest="5555")
+        assert refused.rc == 0, refused
+        assert get(FRONT) == "k1" and workers(leader) == old_workers
+        degraded = resource("monitor")
+        assert degraded.rc == OCF.DEGRADED and "refused the new one at reload" in degraded.reason, degraded
+    fixed = resource("reload-agent", config_digest="6666")  # the port is free now
+    assert fixed.rc == 0, fixed
+    assert resource("monitor").rc == 0 and resource.leader() == leader
+
+
 def test_reload_when_not_running(resource):
     result = resource("reload-agent")
     assert result.rc == 7, result
