@@ -208,6 +208,8 @@ def generate(desc: Description, provider: str) -> str | None:
         "    # connection always; an empty response or a response timeout only for requests that are",
         "    # safe to repeat (each backend disables L7 retries for the others).",
         "    retries 3",
+        "    # a request is retried only once HAProxy holds it whole: wait for its body (up to a buffer)",
+        "    option http-buffer-request",
         "    option redispatch 1",
         "    retry-on conn-failure empty-response response-timeout",
         "    # a dead instance leaves the rotation after two failed checks, 2 s apart (~4 s)",
