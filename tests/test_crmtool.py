@@ -105,7 +105,8 @@ def test_seven_controllers_profile_shape() -> None:
 def test_haproxy_profile_puts_the_public_vip_with_haproxy() -> None:
     conf = etree.fromstring(rendered(os.path.join(SITES, "3ctl-haproxy.toml")))
     assert conf.xpath("constraints/rsc_colocation[@rsc='public-vip']/@with-rsc") == ["haproxy-clone"]
-    assert conf.xpath("resources/clone[@id='haproxy-clone']/primitive/@type") == ["anything"]
+    assert conf.xpath("resources/clone[@id='haproxy-clone']/primitive/@type") == ["haproxy"]
+    assert conf.xpath("resources/clone[@id='haproxy-clone']//nvpair[@name='config_digest']/@value") != []
 
 
 def test_python_m_crmtool_from_the_source_tree() -> None:

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from crmtool import load, pipeline, render, validate
+from crmtool import haproxy, load, pipeline, render, validate
 from crmtool.findings import CODES, DescriptionError
 from tests.crmtool_cases.support import TEMPLATES
 
@@ -18,11 +18,19 @@ TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
 SCALAR = st.one_of(TEXT, st.integers(-(2**40), 2**40), st.booleans(), st.floats(allow_nan=True))
 VALUE = st.one_of(SCALAR, st.lists(SCALAR, max_size=3), st.dictionaries(TEXT, SCALAR, max_size=3))
 AGENTS = st.sampled_from(["ocf:heartbeat:Dummy", "ocf:heartbeat:Stateful", "ocf:openstack:vip",
-                          "ocf:openstack:nope", "stonith:fence_dummy", "ocf::x", "bogus", "systemd:haproxy"])
+                          "ocf:openstack:nope", "stonith:fence_dummy", "ocf::x", "bogus", "systemd:haproxy",
+                          "ocf:openstack:keystone", "ocf:openstack:glance-api"])
+ADDRESSES = st.one_of(st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.1.1", "2001:db8::1", "::1", "10.0.0.256",
+                                       "a#b", "10.0.0.1\nbind"]), TEXT, st.integers())
+HAPROXY = st.fixed_dictionaries({}, optional={
+    "vip": NAMES, "resource": NAMES, "config": st.one_of(TEXT, st.just("/etc/h.cfg")),
+    "network": st.one_of(st.sampled_from(["10.0.0.0/24", "10.0.0.1/24", "2001:db8::/64", "x"]), TEXT),
+    "timeouts": st.dictionaries(st.sampled_from(["server", "client", "check", "bogus"]), SCALAR, max_size=2),
+})
 ROLES = st.sampled_from(["Promoted", "Unpromoted", "Started", "Master", None])
 ACTIONS = st.sampled_from(["start", "promote", "demote", "stop", "Start", None])
-PARAMS = st.dictionaries(st.sampled_from(["ip", "cidr_netmask", "nic", "password", "x y", "port", "a"]),
-                         SCALAR, max_size=3)
+PARAMS = st.dictionaries(st.sampled_from(["ip", "cidr_netmask", "nic", "password", "x y", "port", "a", "host",
+                                          "version_path"]), SCALAR, max_size=3)
 
 
 def optional(strategy):
@@ -54,10 +62,12 @@ COLOCATION = st.builds(lambda rsc, with_, score, role: drop_none(
 ORDER = st.builds(lambda first, then, action, kind: drop_none(
     {"first": first, "then": then, "first_action": action, "kind": kind}),
     optional(NAMES), optional(NAMES), ACTIONS, optional(st.sampled_from(["Mandatory", "Optional", "Never"])))
+NODE = st.fixed_dictionaries({}, optional={"fence": PARAMS, "address": ADDRESSES})
 DESCRIPTION = st.fixed_dictionaries(
     {"profile": st.just("none")},
     optional={
-        "nodes": st.dictionaries(NAMES, st.fixed_dictionaries({}, optional={"fence": PARAMS}), max_size=4),
+        "nodes": st.dictionaries(NAMES, NODE, max_size=4),
+        "haproxy": HAPROXY,
         "fencing": st.fixed_dictionaries({"agent": st.sampled_from(["fence_dummy", "fence_ipmilan"])},
                                          optional={"params": PARAMS}),
         "cluster": st.fixed_dictionaries({}, optional={"properties": st.dictionaries(
@@ -81,6 +91,8 @@ def outcome(data: dict) -> tuple[str, bytes | list[str]]:
         assert any(f.is_error for f in exc.findings)
         return "findings", [str(f) for f in exc.findings]
     xml = render.to_bytes(result.configuration)
+    if result.description.haproxy is not None:  # what passes the checks generates, without an exception
+        assert haproxy.generate(result.description, "openstack") is not None
     return "xml", xml
 
 
@@ -113,6 +125,9 @@ def test_any_text_is_a_finding_never_a_traceback(text: str) -> None:
 def test_profiles_render_valid_xml_for_any_node_set(nodes: dict, profile: str) -> None:
     data = {"profile": profile, "nodes": nodes, "primitive": {"db-vip": {"params": {"ip": "192.0.2.10"}},
                                                             "public-vip": {"params": {"ip": "192.0.2.20"}}}}
+    if profile.endswith("-haproxy"):
+        data["nodes"] = {name: {"address": f"10.213.0.{i + 1}"} for i, name in enumerate(nodes)}
+        data["haproxy"] = {"network": "10.213.0.0/24"}
     kind, value = outcome(data)
     assert kind == "xml", value
     conf = etree.fromstring(value)
