@@ -103,7 +103,7 @@ def fronted(desc: Description, provider: str) -> list[Frontend]:
             continue
         port_text = primitive.params.get("port", str(declared["port"]))
         path = primitive.params.get("version_path", str(declared["version_path"]))
-        port = int(port_text) if port_text.isdigit() else 0  # a bad port is the parameter check's finding
+        port = int(port_text) if port_text.isdecimal() else 0  # a bad port is the parameter check's finding
         token_path = f"{path.rstrip('/')}/auth/tokens" if declared["issues_tokens"] else None
         frontends.append(Frontend(primitive, port, path, token_path))
     return frontends
