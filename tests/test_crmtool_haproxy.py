@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import stat
 import subprocess
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from crmtool import check, findings, haproxy, load, pipeline, render
@@ -382,3 +385,33 @@ def test_generated_configuration_retries_only_what_is_safe_to_repeat(tmp_path) -
             proc.terminate()
         for proc in procs:
             proc.wait(timeout=30)
+
+
+@needs_haproxy
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(names=st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,8}[a-z0-9]", fullmatch=True), min_size=3, max_size=7,
+                      unique_by=str.lower),
+       path_tail=st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7e), max_size=20),
+       port=st.integers(1, 65535), ipv6=st.booleans())
+def test_any_valid_description_generates_what_haproxy_accepts(names: list[str], path_tail: str, port: int,
+                                                              ipv6: bool, tmp_path) -> None:
+    """Node names, addresses, ports and health paths with HAProxy's special characters (#, quotes, \\, $)."""
+    net = "2001:db8:213::/64" if ipv6 else "10.213.0.0/16"
+    nodes = "".join(f'[nodes.{name}]\naddress = "{"2001:db8:213::" if ipv6 else "10.213.0."}{i + 1}"\n'
+                    for i, name in enumerate(names))
+    path = "/" + path_tail
+    text = (f'profile = "none"\n{nodes}[primitive.front]\nagent = "ocf:openstack:vip"\n'
+            f'params = {{ ip = "{"2001:db8:20::20" if ipv6 else "192.0.2.20"}", cidr_netmask = 24 }}\n'
+            f'[primitive.keystone]\nagent = "ocf:openstack:keystone"\n'
+            f'params = {{ port = {port}, version_path = {json.dumps(path)} }}\n'
+            '[clone.keystone-clone]\nresource = "keystone"\nmeta = { interleave = true }\n'
+            f'[haproxy]\nvip = "front"\nnetwork = "{net}"\n')
+    desc = load.load_text(text, TEMPLATES)
+    assert [f for f in check.check(desc, "openstack") if f.is_error] == []
+    config = haproxy.generate(desc, "openstack")
+    assert config is not None
+    target = tmp_path / f"{hashlib.sha256(config.encode()).hexdigest()}.cfg"
+    target.write_text(config)
+    done = haproxy_check(str(target))
+    assert done.returncode == 0, done.stdout + done.stderr + config
