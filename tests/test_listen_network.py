@@ -148,29 +148,31 @@ def listening_on(pid: int, port: int) -> set[str]:
     return found
 
 
-def test_memcached_agent_listens_on_the_node_address_of_the_network(node, workdir):
-    started = memcached(node, workdir, "start", "198.51.100.0/24")
+@pytest.mark.parametrize(("network", "address", "lower"), [
+    ("198.51.100.0/24", NODE_V4, "198.51.100.2/24"), ("2001:db8:5::/64", NODE_V6, "2001:db8:5::2/64")])
+def test_memcached_agent_listens_on_the_node_address_of_the_network(node, workdir, network, address, lower):
+    started = memcached(node, workdir, "start", network)
     try:
         assert started.returncode == 0, started.stderr
         with open(os.path.join(workdir, "openstack-memcached-mc", "identity"), encoding="utf-8") as handle:
             pid = int(handle.read().split()[0])
-        assert listening_on(pid, PORT) == {NODE_V4}
+        assert listening_on(pid, PORT) == {address}
         for depth in (0, 10, 20):
-            monitor = memcached(node, workdir, "monitor", "198.51.100.0/24", depth)
+            monitor = memcached(node, workdir, "monitor", network, depth)
             assert monitor.returncode == 0, (depth, monitor.stderr)
         with open(os.path.join(workdir, "agents.log"), encoding="utf-8") as handle:
             log = handle.read()
-        assert f"listening on {NODE_V4}, the first of 3 addresses" in log, log
+        assert f"host {network}: listening on {address}, the first of 3 addresses" in log, log
         # The monitors look where the start chose, even once a lower primary appears meanwhile.
-        node.ip("address", "add", "198.51.100.2/24", "dev", "lo")
+        node.ip("address", "add", lower, "dev", "lo", *(["nodad"] if ":" in lower else []))
         try:
-            assert memcached(node, workdir, "monitor", "198.51.100.0/24", 10).returncode == 0
+            assert memcached(node, workdir, "monitor", network, 10).returncode == 0
         finally:
-            node.ip("address", "del", "198.51.100.2/24", "dev", "lo")
+            node.ip("address", "del", lower, "dev", "lo")
     finally:
-        stopped = memcached(node, workdir, "stop", "198.51.100.0/24")
+        stopped = memcached(node, workdir, "stop", network)
         assert stopped.returncode == 0, stopped.stderr
-    assert eventually(lambda: memcached(node, workdir, "monitor", "198.51.100.0/24").returncode == 7, 10)
+    assert eventually(lambda: memcached(node, workdir, "monitor", network).returncode == 7, 10)
 
 
 def test_no_address_in_the_network_is_not_installed_here(node, workdir):
