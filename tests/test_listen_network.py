@@ -113,6 +113,21 @@ def test_a_secondary_is_used_once_it_is_all_there_is(node):
         node.ip("address", "flush", "dev", "veth0", "to", "100.64.0.0/24", check=False)
 
 
+def test_a_tentative_address_is_waited_for(node):
+    """An IPv6 address still under duplicate address detection (about a second) cannot be bound:
+    the start waits for it rather than failing the node."""
+    node.ip("address", "add", "2001:db8:7::20/64", "dev", "veth0")  # with DAD
+    try:
+        shown = json.loads(node.ip("-json", "address", "show", "dev", "veth0").stdout)
+        assert [a for link in shown for a in link["addr_info"]
+                if a.get("local") == "2001:db8:7::20" and a.get("tentative")], "tentative when asked"
+        done = in_namespace(node, ["/usr/bin/python3", "-c", RESOLVE, "2001:db8:7::/64"])
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["2001:db8:7::/64"] == "2001:db8:7::20"
+    finally:
+        node.ip("address", "del", "2001:db8:7::20/64", "dev", "veth0", check=False)
+
+
 @pytest.fixture
 def workdir():
     path = tempfile.mkdtemp(prefix="osha-listen-")

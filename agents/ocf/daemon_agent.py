@@ -22,7 +22,8 @@ the VIP at the same port, for instance).  The address is read from the kernel
 (rtnetlink) when the service is started, and recorded beside its identity:
 monitors look where the running process was told to listen, with no netlink
 round trip.  The rule, when the node holds several addresses in the network:
-usable ones only (not tentative, duplicate address detection not failed);
+usable ones only (not tentative, duplicate address detection not failed; a
+start waits up to 3 s for one that is only tentative);
 primary before secondary (IPv4: an address added into the network of another
 one, as a VIP is, is flagged secondary by the kernel; IPv6: temporary), then
 not deprecated before deprecated (an IPv6 VIP added with ``preferred_lft 0``),
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 START_POLL_S = 0.02
 HOST_RECORD = "listen-address"  # the state file: "<host parameter> <address chosen at start>"
 NETLINK_CAP_S = 2.0
+TENTATIVE_WAIT_S = 3.0  # an IPv6 address under duplicate address detection: about 1 s by default
+TENTATIVE_POLL_S = 0.1
 ADDRESS_BITS = {4: 32, 16: 128}
 
 
@@ -136,17 +139,16 @@ class TCPDaemonAgent(DaemonAgent):
         return self._resolved[1]
 
     def _address_in(self, given: str, family: int, packed: bytes, prefix: int) -> str:
-        from agents import netlink
-
-        try:
-            with netlink.Rtnl(self.deadline.timeout(NETLINK_CAP_S)) as rtnl:
-                found = rtnl.addresses(family)
-        except OSError as exc:
-            raise OCFError(OCF.ERR_GENERIC, f"cannot read this node's addresses: "
-                           f"{exc.strerror or type(exc).__name__}") from None
-        inside = [a for a in found if a.family == family and len(a.local) == len(packed)
-                  and in_network(a.local, packed, prefix)]
-        usable = sorted((a for a in inside if not a.tentative and not a.dad_failed), key=address_rank)
+        waited = 0.0
+        while True:
+            inside = self._addresses_in(family, packed, prefix)
+            usable = sorted((a for a in inside if not a.tentative and not a.dad_failed), key=address_rank)
+            # Only a tentative one (IPv6 duplicate address detection under way, at boot): wait a little.
+            if usable or not [a for a in inside if a.tentative and not a.dad_failed] or \
+                    waited >= TENTATIVE_WAIT_S or self.deadline.remaining() <= 2 * TENTATIVE_POLL_S:
+                break
+            self.deadline.sleep(TENTATIVE_POLL_S)
+            waited += TENTATIVE_POLL_S
         if not usable:
             unusable = f" ({len(inside)} tentative or duplicate)" if inside else ""
             raise OCFError(OCF.ERR_INSTALLED, f"host {given}: this node has no address in that network"
@@ -158,6 +160,18 @@ class TCPDaemonAgent(DaemonAgent):
                           f"{len(usable)} addresses of this node in that network (primary before secondary, "
                           f"then the lowest); not on {others}")
         return chosen
+
+    def _addresses_in(self, family: int, packed: bytes, prefix: int) -> list[Address]:
+        from agents import netlink
+
+        try:
+            with netlink.Rtnl(self.deadline.timeout(NETLINK_CAP_S)) as rtnl:
+                found = rtnl.addresses(family)
+        except OSError as exc:
+            raise OCFError(OCF.ERR_GENERIC, f"cannot read this node's addresses: "
+                           f"{exc.strerror or type(exc).__name__}") from None
+        return [a for a in found if a.family == family and len(a.local) == len(packed)
+                and in_network(a.local, packed, prefix)]
 
     def record_listen_address(self) -> None:
         """Before a launch: resolve ``host`` anew and keep the answer for the monitors."""
