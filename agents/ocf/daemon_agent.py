@@ -23,12 +23,12 @@ the VIP at the same port, for instance).  The address is read from the kernel
 monitors look where the running process was told to listen, with no netlink
 round trip.  The rule, when the node holds several addresses in the network:
 usable ones only (not tentative, duplicate address detection not failed; a
-start waits up to 3 s for one that is only tentative);
-primary before secondary (IPv4: an address added into the network of another
-one, as a VIP is, is flagged secondary by the kernel; IPv6: temporary), then
-not deprecated before deprecated (an IPv6 VIP added with ``preferred_lft 0``),
-then a network-length prefix before a host-length one (a /32 or /128 VIP),
-then the lowest address.  The choice is logged when there was one to make.  No
+start waits up to 3 s for one that is only tentative); primary before
+secondary (IPv4: an address added into the network of another one, as a VIP
+is, is flagged secondary by the kernel; IPv6: temporary), then not deprecated
+before deprecated (an IPv6 VIP added with ``preferred_lft 0``), then a
+network-length prefix before a host-length one (a /32 or /128 VIP), then the
+lowest address.  The choice is logged when there was one to make.  No
 usable address in the network: ``ERR_INSTALLED``, this node cannot run it.
 
 Actions stay declared in each agent (their timeouts and order are its
