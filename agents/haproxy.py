@@ -121,6 +121,8 @@ class HAProxy(DaemonAgent):
         identity = self.daemon.recorded()
         if identity is None or not identity.alive():  # never started, or died since: start anew
             identity = self.launch()
+        elif identity.stopped():
+            raise OCFError(OCF.ERR_GENERIC, f"haproxy (pid {identity.pid}) is frozen (stopped by a signal)")
         self.wait_until_serving(identity)
         self.state.remove(REFUSED)
         self.log.info(f"haproxy runs (master pid {identity.pid})")
@@ -286,17 +288,25 @@ class HAProxy(DaemonAgent):
     def _unbindable(self) -> str:
         """``host:port is already in use by pid N (comm)`` when haproxy said it could not bind one."""
         import re
+        import stat
 
-        from agents.ocf.daemon import file_size, listening_inodes, socket_owner
+        from agents.ocf.daemon import SAFE_FLAGS, file_size, listening_inodes, socket_owner
 
         log = self.config.text("log_file")
         offset = self.daemon.logs.get(log, 0)
-        try:
-            with open(log, "rb") as handle:  # root wrote it; only a pattern is looked for, nothing is quoted
-                handle.seek(max(offset, file_size(log) - LOG_TAIL_BYTES))
-                text = handle.read(LOG_TAIL_BYTES).decode("utf-8", "replace")
+        try:  # as the base opened it: no symbolic link, a regular file; a pattern is sought, nothing quoted
+            fd = os.open(log, os.O_RDONLY | SAFE_FLAGS)
         except OSError:
             return ""
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return ""
+            os.lseek(fd, max(offset, file_size(log) - LOG_TAIL_BYTES), os.SEEK_SET)
+            text = os.read(fd, LOG_TAIL_BYTES).decode("utf-8", "replace")
+        except OSError:
+            return ""
+        finally:
+            os.close(fd)
         found = re.search(r"cannot bind socket \(([A-Za-z ]{1,60})\) for \[([0-9A-Fa-f.:]{2,45}):(\d{1,5})\]",
                           text)
         if found is None:
