@@ -257,6 +257,8 @@ def test_frozen_master_fails_within_the_deadline_and_stops(resource, backends):
             assert frozen.rc == 1 and frozen.elapsed < 3, (depth, frozen)
             assert "frozen" in frozen.reason and len(frozen.reasons) == 1, frozen
         assert resource.probe().rc == 1
+        start = resource("start", timeout_s=20)
+        assert start.rc == 1 and "frozen" in start.reason and start.elapsed < 10, start
     finally:
         os.kill(leader, signal.SIGCONT)
     assert eventually(lambda: resource("monitor").rc == 0, timeout=10)
