@@ -24,6 +24,7 @@ AGENTS: dict[str, str] = {
     "dashboard": "agents.dashboard",
     "neutron-server": "agents.neutron_server",
     "haproxy": "agents.haproxy",
+    "rabbitmq": "agents.rabbitmq",
 }
 
 

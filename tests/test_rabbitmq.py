@@ -1,0 +1,290 @@
+"""The ``rabbitmq`` agent (installed) against Debian's real rabbitmq-server.
+
+Every test runs the installed agent the way Pacemaker's executor does: one process per action,
+parameters in ``OCF_RESKEY_*``, state under a private ``HA_RSCTMP``. Brokers listen on loopback
+on ports of their own (never 5672: the machine's own broker may run there), with an epmd of
+their own on EPMD_PORT, ended when the module is done.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+
+import pytest
+
+from harness.processes import alive, eventually
+from harness.rabbitmq import AGENT, MONITOR_USER, RabbitResource, stop_epmd, write_secrets
+from harness.stack import HOST
+
+PORT = 27672  # AMQP; distribution on PORT + 1
+OTHER_PORT = 27682
+TESTER_PORT = 27692
+EPMD_PORT = 27670
+MESSAGES = 50
+
+pytestmark = [pytest.mark.services,
+              pytest.mark.skipif(os.geteuid() != 0, reason="the broker runs as user rabbitmq: needs root")]
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    path = tempfile.mkdtemp(prefix="osha-rabbitmq-")
+    os.chmod(path, 0o755)  # noqa: S103 - like /var/lib: user rabbitmq reaches its directories below
+    yield path
+    stop_epmd(EPMD_PORT)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cookie(workdir):
+    _cookie_file, _credentials, value = write_secrets(workdir)
+    return value
+
+
+@pytest.fixture
+def resource(workdir, cookie):
+    assert os.access(AGENT, os.X_OK), f"{AGENT} is not installed: run `make install` first"
+    made = RabbitResource(workdir, PORT, EPMD_PORT)
+    yield made
+    made.ensure_stopped()
+
+
+def amqp_answers(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=5) as conn:
+            conn.sendall(b"AMQP\x00\x00\x09\x01")
+            return conn.recv(11)[7:11] == b"\x00\x0a\x00\x0a"
+    except OSError:
+        return False
+
+
+def connection(port: int):
+    import pika
+
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        host=HOST, port=port, credentials=pika.PlainCredentials(*MONITOR_USER), socket_timeout=10,
+        stack_timeout=10, blocked_connection_timeout=10, connection_attempts=1, heartbeat=0))
+
+
+def publish_confirmed(port: int, queue: str, count: int) -> list[bytes]:
+    import pika
+
+    bodies = [f"message {number}".encode() for number in range(count)]
+    conn = connection(port)
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        for body in bodies:  # each returns once the broker confirmed it (raises otherwise)
+            channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
+    finally:
+        conn.close()
+    return bodies
+
+
+def consume_all(port: int, queue: str) -> list[bytes]:
+    conn = connection(port)
+    got = []
+    try:
+        channel = conn.channel()
+        while True:
+            method, _props, body = channel.basic_get(queue, auto_ack=True)
+            if method is None:
+                break
+            got.append(body)
+    finally:
+        conn.close()
+    return got
+
+
+def processes_holding(text: str) -> list[str]:
+    """Every process whose command line or environment contains ``text``."""
+    needle = text.encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        for part in ("cmdline", "environ"):
+            try:
+                with open(f"/proc/{entry}/{part}", "rb") as handle:
+                    if needle in handle.read():
+                        found.append(f"{entry} {part}")
+            except OSError:
+                continue
+    return found
+
+
+# Parameters and files, no broker --------------------------------------------------------
+
+def test_validate_all_good(resource):
+    result = resource("validate-all")
+    assert result.rc == 0, result
+
+
+@pytest.mark.parametrize(("override", "code", "named"), [
+    ({"port": "amqp"}, 6, "port"),
+    ({"nodename": "rabbit@two@hosts"}, 6, "nodename"),
+    ({"nodename": "rabbit;x@localhost"}, 6, "nodename"),
+    ({"partition_handling": "pause_majority"}, 6, "partition_handling"),
+    ({"host": "rabbit.example.org"}, 6, "host"),
+    ({"user": "root"}, 6, "root"),
+    ({"user": "no-such-user"}, 5, "no-such-user"),
+    ({"binary": "/nonexistent/rabbitmq-server"}, 5, "/nonexistent/rabbitmq-server"),
+    ({"base_dir": "/nonexistent/dir/rabbitmq"}, 5, "/nonexistent/dir/rabbitmq"),
+    # The cookie file is this node's: 5 (the broker may run elsewhere), like every credentials file.
+    ({"cookie_file": "/nonexistent/rabbitmq.cookie"}, 5, "/nonexistent/rabbitmq.cookie"),
+])
+def test_broken_parameter(resource, override, code, named):
+    for action in ("validate-all", "start"):
+        result = resource(action, **override)
+        assert result.rc == code and named in result.reason, (action, result)
+        assert len(result.reasons) == 1, result
+    assert resource.probe(**override).rc == 7
+    assert resource("stop", **override).rc == 0
+
+
+@pytest.mark.parametrize("how", ["world-readable", "group-readable", "symlink", "fifo", "not-root", "spaces"])
+def test_cookie_file_must_be_root_only(resource, workdir, cookie, how):
+    path = os.path.join(workdir, f"cookie-{how}")
+    if how == "symlink":
+        os.symlink(resource.params["cookie_file"], path)
+    elif how == "fifo":
+        os.mkfifo(path, 0o600)
+    else:
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write("two words\n" if how == "spaces" else cookie)
+        os.chmod(path, {"world-readable": 0o644, "group-readable": 0o640}.get(how, 0o600))
+        if how == "not-root":
+            shutil.chown(path, "rabbitmq", "rabbitmq")
+    try:
+        for action in ("validate-all", "start"):
+            result = resource(action, cookie_file=path)
+            assert result.rc == 5 and path in result.reason, (how, action, result)
+            assert cookie not in result.stderr and "two" not in result.reason, result
+        assert resource.probe(cookie_file=path).rc == 7
+    finally:
+        os.unlink(path)
+
+
+def test_port_taken(resource):
+    with socket.create_server((HOST, PORT)):
+        start = resource("start")
+        assert start.rc == 1 and f"already in use by pid {os.getpid()}" in start.reason, start
+        assert len(start.reasons) == 1
+    with socket.create_server((HOST, PORT + 1)):
+        start = resource("start")
+        assert start.rc == 1 and f"distribution port {PORT + 1} is already in use by pid {os.getpid()}" \
+            in start.reason, start
+    assert resource("monitor").rc == 7
+    assert resource("stop").rc == 0
+
+
+# A real broker ------------------------------------------------------------------------------
+
+def test_start_monitor_stop_and_data_survives_a_restart(resource, workdir, cookie):
+    assert resource.probe().rc == 7
+    started = resource("start")
+    assert started.rc == 0, started
+    leader = resource.leader()
+    assert os.stat(f"/proc/{leader}").st_uid == pwd.getpwnam("rabbitmq").pw_uid
+    assert os.getsid(leader) == leader, "the broker leads its own session"
+    with open(f"/proc/{leader}/comm", encoding="utf-8") as handle:
+        assert handle.read().strip() == "beam.smp", "the recorded process is the Erlang VM itself"
+    assert amqp_answers(PORT), "start returned before AMQP answered"
+    copy = os.stat(os.path.join(resource.params["base_dir"], ".erlang.cookie"))
+    assert (copy.st_uid, copy.st_mode & 0o777) == (pwd.getpwnam("rabbitmq").pw_uid, 0o400)
+    config = os.stat(resource.params["config_dir"])
+    assert (config.st_uid, config.st_mode & 0o022) == (0, 0)
+    with open(os.path.join(resource.params["config_dir"], "rabbitmq.conf"), encoding="utf-8") as handle:
+        assert "cluster_partition_handling = pause_minority\n" in handle.read()
+
+    again = resource("start")
+    assert again.rc == 0 and resource.leader() == leader, again
+    for depth in (0, 10, 20):
+        result = resource("monitor", depth=depth)
+        assert result.rc == 0, (depth, result)
+    assert resource.probe().rc == 0
+
+    # The cookie is in no command line, no environment, no log of ours.
+    assert processes_holding(cookie) == []
+    with open(resource.logfile, encoding="utf-8") as handle:
+        assert cookie not in handle.read()
+
+    # Depth 20 with credentials the broker rejects: degraded, never a failure of the broker.
+    wrong = os.path.join(workdir, "wrong.ini")
+    fd = os.open(wrong, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("[credentials]\nusername = guest\npassword = not-the-password\n")
+    rejected = resource("monitor", depth=20, credentials=wrong)
+    assert rejected.rc == 190 and "rejected" in rejected.reason, rejected
+    assert "not-the-password" not in rejected.stderr
+
+    # Confirmed messages survive a stop and a start: the data is never wiped.
+    bodies = publish_confirmed(PORT, "test-kept", MESSAGES)
+    stopped = resource("stop")
+    assert stopped.rc == 0, stopped
+    assert not alive(leader)
+    assert not amqp_answers(PORT)
+    assert resource("stop").rc == 0
+    assert resource("monitor").rc == 7
+    restarted = resource("start")
+    assert restarted.rc == 0, restarted
+    with open(resource.logfile, encoding="utf-8") as handle:
+        assert "with its existing data" in handle.read()
+    assert consume_all(PORT, "test-kept") == bodies
+    assert resource("monitor", depth=20).rc == 0
+
+    # kill -9: not running, and a start starts anew (keeping the data).
+    leader = resource.leader()
+    os.kill(leader, signal.SIGKILL)
+    assert eventually(lambda: not alive(leader))
+    dead = resource("monitor", depth=10)
+    assert dead.rc == 7 and "not running" in dead.reason, dead
+    assert resource.probe().rc == 7
+    assert resource("start").rc == 0
+    assert resource.leader() != leader
+
+    # SIGSTOP: a failure found within the deadline, and stop copes with it (TERM is followed by CONT).
+    leader = resource.leader()
+    os.kill(leader, signal.SIGSTOP)  # the fixture's finalizer thaws it should an assertion fail
+    for depth in (0, 10, 20):
+        frozen = resource("monitor", depth=depth, timeout_s=5)
+        assert frozen.rc == 1 and frozen.elapsed < 5, (depth, frozen)
+        assert "frozen" in frozen.reason and len(frozen.reasons) == 1, frozen
+    stopped = resource("stop", timeout_s=30)
+    assert stopped.rc == 0 and stopped.elapsed < 30, stopped
+    assert not alive(leader)
+
+
+def test_stop_with_a_broken_configuration_still_stops_ours(workdir, cookie):
+    other = RabbitResource(workdir, OTHER_PORT, EPMD_PORT)
+    try:
+        assert other("start").rc == 0
+        leader = other.leader()
+        assert other.probe(binary="/nonexistent/rabbitmq-server").rc == 0  # ours runs: never "not running"
+        assert other("stop", binary="/nonexistent/rabbitmq-server", port="amqp").rc == 0
+        assert not alive(leader)
+    finally:
+        other.ensure_stopped()
+
+
+def test_ocf_tester(workdir, cookie):
+    tester = RabbitResource(workdir, TESTER_PORT, EPMD_PORT, instance="tester-rabbitmq")
+    argv = ["ocf-tester", "-n", tester.instance]
+    for key, value in tester.params.items():
+        argv += ["-o", f"{key}={value}"]
+    env = {"PATH": os.environ["PATH"], "HA_RSCTMP": workdir}
+    try:
+        done = subprocess.run([*argv, AGENT], capture_output=True, text=True, timeout=240, env=env,
+                              check=False)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        assert "passed all tests" in done.stdout, done.stdout
+    finally:
+        tester.ensure_stopped()
+    assert not amqp_answers(TESTER_PORT)
