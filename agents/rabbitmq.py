@@ -44,6 +44,7 @@ from agents.ocf.proc import User
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Iterable
 
     import pika
@@ -62,6 +63,7 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 START_ASK_CAP_S = 1.0
 DEEP_CHECK_CAP_S = 10.0
+CTL_CAP_S = 60.0
 CONSUME_POLL_S = 0.05
 # The AMQP 0-9-1 protocol header, and the start of the broker's answer: a method frame on
 # channel 0 whose payload begins with class 10 (connection), method 10 (start).
@@ -95,7 +97,15 @@ def _node_name(value: object) -> None:
                          f"short host name), not {text!r}")
 
 
+def _peers(value: object) -> None:
+    for peer in str(value).split():
+        if "%h" in peer or "@" not in peer:
+            raise ValueError(f"must list NAME@HOST node names, not {peer!r}")
+        _node_name(peer)
+
+
 class RabbitMQ(TCPDaemonAgent):
+    fresh: bool | None = None  # set by a launch: no data before it
     name = "rabbitmq"
     shortdesc = "RabbitMQ, the message bus of the OpenStack services"
     longdesc = ("Runs Debian's rabbitmq-server as its own user with a configuration the agent writes, the "
@@ -152,6 +162,12 @@ class RabbitMQ(TCPDaemonAgent):
               longdesc="The broker's own log (<nodename>.log) and its standard output and error "
                        "(<nodename>-ocf.log), opened as user. Created for user (mode 0750) when missing and "
                        "its parent exists."),
+        Param("peers", shortdesc="Node names of the other brokers of the cluster", default="", check=_peers,
+              longdesc="Space-separated NAME@HOST node names. A new node (no data in base_dir) joins the "
+                       "first running one at start; a node clustered already keeps its membership; a node "
+                       "with data of its own that is not clustered is never reset: its start fails. "
+                       "Empty: the node runs alone (deriving the peers from Pacemaker's node list is not "
+                       "done yet)."),
         Param("partition_handling", "select", choices=PARTITION_HANDLING, default="pause_minority",
               shortdesc="cluster_partition_handling of the broker",
               longdesc="pause_minority: a node that sees a minority of the cluster pauses (stops serving) "
@@ -174,7 +190,10 @@ class RabbitMQ(TCPDaemonAgent):
 
     @action("start", timeout=120)
     def start(self) -> OCF:
-        return self.start_daemon()
+        code = self.start_daemon()
+        if self.fresh is not None and self.peers():  # launched by this start, not found running
+            self.join_peers()
+        return code
 
     @action("stop", timeout=120)
     def stop(self) -> OCF:
@@ -278,41 +297,134 @@ class RabbitMQ(TCPDaemonAgent):
             raise OCFError(OCF.ERR_GENERIC, f"cannot start {self.name}: its distribution port {dist_port} is "
                            f"already in use by {socket_owner(inodes)}")
 
-    def launch(self) -> Identity:
-        user = self.user()
+    def broker_env(self, user: User) -> dict[str, str]:
+        """The environment of the broker (and of rabbitmqctl, which needs the same HOME and ports)."""
         base_dir = self.config.text("base_dir")
-        log_dir = self.config.text("log_dir")
         config_dir = self.config.text("config_dir")
-        for directory in (base_dir, log_dir):
-            owned_directory(directory, user)
-        write_cookie(base_dir, user, self.cookie())
-        write_config(config_dir, {"rabbitmq.conf": self.broker_config(), "enabled_plugins": "[].\n",
-                                  "rabbitmq-env.conf": "# Written by ocf:openstack:rabbitmq: empty.\n"})
-        node = self.nodename
-        data = os.path.join(base_dir, "mnesia", node)
         erl_args = "-noinput"
         if self.dist_interface():
             erl_args += f" -kernel inet_dist_use_interface {self.dist_interface()}"
-        env = {
+        return {
             "PATH": SERVICE_PATH, "HOME": base_dir, "LANG": "C.UTF-8",
             "USER": user.name, "LOGNAME": user.name,
             # With ALLOW_INPUT the script execs the VM (the recorded process is the broker), -noinput
             # keeps the VM from reading its standard input all the same.
             "RABBITMQ_ALLOW_INPUT": "true", "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": erl_args,
-            "RABBITMQ_NODENAME": node, "RABBITMQ_NODE_IP_ADDRESS": self.host,
+            "RABBITMQ_NODENAME": self.nodename, "RABBITMQ_NODE_IP_ADDRESS": self.host,
             "RABBITMQ_NODE_PORT": str(self.port), "RABBITMQ_DIST_PORT": str(self.config.integer("dist_port")),
             "ERL_EPMD_PORT": str(self.config.integer("epmd_port")),
-            "RABBITMQ_MNESIA_BASE": os.path.join(base_dir, "mnesia"), "RABBITMQ_LOG_BASE": log_dir,
+            "RABBITMQ_MNESIA_BASE": os.path.join(base_dir, "mnesia"),
+            "RABBITMQ_LOG_BASE": self.config.text("log_dir"),
             "RABBITMQ_CONFIG_FILE": os.path.join(config_dir, "rabbitmq.conf"),
             "RABBITMQ_ADVANCED_CONFIG_FILE": os.path.join(config_dir, "advanced.config"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": os.path.join(config_dir, "enabled_plugins"),
             "RABBITMQ_CONF_ENV_FILE": os.path.join(config_dir, "rabbitmq-env.conf"),
         }
-        kept = "with its existing data" if os.path.isdir(data) else "without data yet (a new node)"
+
+    @property
+    def data_dir(self) -> str:
+        return os.path.join(self.config.text("base_dir"), "mnesia", self.nodename)
+
+    def launch(self) -> Identity:
+        user = self.user()
+        base_dir = self.config.text("base_dir")
+        log_dir = self.config.text("log_dir")
+        for directory in (base_dir, log_dir):
+            owned_directory(directory, user)
+        write_cookie(base_dir, user, self.cookie())
+        write_config(self.config.text("config_dir"), {
+            "rabbitmq.conf": self.broker_config(), "enabled_plugins": "[].\n",
+            "rabbitmq-env.conf": "# Written by ocf:openstack:rabbitmq: empty.\n"})
+        node = self.nodename
+        self.fresh = not os.path.isdir(self.data_dir)
+        kept = "without data yet (a new node)" if self.fresh else "with its existing data"
         self.log.info(f"starting RabbitMQ node {node} on {self.endpoint} {kept}")
         return self.daemon.spawn([self.config.text("binary")], user=user,
-                                 log_path=os.path.join(log_dir, f"{node}-ocf.log"), env=env, cwd=base_dir,
-                                 more_logs=(os.path.join(log_dir, f"{node}.log"),))
+                                 log_path=os.path.join(log_dir, f"{node}-ocf.log"), env=self.broker_env(user),
+                                 cwd=base_dir, more_logs=(os.path.join(log_dir, f"{node}.log"),))
+
+    # Joining the peers -------------------------------------------------------------
+
+    def peers(self) -> list[str]:
+        return [peer for peer in self.config.text("peers").split() if peer != self.nodename]
+
+    def join_peers(self) -> None:
+        """After a start that launched the broker: join a running peer when the rules allow it.
+
+        Clustered with a running peer, or with peers that are all down: nothing to do (a node
+        keeps its membership). Alone: a new node (no data before this start) joins the first peer
+        that takes it (``join_cluster`` resets the node, which then holds nothing but the defaults
+        it just created); no peer running: it stays alone, the first node of the cluster. A node
+        alone *with data of its own* is never reset: the start fails and says so.
+        """
+        peers = self.peers()
+        status = self.cluster_status()
+        running = set(status.get("running_nodes", [])) - {self.nodename}
+        members = set(status.get("disk_nodes", [])) | set(status.get("ram_nodes", []))
+        if running & set(peers):
+            self.log.info(f"node {self.nodename} is clustered with running {', '.join(sorted(running))}")
+            return
+        if members - {self.nodename}:
+            self.log.info(f"node {self.nodename} keeps its cluster membership "
+                          f"({', '.join(sorted(members))}); no member is running yet")
+            return
+        if not self.fresh:
+            self.daemon.stop(self.deadline)
+            raise OCFError(OCF.ERR_GENERIC, f"node {self.nodename} has data of its own and is not "
+                           f"clustered with its peers ({', '.join(peers)}): it is never reset by the agent; "
+                           f"to join them, move {self.data_dir} aside (or rabbitmqctl reset) and start again")
+        self.ctl("stop_app")
+        for peer in peers:
+            done = self.ctl("join_cluster", peer, check=False)
+            if done.returncode == 0:
+                self.ctl("start_app")
+                self.log.info(f"new node {self.nodename} joined the cluster of {peer}")
+                return
+            self.log.info(f"joining {peer} failed (rabbitmqctl exited {done.returncode}): "
+                          f"{' '.join(done.stderr.split())[:300]}")
+        self.ctl("start_app")
+        self.log.info(f"no peer of {self.nodename} could be joined ({', '.join(peers)}): it runs as the "
+                      "first node of the cluster")
+
+    def cluster_status(self) -> dict[str, list[str]]:
+        import json
+
+        done = self.ctl("cluster_status", "--formatter", "json")
+        try:
+            found = json.loads(done.stdout)
+        except ValueError:
+            raise OCFError(OCF.ERR_GENERIC, "rabbitmqctl cluster_status did not answer JSON") from None
+        if not isinstance(found, dict):
+            raise OCFError(OCF.ERR_GENERIC, "rabbitmqctl cluster_status did not answer a JSON object")
+        return {key: [str(node) for node in value] for key, value in found.items()
+                if isinstance(value, list)}
+
+    def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``rabbitmqctl -n NODE ARGS`` as the broker's user, with its HOME (the cookie) and ports."""
+        import subprocess
+
+        user = self.user()
+        argv = [os.path.join(os.path.dirname(self.config.text("binary")), "rabbitmqctl"), "-n", self.nodename,
+                *args]
+        env = self.broker_env(user)
+        del env["RABBITMQ_ALLOW_INPUT"], env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+        ids: dict[str, object] = {}
+        if os.geteuid() == 0:
+            ids = {"user": user.uid, "group": user.gid, "extra_groups": user.groups}
+        try:
+            done: subprocess.CompletedProcess[str] = subprocess.run(  # type: ignore[call-overload]
+                argv, capture_output=True, text=True, env=env, cwd=self.config.text("base_dir"),
+                stdin=subprocess.DEVNULL, timeout=self.deadline.timeout(CTL_CAP_S), check=False, **ids)
+        except subprocess.TimeoutExpired:
+            raise OCFError(OCF.ERR_GENERIC, f"rabbitmqctl {args[0]} did not finish in time") from None
+        except OSError as exc:
+            raise OCFError(OCF.ERR_INSTALLED, f"cannot run rabbitmqctl: {exc.strerror}") from None
+        if check and done.returncode != 0:
+            self.log.warning(f"rabbitmqctl {args[0]} exited {done.returncode}: "
+                             f"{' '.join(done.stderr.split())[:300]}")
+            raise OCFError(OCF.ERR_GENERIC, f"rabbitmqctl {args[0]} exited with status {done.returncode}; "
+                           "see the agent's log")
+        return done
 
     def answering(self, identity: Identity) -> str:
         if not self.listening(identity):

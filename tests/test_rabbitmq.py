@@ -25,6 +25,7 @@ from harness.stack import HOST
 PORT = 27672  # AMQP; distribution on PORT + 1
 OTHER_PORT = 27682
 TESTER_PORT = 27692
+SEED_PORT, JOINER_PORT, LONER_PORT = 27702, 27712, 27722
 EPMD_PORT = 27670
 MESSAGES = 50
 
@@ -132,6 +133,7 @@ def test_validate_all_good(resource):
     ({"nodename": "rabbit@two@hosts"}, 6, "nodename"),
     ({"nodename": "rabbit;x@localhost"}, 6, "nodename"),
     ({"partition_handling": "pause_majority"}, 6, "partition_handling"),
+    ({"peers": "rabbit@a rabbit"}, 6, "peers"),
     ({"host": "rabbit.example.org"}, 6, "host"),
     ({"user": "root"}, 6, "root"),
     ({"user": "no-such-user"}, 5, "no-such-user"),
@@ -272,6 +274,49 @@ def test_stop_with_a_broken_configuration_still_stops_ours(workdir, cookie):
         assert not alive(leader)
     finally:
         other.ensure_stopped()
+
+
+def agent_log(resource: RabbitResource) -> str:
+    with open(resource.logfile, encoding="utf-8") as handle:
+        return handle.read()
+
+
+def test_a_new_node_joins_a_running_peer_and_a_node_with_data_is_never_reset(workdir, cookie):
+    seed = RabbitResource(workdir, SEED_PORT, EPMD_PORT, instance="seed")
+    joiner = RabbitResource(workdir, JOINER_PORT, EPMD_PORT, instance="joiner")
+    loner = RabbitResource(workdir, LONER_PORT, EPMD_PORT, instance="loner")
+    seed.params["peers"] = joiner.nodename
+    joiner.params["peers"] = seed.nodename
+    try:
+        # No peer runs: the new node stays alone, the first node of the cluster.
+        assert seed("start").rc == 0
+        assert f"no peer of {seed.nodename} could be joined" in agent_log(seed)
+        # A new node joins it: a quorum queue written through one is read through the other.
+        joined = joiner("start")
+        assert joined.rc == 0, joined
+        assert f"new node {joiner.nodename} joined the cluster of {seed.nodename}" in agent_log(joiner)
+        bodies = publish_confirmed(SEED_PORT, "test-shared", 10)
+        for member in (seed, joiner):
+            assert member("monitor", depth=20).rc == 0
+        # Restarted, the joined node keeps its data and its membership (no reset, no new join).
+        assert joiner("stop").rc == 0
+        assert joiner("start").rc == 0
+        assert f"node {joiner.nodename} is clustered with running {seed.nodename}" in agent_log(joiner)
+        assert consume_all(JOINER_PORT, "test-shared") == bodies
+
+        # A node that ran alone has data of its own: given peers, it is never reset.
+        assert loner("start").rc == 0
+        kept = publish_confirmed(LONER_PORT, "test-loner", 5)
+        assert loner("stop").rc == 0
+        refused = loner("start", peers=seed.nodename)
+        assert refused.rc == 1 and "has data of its own" in refused.reason, refused
+        assert loner.data_dir in refused.reason and len(refused.reasons) == 1
+        assert loner("monitor").rc == 7
+        assert loner("start").rc == 0
+        assert consume_all(LONER_PORT, "test-loner") == kept
+    finally:
+        for member in (loner, joiner, seed):  # the seed last: the joiner leaves a running cluster
+            member.ensure_stopped()
 
 
 def test_ocf_tester(workdir, cookie):
