@@ -236,14 +236,7 @@ class HAProxy(DaemonAgent):
 
     @property
     def socket_path(self) -> str:
-        path = self.state.file(SOCKET_NAME)
-        if len(path) <= MAX_SOCKET_PATH and "," not in path:
-            return path
-        import hashlib
-
-        # A long resource name: a short name beside the state directories, as private (HA_RSCTMP is root's).
-        tag = hashlib.sha256(self.state.path.encode()).hexdigest()[:16]
-        return os.path.join(self.env.rsctmp, f"openstack-haproxy-{tag}.sock")
+        return master_socket(self.env.rsctmp, self.env.instance)
 
     def launch(self) -> Identity:
         os.makedirs(self.state.path, mode=0o700, exist_ok=True)
@@ -411,6 +404,71 @@ class HAProxy(DaemonAgent):
             self.deadline.wait_for(lambda: not session.alive(), "the soft stop of haproxy", cap=grace)
         except DeadlineExceeded:
             self.log.warning("haproxy's soft stop did not end in time: its connections are cut")
+
+
+def master_socket(rsctmp: str, instance: str) -> str:
+    """The master CLI socket of the haproxy resource ``instance`` (also how other agents reach it)."""
+    from agents.ocf.state import StateDir
+
+    state = StateDir(rsctmp, "haproxy", instance)
+    path = state.file(SOCKET_NAME)
+    if len(path) <= MAX_SOCKET_PATH and "," not in path:
+        return path
+    import hashlib
+
+    # A long resource name: a short name beside the state directories, as private (HA_RSCTMP is root's).
+    tag = hashlib.sha256(state.path.encode()).hexdigest()[:16]
+    return os.path.join(rsctmp, f"openstack-haproxy-{tag}.sock")
+
+
+class Front:
+    """The servers of one backend in the local HAProxy, as another agent (an API's notify) sets them:
+    out of rotation before its instances stop, back once they started."""
+
+    def __init__(self, deadline: Deadline, socket_path: str, backend: str) -> None:
+        self.cli = MasterCLI(deadline, socket_path, ASK_CAP_S)
+        self.deadline = deadline
+        self.backend = backend
+
+    def set_state(self, servers: Sequence[str], state: str) -> list[str]:
+        """``set server BACKEND/SERVER state STATE`` for each; the answers that were not empty (errors)."""
+        problems = []
+        for server in servers:
+            answer = self.cli.ask(f"@1 set server {self.backend}/{server} state {state}").strip()
+            if answer:
+                problems.append(f"{server}: {answer.splitlines()[0][:120]}")
+        return problems
+
+    def busy(self, servers: Sequence[str]) -> dict[str, int]:
+        """Sessions under way on each of ``servers`` that still has some."""
+        sessions = current_sessions(self.cli.ask("@1 show stat"), self.backend)
+        return {server: sessions[server] for server in servers if sessions.get(server, 0) > 0}
+
+    def wait_idle(self, servers: Sequence[str], poll_s: float = 0.1) -> dict[str, int]:
+        """Until no session is under way on ``servers`` or the deadline (nearly) ends; what is left."""
+        while True:
+            left = self.busy(servers)
+            if not left or self.deadline.remaining() <= 2 * poll_s:
+                return left
+            self.deadline.sleep(poll_s)
+
+
+def current_sessions(text: str, backend: str) -> dict[str, int]:
+    """Each server of ``backend``: its sessions under way (``scur``), from ``show stat`` CSV."""
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("# "):
+        return {}
+    header = lines[0][2:].split(",")
+    try:
+        px, sv, scur, kind = (header.index(name) for name in ("pxname", "svname", "scur", "type"))
+    except ValueError:
+        return {}
+    sessions = {}
+    for line in lines[1:]:
+        fields = line.split(",")
+        if len(fields) > max(px, sv, scur, kind) and fields[kind] == "2" and fields[px] == backend:
+            sessions[fields[sv]] = int(fields[scur]) if fields[scur].isdigit() else 0
+    return sessions
 
 
 class Processes:

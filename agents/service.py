@@ -115,6 +115,38 @@ class ApiService(TCPDaemonAgent):
     def monitor(self) -> OCF:
         return self.monitor_daemon()
 
+    @action("notify", timeout=30)
+    def notify(self) -> OCF:
+        """With ``haproxy_resource``: before instances stop, the local HAProxy takes them out of rotation
+        and lets their requests finish; once they started, it puts them back. Never fails: a front that
+        cannot be told is left to its health checks."""
+        proxy = self.config.text("haproxy_resource")
+        note = self.env.notify()
+        if proxy and note.type == "pre" and note.operation == "stop":
+            self.set_front(proxy, note.unames("stop"), "maint")
+        elif proxy and note.type == "post" and note.operation == "start":
+            self.set_front(proxy, note.unames("start"), "ready")
+        return OCF.SUCCESS
+
+    def set_front(self, proxy: str, servers: list[str], state: str) -> None:
+        from agents.haproxy import Front, master_socket
+
+        socket_path = master_socket(self.env.rsctmp, proxy)
+        if not servers or not os.path.exists(socket_path):
+            return
+        front = Front(self.deadline, socket_path, self.env.instance)
+        try:
+            problems = front.set_state(servers, state)
+            left = front.wait_idle(servers) if state == "maint" else {}
+        except OCFError as exc:
+            self.log.warning(f"HAProxy {proxy} was not told to set {', '.join(servers)} {state}: "
+                             f"{exc.reason}")
+            return
+        for problem in problems:
+            self.log.warning(f"HAProxy {proxy} refused to set {state}: {problem}")
+        busy = f"; still under way: {left}" if left else ""
+        self.log.info(f"HAProxy {proxy}: {self.env.instance} on {', '.join(servers)} set {state}{busy}")
+
     @action("reload-agent", timeout=20)
     def reload_agent(self) -> OCF:
         # The reloadable parameters (the deep check's credentials) are read by each monitor anew;
@@ -578,6 +610,13 @@ def build_params(cls: type[ApiService]) -> tuple[Param, ...]:
                        "monitor.", default="", reloadable=True),
         Param("credentials_section", shortdesc="Section of the credentials file", default="credentials",
               reloadable=True),
+        Param("haproxy_resource", default="", reloadable=True, check=_check_resource_name,
+              shortdesc="The HAProxy resource (this project's haproxy agent) in front of this API",
+              longdesc="With notify=true on this clone: before instances of this API stop, the HAProxy of "
+                       "every node (this resource's master CLI, on the same node) takes them out of rotation "
+                       "and waits for their requests under way; once they started, it puts them back. The "
+                       "backend is named after this resource and its servers after the nodes, as crmtool "
+                       "generates them. Empty: no such notifications are acted on (health checks only)."),
         Param("allow_plain_http", "boolean", default=False, reloadable=True,
               shortdesc="Let the deep check send its password over plain http",
               longdesc="The depth-20 check of a service that asks keystone for a token sends the "
@@ -602,6 +641,13 @@ def _check_file_path(value: object) -> None:
     text = str(value)
     if not text.startswith("/") or not text.isprintable():
         raise ValueError(f"must be an absolute path of printable characters, not {text!r}")
+
+
+def _check_resource_name(value: object) -> None:
+    import re
+
+    if value and not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}", str(value)):
+        raise ValueError(f"must be a resource id (letters, digits, '_', '.', ':', '-'), not {value!r}")
 
 
 def _check_file_list(value: object) -> None:

@@ -256,13 +256,14 @@ def prepare(desc: Description, provider: str) -> None:
     if haproxy is None:
         return
     net = network(haproxy)
-    if net is not None:
-        for frontend in fronted(desc, provider):
-            primitive = frontend.primitive
-            if "host" not in primitive.params:
-                primitive.params["host"] = str(net)
-                primitive.param_paths["host"] = f"{haproxy.path}.network"
     target = resource(desc, provider)
+    for frontend in fronted(desc, provider):
+        primitive = frontend.primitive
+        if net is not None and "host" not in primitive.params:
+            primitive.params["host"] = str(net)
+            primitive.param_paths["host"] = f"{haproxy.path}.network"
+        if target is not None:
+            drain_before_stop(desc, primitive, target.id, haproxy.path)
     if target is None:
         return
     primitive = target
@@ -273,6 +274,18 @@ def prepare(desc: Description, provider: str) -> None:
     if text is not None:
         primitive.params["config_digest"] = digest(text)
         primitive.param_paths["config_digest"] = haproxy.path
+
+
+def drain_before_stop(desc: Description, primitive: Primitive, proxy: str, path: str) -> None:
+    """The API's clone notifies its instances (notify=true) and the API names the haproxy resource:
+    before an instance stops, every node's HAProxy takes it out of rotation and lets its requests
+    finish; after it started, puts it back (the API agent's notify action)."""
+    clone = desc.clone_of(primitive.id)
+    if clone is not None and "notify" not in clone.meta:
+        clone.meta["notify"] = "true"
+    if "haproxy_resource" not in primitive.params:
+        primitive.params["haproxy_resource"] = proxy
+        primitive.param_paths["haproxy_resource"] = f"{path}.resource"
 
 
 # Checks ----------------------------------------------------------------------

@@ -18,8 +18,9 @@ import tempfile
 import pytest
 from lxml import etree
 
-from agents.haproxy import describe_backends, first_error_line, parse_stat
+from agents.haproxy import MasterCLI, describe_backends, first_error_line, master_socket, parse_stat
 from agents.ocf.codes import OCF
+from agents.ocf.deadline import Deadline
 from harness.haproxy import AGENT, Backend, HAProxyResource, Stream, get, write_config
 from harness.processes import alive, eventually
 from harness.stack import HOST
@@ -427,3 +428,51 @@ def test_ocf_tester(workdir, backends):
     finally:
         HAProxyResource(workdir, instance="tester-haproxy", **params).ensure_stopped()
     assert not serves("k1") and not serves("k2")
+
+
+# An API's notify: the local HAProxy takes its stopping instances out and puts started ones back -----
+
+KEYSTONE_AGENT = os.path.join(os.path.dirname(AGENT), "keystone")
+
+
+def notify_keystone(resource: HAProxyResource, kind: str, operation: str, nodes: str, **params: str):
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "OCF_ROOT": "/usr/lib/ocf",
+           "OCF_RESOURCE_INSTANCE": "keystone",
+           "HA_RSCTMP": resource.rsctmp, "HA_LOGFILE": resource.logfile, "HA_LOGFACILITY": "none",
+           "OCF_RESKEY_CRM_meta_timeout": "30000", "OCF_RESKEY_CRM_meta_notify_type": kind,
+           "OCF_RESKEY_CRM_meta_notify_operation": operation,
+           f"OCF_RESKEY_CRM_meta_notify_{operation}_uname": nodes,
+           **{f"OCF_RESKEY_{key}": value for key, value in params.items()}}
+    done = subprocess.run([KEYSTONE_AGENT, "notify"], env=env, capture_output=True, text=True, timeout=60,
+                          check=False)
+    return done.returncode
+
+
+def server_states(resource: HAProxyResource) -> dict[str, str]:
+    """keystone's servers and their status column, as the master CLI reports them."""
+    text = MasterCLI(Deadline(10), master_socket(resource.rsctmp, resource.instance)).ask("@1 show stat")
+    header = text.splitlines()[0][2:].split(",")
+    px, sv, status = (header.index(name) for name in ("pxname", "svname", "status"))
+    rows = [line.split(",") for line in text.splitlines()[1:] if line]
+    return {row[sv]: row[status] for row in rows
+            if row[px] == "keystone" and row[sv] not in ("FRONTEND", "BACKEND")}
+
+
+def test_pre_stop_takes_the_instances_out_post_start_puts_them_back(resource, backends):
+    assert resource("start").rc == 0
+    assert eventually(lambda: server_states(resource) == {"k1": "UP", "k2": "UP"})
+    assert notify_keystone(resource, "pre", "stop", "k1", haproxy_resource=resource.instance) == 0
+    assert server_states(resource)["k1"] == "MAINT"
+    assert {get(FRONT) for _ in range(6)} == {"k2"}  # nothing goes to the instance about to stop
+    assert notify_keystone(resource, "post", "start", "k1", haproxy_resource=resource.instance) == 0
+    assert eventually(lambda: server_states(resource)["k1"] == "UP")
+    assert {get(FRONT) for _ in range(6)} == {"k1", "k2"}
+
+
+def test_negative_control_without_haproxy_resource_the_front_is_left_alone(resource, backends):
+    assert resource("start").rc == 0
+    assert eventually(lambda: server_states(resource) == {"k1": "UP", "k2": "UP"})
+    assert notify_keystone(resource, "pre", "stop", "k1") == 0
+    assert server_states(resource)["k1"] == "UP"
+    assert notify_keystone(resource, "pre", "stop", "k1", haproxy_resource="no-such-haproxy") == 0
+    assert server_states(resource)["k1"] == "UP"
