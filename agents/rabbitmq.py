@@ -152,7 +152,7 @@ class RabbitMQ(TCPDaemonAgent):
                        "Owned by user (or root), writable by nobody else; created for user (mode 0750) when "
                        "missing and its parent exists. Its data is never deleted by the agent."),
         Param("config_dir", shortdesc="Directory of the configuration written by the agent", check=_absolute,
-              default="/var/lib/rabbitmq/ocf-config",
+              default="/etc/openstack-ha/rabbitmq",
               longdesc="rabbitmq.conf, enabled_plugins and rabbitmq-env.conf are written here at every start "
                        "(edits are overwritten); an advanced.config placed here by the operator is read by "
                        "the broker. Owned by root and writable by root alone; created (mode 0755) when "
@@ -625,7 +625,8 @@ def open_directory(path: str) -> int:
     except OSError as exc:
         import errno
 
-        why = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        link = exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path)
+        why = "it is a symbolic link" if link else exc.strerror
         raise OCFError(OCF.ERR_INSTALLED, f"cannot open the directory {path}: {why}") from None
 
 
@@ -652,55 +653,56 @@ def owned_directory(path: str, user: User) -> None:
 
 def write_cookie(base_dir: str, user: User, cookie: str) -> None:
     """``base_dir/.erlang.cookie`` for ``user``, mode 0400: a fresh file (O_EXCL, O_NOFOLLOW) renamed."""
-    _replace(base_dir, COOKIE_FILE, cookie.encode("ascii"), COOKIE_MODE, user)
+    dir_fd = open_directory(base_dir)
+    try:
+        _replace(dir_fd, base_dir, COOKIE_FILE, cookie.encode("ascii"), COOKIE_MODE, user)
+    finally:
+        os.close(dir_fd)
 
 
 def write_config(path: str, files: dict[str, str]) -> None:
-    """The agent's files in ``path``, a directory owned by root and writable by root alone."""
+    """The agent's files in ``path``, a directory owned by root and writable by root alone
+    (checked and written through one descriptor of it)."""
     try:
         os.mkdir(path, CONFIG_DIR_MODE)
     except FileExistsError:
         pass
     except OSError as exc:
         raise OCFError(OCF.ERR_INSTALLED, f"cannot create config_dir {path}: {exc.strerror}") from None
-    fd = open_directory(path)
+    dir_fd = open_directory(path)
     try:
-        info = os.fstat(fd)
-    finally:
-        os.close(fd)
-    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
-        raise OCFError(OCF.ERR_PERM, f"config_dir {path} must belong to uid {os.geteuid()} and be writable "
-                       f"by it alone, not uid {info.st_uid} mode {info.st_mode & 0o7777:04o}")
-    for name, text in files.items():
-        _replace(path, name, text.encode("utf-8"), CONFIG_FILE_MODE, None)
-
-
-def _replace(directory: str, name: str, data: bytes, mode: int, owner: User | None) -> None:
-    dir_fd = open_directory(directory)
-    try:
-        tmp = f".{name}.ocf-{os.urandom(6).hex()}"
-        try:
-            fd = os.open(tmp, NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
-        except OSError as exc:
-            raise OCFError(OCF.ERR_PERM, f"cannot write {name} in {directory}: {exc.strerror}") from None
-        try:
-            try:
-                if owner is not None and os.geteuid() == 0:
-                    os.fchown(fd, owner.uid, owner.gid)
-                os.fchmod(fd, mode)
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        except OSError as exc:
-            try:
-                os.unlink(tmp, dir_fd=dir_fd)
-            except OSError:
-                pass
-            raise OCFError(OCF.ERR_PERM, f"cannot write {name} in {directory}: {exc.strerror}") from None
+        info = os.fstat(dir_fd)
+        if info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise OCFError(OCF.ERR_PERM, f"config_dir {path} must belong to uid {os.geteuid()} and be "
+                           f"writable by it alone, not uid {info.st_uid} mode {info.st_mode & 0o7777:04o}")
+        for name, text in files.items():
+            _replace(dir_fd, path, name, text.encode("utf-8"), CONFIG_FILE_MODE, None)
     finally:
         os.close(dir_fd)
+
+
+def _replace(dir_fd: int, directory: str, name: str, data: bytes, mode: int, owner: User | None) -> None:
+    tmp = f".{name}.ocf-{os.urandom(6).hex()}"
+    try:
+        fd = os.open(tmp, NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
+    except OSError as exc:
+        raise OCFError(OCF.ERR_PERM, f"cannot write {name} in {directory}: {exc.strerror}") from None
+    try:
+        try:
+            if owner is not None and os.geteuid() == 0:
+                os.fchown(fd, owner.uid, owner.gid)
+            os.fchmod(fd, mode)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except OSError as exc:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise OCFError(OCF.ERR_PERM, f"cannot write {name} in {directory}: {exc.strerror}") from None
 
 
 AGENT = RabbitMQ

@@ -23,7 +23,6 @@ from harness.rabbitmq import AGENT, MONITOR_USER, RabbitResource, stop_epmd, wri
 from harness.stack import HOST
 
 PORT = 27672  # AMQP; distribution on PORT + 1
-OTHER_PORT = 27682
 TESTER_PORT = 27692
 SEED_PORT, JOINER_PORT, LONER_PORT = 27702, 27712, 27722
 EPMD_PORT = 27670
@@ -174,6 +173,36 @@ def test_cookie_file_must_be_root_only(resource, workdir, cookie, how):
         os.unlink(path)
 
 
+@pytest.mark.parametrize(("how", "code", "named"), [
+    ("config_dir-symlink", 5, "symbolic link"),
+    ("config_dir-writable", 4, "writable by it alone"),
+    ("base_dir-foreign", 4, "must belong to rabbitmq or root"),
+])
+def test_directories_root_writes_into(resource, workdir, how, code, named):
+    path = os.path.join(workdir, how)
+    target = os.path.join(workdir, f"{how}-target")
+    param = how.split("-")[0]
+    if how == "config_dir-symlink":
+        os.mkdir(target, 0o755)
+        os.symlink(target, path)
+    else:
+        os.mkdir(path, 0o777 if how == "config_dir-writable" else 0o755)
+        os.chmod(path, 0o777 if how == "config_dir-writable" else 0o755)
+        if how == "base_dir-foreign":
+            shutil.chown(path, "nobody", "nogroup")
+    try:
+        start = resource("start", **{param: path})
+        assert start.rc == code and named in start.reason and path in start.reason, start
+        assert resource("monitor").rc == 7
+        assert not os.listdir(target if how == "config_dir-symlink" else path), "nothing written there"
+    finally:
+        for made in (path, target):
+            if os.path.islink(made):
+                os.unlink(made)
+            elif os.path.isdir(made):
+                shutil.rmtree(made)
+
+
 def test_port_taken(resource):
     with socket.create_server((HOST, PORT)):
         start = resource("start")
@@ -264,18 +293,6 @@ def test_start_monitor_stop_and_data_survives_a_restart(resource, workdir, cooki
     assert not alive(leader)
 
 
-def test_stop_with_a_broken_configuration_still_stops_ours(workdir, cookie):
-    other = RabbitResource(workdir, OTHER_PORT, EPMD_PORT)
-    try:
-        assert other("start").rc == 0
-        leader = other.leader()
-        assert other.probe(binary="/nonexistent/rabbitmq-server").rc == 0  # ours runs: never "not running"
-        assert other("stop", binary="/nonexistent/rabbitmq-server", port="amqp").rc == 0
-        assert not alive(leader)
-    finally:
-        other.ensure_stopped()
-
-
 def agent_log(resource: RabbitResource) -> str:
     with open(resource.logfile, encoding="utf-8") as handle:
         return handle.read()
@@ -314,6 +331,12 @@ def test_a_new_node_joins_a_running_peer_and_a_node_with_data_is_never_reset(wor
         assert loner("monitor").rc == 7
         assert loner("start").rc == 0
         assert consume_all(LONER_PORT, "test-loner") == kept
+
+        # With a broken configuration, a probe still sees ours and stop still stops it.
+        leader = loner.leader()
+        assert loner.probe(binary="/nonexistent/rabbitmq-server").rc == 0  # never "not running"
+        assert loner("stop", binary="/nonexistent/rabbitmq-server", port="amqp").rc == 0
+        assert not alive(leader)
     finally:
         for member in (loner, joiner, seed):  # the seed last: the joiner leaves a running cluster
             member.ensure_stopped()
