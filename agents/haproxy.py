@@ -440,34 +440,39 @@ class Front:
         return problems
 
     def busy(self, servers: Sequence[str]) -> dict[str, int]:
-        """Sessions under way on each of ``servers`` that still has some."""
+        """Sessions under way on each of ``servers`` that still has some and still passes its health
+        checks (a hung or dead instance's sessions will never finish: not worth waiting for)."""
         sessions = current_sessions(self.cli.ask("@1 show stat"), self.backend)
-        return {server: sessions[server] for server in servers if sessions.get(server, 0) > 0}
+        return {server: sessions[server][0] for server in servers
+                if sessions.get(server, (0, ""))[0] > 0 and not sessions[server][1].startswith("DOWN")}
 
-    def wait_idle(self, servers: Sequence[str], poll_s: float = 0.1) -> dict[str, int]:
-        """Until no session is under way on ``servers`` or the deadline (nearly) ends; what is left."""
+    def wait_idle(self, servers: Sequence[str], cap_s: float, poll_s: float = 0.1) -> dict[str, int]:
+        """Until no session is under way on ``servers``, ``cap_s`` passed or the deadline (nearly) ends;
+        what is left."""
+        until = self.deadline.elapsed() + cap_s
         while True:
             left = self.busy(servers)
-            if not left or self.deadline.remaining() <= 2 * poll_s:
+            if not left or self.deadline.remaining() <= 2 * poll_s or self.deadline.elapsed() >= until:
                 return left
             self.deadline.sleep(poll_s)
 
 
-def current_sessions(text: str, backend: str) -> dict[str, int]:
-    """Each server of ``backend``: its sessions under way (``scur``), from ``show stat`` CSV."""
+def current_sessions(text: str, backend: str) -> dict[str, tuple[int, str]]:
+    """Each server of ``backend``: its sessions under way (``scur``) and its status, from ``show stat``."""
     lines = text.splitlines()
     if not lines or not lines[0].startswith("# "):
         return {}
     header = lines[0][2:].split(",")
     try:
-        px, sv, scur, kind = (header.index(name) for name in ("pxname", "svname", "scur", "type"))
+        px, sv, scur, status, kind = (header.index(name)
+                                      for name in ("pxname", "svname", "scur", "status", "type"))
     except ValueError:
         return {}
     sessions = {}
     for line in lines[1:]:
         fields = line.split(",")
-        if len(fields) > max(px, sv, scur, kind) and fields[kind] == "2" and fields[px] == backend:
-            sessions[fields[sv]] = int(fields[scur]) if fields[scur].isdigit() else 0
+        if len(fields) > max(px, sv, scur, status, kind) and fields[kind] == "2" and fields[px] == backend:
+            sessions[fields[sv]] = (int(fields[scur]) if fields[scur].isdigit() else 0, fields[status])
     return sessions
 
 

@@ -51,6 +51,8 @@ DEPENDENCY_CAP_S = 5.0
 DEPENDENCY_RESERVE_S = 1.5
 DEPENDENCY_SHARE_MAX = 0.3
 DEFAULT_PORTS = {"http": 80, "https": 443}
+# Before instances stop, how long their requests under way may take to finish (a longer one is cut).
+DRAIN_WAIT_S = 20.0
 VERSION_ASK_CAP_S = 2.0
 # SIGTERM stops uWSGI gracefully: a worker finishes the request it serves, then exits (an idle one at
 # once), and the master follows its workers. uWSGI 2.0's own TERM is a brutal reload, and --die-on-term
@@ -117,13 +119,14 @@ class ApiService(TCPDaemonAgent):
 
     @action("notify", timeout=30)
     def notify(self) -> OCF:
-        """With ``haproxy_resource``: before instances stop, the local HAProxy takes them out of rotation
-        and lets their requests finish; once they started, it puts them back. Never fails: a front that
-        cannot be told is left to its health checks."""
+        """With ``haproxy_resource``: before instances stop, the local HAProxy drains them (no new
+        requests) and lets their requests under way finish (at most DRAIN_WAIT_S; not those of an
+        instance failing its health checks: hung or dead, they never will); once they started, it puts
+        them back. Never fails: a front that cannot be told is left to its health checks."""
         proxy = self.config.text("haproxy_resource")
         note = self.env.notify()
         if proxy and note.type == "pre" and note.operation == "stop":
-            self.set_front(proxy, note.unames("stop"), "maint")
+            self.set_front(proxy, note.unames("stop"), "drain")
         elif proxy and note.type == "post" and note.operation == "start":
             self.set_front(proxy, note.unames("start"), "ready")
         return OCF.SUCCESS
@@ -137,7 +140,7 @@ class ApiService(TCPDaemonAgent):
         front = Front(self.deadline, socket_path, self.env.instance)
         try:
             problems = front.set_state(servers, state)
-            left = front.wait_idle(servers) if state == "maint" else {}
+            left = front.wait_idle(servers, DRAIN_WAIT_S) if state == "drain" else {}
         except OCFError as exc:
             self.log.warning(f"HAProxy {proxy} was not told to set {', '.join(servers)} {state}: "
                              f"{exc.reason}")
@@ -613,8 +616,9 @@ def build_params(cls: type[ApiService]) -> tuple[Param, ...]:
         Param("haproxy_resource", default="", reloadable=True, check=_check_resource_name,
               shortdesc="The HAProxy resource (this project's haproxy agent) in front of this API",
               longdesc="With notify=true on this clone: before instances of this API stop, the HAProxy of "
-                       "every node (this resource's master CLI, on the same node) takes them out of rotation "
-                       "and waits for their requests under way; once they started, it puts them back. The "
+                       "every node (this resource's master CLI, on the same node) drains them (no new "
+                       "requests) and waits up to 20 s for their requests under way, unless they fail "
+                       "their health checks; once they started, it puts them back. The "
                        "backend is named after this resource and its servers after the nodes, as crmtool "
                        "generates them. Empty: no such notifications are acted on (health checks only)."),
         Param("allow_plain_http", "boolean", default=False, reloadable=True,

@@ -462,7 +462,7 @@ def test_pre_stop_takes_the_instances_out_post_start_puts_them_back(resource, ba
     assert resource("start").rc == 0
     assert eventually(lambda: server_states(resource) == {"k1": "UP", "k2": "UP"})
     assert notify_keystone(resource, "pre", "stop", "k1", haproxy_resource=resource.instance) == 0
-    assert server_states(resource)["k1"] == "MAINT"
+    assert server_states(resource)["k1"] == "DRAIN"
     assert {get(FRONT) for _ in range(6)} == {"k2"}  # nothing goes to the instance about to stop
     assert notify_keystone(resource, "post", "start", "k1", haproxy_resource=resource.instance) == 0
     assert eventually(lambda: server_states(resource)["k1"] == "UP")
