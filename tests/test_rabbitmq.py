@@ -22,10 +22,10 @@ from harness.processes import alive, eventually
 from harness.rabbitmq import AGENT, MONITOR_USER, RabbitResource, stop_epmd, write_secrets
 from harness.stack import HOST
 
-PORT = 27672  # AMQP; distribution on PORT + 1
-TESTER_PORT = 27692
-SEED_PORT, JOINER_PORT, LONER_PORT = 27702, 27712, 27722
-EPMD_PORT = 27670
+PORT = 28672  # AMQP; distribution on PORT + 1
+TESTER_PORT = 28692
+SEED_PORT, JOINER_PORT, LONER_PORT = 28702, 28712, 28722
+EPMD_PORT = 28670
 MESSAGES = 50
 
 pytestmark = [pytest.mark.services,
