@@ -64,6 +64,7 @@ NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLO
 START_ASK_CAP_S = 1.0
 DEEP_CHECK_CAP_S = 10.0
 CTL_CAP_S = 60.0
+RESOLVE_CAP_S = 5.0
 CONSUME_POLL_S = 0.05
 # The AMQP 0-9-1 protocol header, and the start of the broker's answer: a method frame on
 # channel 0 whose payload begins with class 10 (connection), method 10 (start).
@@ -231,12 +232,30 @@ class RabbitMQ(TCPDaemonAgent):
                 problems.append(exc)
             problems += self.credentials_problems()
             problems += self.host_problems()
+            problems += self.node_host_problems()
             for param in ("base_dir", "config_dir", "log_dir"):
                 directory = self.config.text(param)
                 if not os.path.isdir(directory) and not os.path.isdir(os.path.dirname(directory)):
                     problems.append(OCFError(OCF.ERR_INSTALLED, f"neither {param} {directory} nor its parent "
                                              "exists"))
         return problems
+
+    def node_host_problems(self) -> list[OCFError]:
+        """The host part of the node name must resolve here (else Erlang gives up after a minute)."""
+        from agents.http import resolve
+
+        host = self.nodename.partition("@")[2]
+        if not host:
+            return []
+        try:
+            resolve(host, self.config.integer("dist_port"), self.deadline, RESOLVE_CAP_S)
+        except TimeoutError:
+            return [OCFError(OCF.ERR_INSTALLED, f"the host {host} of nodename {self.nodename} did not "
+                             f"resolve within {RESOLVE_CAP_S:.0f} s on this node")]
+        except OSError:
+            return [OCFError(OCF.ERR_INSTALLED, f"the host {host} of nodename {self.nodename} does not "
+                             "resolve on this node (/etc/hosts or DNS)")]
+        return []
 
     # Derived facts -----------------------------------------------------------
 

@@ -136,6 +136,7 @@ def test_validate_all_good(resource):
     ({"host": "rabbit.example.org"}, 6, "host"),
     ({"user": "root"}, 6, "root"),
     ({"user": "no-such-user"}, 5, "no-such-user"),
+    ({"nodename": "rabbit@no-such-host.invalid"}, 5, "does not resolve"),
     ({"binary": "/nonexistent/rabbitmq-server"}, 5, "/nonexistent/rabbitmq-server"),
     ({"base_dir": "/nonexistent/dir/rabbitmq"}, 5, "/nonexistent/dir/rabbitmq"),
     # The cookie file is this node's: 5 (the broker may run elsewhere), like every credentials file.
