@@ -14,6 +14,7 @@ DATADIR     ?= /usr/share/openstack-ha
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 DEMO_ARGS   ?=
+BENCH_CLUSTER_ARGS ?=
 
 APT := DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 -y -q
 # Cluster stack, agent runtime, test tools.
@@ -78,7 +79,7 @@ demo: deps install
 
 # Failover after crashes of the database and VIP holders on a real namespace cluster (~30 minutes).
 bench-cluster: deps install
-	$(VPY) -m nscluster.bench
+	$(VPY) -m nscluster.bench $(BENCH_CLUSTER_ARGS)
 
 docs: deps-python
 	$(VPY) -m tools.docs README.md

@@ -23,6 +23,12 @@ being measured.
 
     python -m nscluster.bench [--crashes 10] [--agents db,db-shell,vip,IPaddr2]
                               [--timings default,fast,builtin]
+    python -m nscluster.bench --front [--rounds 2]
+
+``--front``: the API front, today's profile (the public VIP on a keystone) against the HAProxy
+profile, same machine, same run: failed token requests (one every 0.5 s) per rolling standby of the
+three nodes and per ``kill -9`` of keystone on the VIP's holder, the first token after a crash of the
+VIP's holder, and what the proxy adds per token request (median, p99) against keystone directly.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from nscluster import config, health, openstack
+from nscluster import config, haproxy, health, maintenance, openstack
 from nscluster import database as db_stack
 from nscluster.cluster import Cluster, ClusterError, ClusterSpec, run_cmd
 
@@ -174,6 +180,78 @@ def table(rows: Sequence[Series]) -> str:
     return "\n".join(lines)
 
 
+FRONTS = {"vip-on-keystone": "public VIP on a keystone (openstack-3ctl)",
+          "haproxy": "HAProxy on every node (openstack-3ctl-haproxy)"}
+FRONT_HEADER = ["front", "rolling standby: failed / requests", "kill -9 keystone: failed / requests",
+                "VIP holder crash → first token s", "token median s (direct → through the VIP)",
+                "token p99 s (direct → through the VIP)"]
+
+
+def measure_front(front: str, rounds: int, verbose: bool) -> list[str]:
+    """One cluster with the database and keystone behind ``front``; the row of FRONT_HEADER."""
+    spec = ClusterSpec(fence_reboot_delay_s=REBOOT_DELAY_S,
+                       **db_stack.spec_fields(private_dirs=(*openstack.PRIVATE_DIRS,
+                                                            *haproxy.PRIVATE_DIRS)))  # type: ignore[arg-type]
+    _started, progress = progress_printer(front)
+    standby, killed, tokens, direct, fronted = [], [], [], [], []
+    with Cluster(spec, progress=progress if verbose else None) as cluster:  # type: ignore[arg-type]
+        database = db_stack.Database(cluster)
+        database.prepare(via=cluster.any_running_node())
+        keystone = openstack.KeystoneInCluster(cluster, db_port=db_stack.PORT, workers=4)
+        stack = openstack.stack_with_keystone(cluster, database.overrides(), keystone, db_stack.SOCKET)
+        serving: tuple[str, ...] = (openstack.RESOURCE,)
+        if front == "haproxy":
+            stack = haproxy.fronted(cluster, stack)
+            serving = (openstack.RESOURCE, haproxy.RESOURCE)
+        config.push(cluster, stack)
+        health.wait_healthy(cluster, stack)
+        for number in range(1, rounds + 1):
+            standby.append(maintenance.rolling_standby(cluster, stack, keystone, serving=serving))
+            health.wait_healthy(cluster, stack)
+            (holder,) = cluster.status().where(config.PUBLIC_VIP)
+            killed.append(maintenance.signal_keystone(cluster, keystone, holder, "KILL"))
+            health.wait_healthy(cluster, stack)
+            (victim,) = cluster.status().where(config.PUBLIC_VIP)
+            tokens.append(openstack.seconds_to_token_after_crash(cluster, keystone, victim))
+            health.wait_healthy(cluster, stack)
+            pair = maintenance.direct_and_fronted_latency(keystone, cluster.nodes[victim].address)
+            direct.append(pair[0])
+            fronted.append(pair[1])
+            print(f"  {front} round {number}/{rounds}: standby {standby[-1].summary()}; kill -9 "
+                  f"{killed[-1].summary()}; first token after a crash of the VIP's holder {tokens[-1]:.2f} s",
+                  flush=True)
+    return [FRONTS[front], failed_of(standby), failed_of(killed), f"{statistics.median(tokens):.2f}",
+            latency(direct, fronted, 0.5), latency(direct, fronted, 0.99)]
+
+
+def failed_of(runs: Sequence[maintenance.Streamed]) -> str:
+    return ", ".join(f"{len(run.failed)} / {len(run.answers)}" for run in runs)
+
+
+def latency(direct: Sequence[maintenance.Streamed], fronted: Sequence[maintenance.Streamed],
+            fraction: float) -> str:
+    def of(runs: Sequence[maintenance.Streamed]) -> float:
+        took = sorted(float(str(a["s"])) for run in runs for a in run.answers if a["ok"])
+        return maintenance.percentile(took, fraction) if took else float("nan")
+
+    return f"{of(direct):.3f} → {of(fronted):.3f}"
+
+
+def front_main(rounds: int, verbose: bool) -> int:
+    rows = []
+    for front, label in FRONTS.items():
+        print(f"== {label}: {rounds} rounds", flush=True)
+        try:
+            rows.append(measure_front(front, rounds, verbose))
+        except ClusterError as error:
+            print(f"  {front} failed: {error}", flush=True)
+    print("\n### The API front in routine maintenance and faults (token requests every 0.5 s through the "
+          "public VIP)\n")
+    lines = ["| " + " | ".join(FRONT_HEADER) + " |", "|" + "---|" * len(FRONT_HEADER)]
+    print("\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nscluster.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--crashes", type=int, default=10)
@@ -183,7 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "answers")
     parser.add_argument("--timings", default="default,fast")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--front", action="store_true", help="compare the API fronts (see above)")
+    parser.add_argument("--rounds", type=int, default=2, help="--front: rounds of each measurement")
     args = parser.parse_args(argv)
+    if args.front:
+        return front_main(args.rounds, args.verbose)
     results = []
     for timing in args.timings.split(","):
         for agent in args.agents.split(","):

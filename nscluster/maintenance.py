@@ -21,6 +21,10 @@ from nscluster.openstack import RESOURCE, KeystoneInCluster
 
 STREAM_SECONDS = 900  # the client's own limit; it is stopped when the maintenance ends
 QUIET_S = 2.0  # answers before the first step and after the last
+# What a user waits for a token before giving up: a token issued later is "late" (the client itself
+# waits up to 30 s and reports how long it took).
+PATIENCE_S = 5.0
+DATABASE = "mysql"
 
 
 @dataclasses.dataclass
@@ -31,10 +35,27 @@ class Streamed:
     steps: list[tuple[float, str]]
     vip_moves: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     recovered_s: float | None = None
+    # (start, end) of the rounds that moved the database (monotonic time)
+    database_moves: list[tuple[float, float]] = dataclasses.field(default_factory=list)
 
     @property
     def failed(self) -> list[dict[str, object]]:
+        """No token: an error, another status, or no answer within the client's 30 s."""
         return [answer for answer in self.answers if not answer["ok"]]
+
+    @property
+    def late(self) -> list[dict[str, object]]:
+        """A token, but after the user's patience."""
+        return [answer for answer in self.answers if answer["ok"] and float(str(answer["s"])) > PATIENCE_S]
+
+    def during_database_moves(self, answers: list[dict[str, object]]) -> list[dict[str, object]]:
+        """Those of ``answers`` under way while a round moved the database."""
+        def overlaps(answer: dict[str, object]) -> bool:
+            began = float(str(answer["t"]))
+            ended = began + float(str(answer.get("s") or 0))
+            return any(began <= end and ended >= start for start, end in self.database_moves)
+
+        return [answer for answer in answers if overlaps(answer)]
 
     def summary(self) -> str:
         took = sorted(float(str(a["s"])) for a in self.answers if a["ok"])
@@ -44,7 +65,9 @@ class Streamed:
         failures = [(round(float(str(a["t"])) - start, 1), a["status"], str(a["error"])[:50])
                     for a in self.failed]
         steps = [(round(at - start, 1), what) for at, what in self.steps]
-        return (f"{len(self.answers)} token requests, {len(self.failed)} failed, {latency}; public VIP moved "
+        late = [(round(float(str(a["t"])) - start, 1), a["s"]) for a in self.late]
+        return (f"{len(self.answers)} token requests, {len(self.failed)} failed, {len(self.late)} late (over "
+                f"{PATIENCE_S:.0f} s: (s after start, took) {late}), {latency}; public VIP moved "
                 f"{self.vip_moves}; failures (s after start, status, error): {failures}; "
                 f"steps (s after start): {steps}")
 
@@ -71,12 +94,16 @@ def rolling_standby(cluster: Cluster, stack: config.Stack, keystone: KeystoneInC
     running = health.fully_running(cluster, stack)
     steps: list[tuple[float, str]] = []
     moves: list[tuple[str, str]] = []
+    database_moves: list[tuple[float, float]] = []
     client = keystone.start_token_stream(STREAM_SECONDS, interval_s)
     try:
         time.sleep(QUIET_S)
         for node in everyone:
-            (holder,) = cluster.status().where(config.PUBLIC_VIP)
-            steps.append((time.monotonic(), f"standby {node}"))
+            status = cluster.status()
+            (holder,) = status.where(config.PUBLIC_VIP)
+            moves_database = node in status.where(DATABASE)
+            began = time.monotonic()
+            steps.append((began, f"standby {node}" + (" (the database's holder)" if moves_database else "")))
             cluster.run(node, ["pcs", "node", "standby", node])
             others = tuple(name for name in everyone if name != node)
             cluster.wait_status(drained(others, serving), f"{node} in standby, {', '.join(serving)} and the "
@@ -89,10 +116,12 @@ def rolling_standby(cluster: Cluster, stack: config.Stack, keystone: KeystoneInC
             cluster.wait_status(running, f"{node} back, everything running", 120)
             health.settle(cluster)  # the next standby does not overlap this node's service starts
             steps.append((time.monotonic(), f"{node} settled"))
+            if moves_database:
+                database_moves.append((began, time.monotonic()))
         time.sleep(QUIET_S)
     finally:
         answers = stop_stream(client)
-    return Streamed(answers, steps, moves)
+    return Streamed(answers, steps, moves, database_moves=database_moves)
 
 
 def drained(others: tuple[str, ...], serving: Sequence[str]):  # type: ignore[no-untyped-def]
