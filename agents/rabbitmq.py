@@ -17,8 +17,11 @@ script ``exec``\\ s the Erlang VM: the process recorded is the broker itself.
 
 **No wipe, ever.** Start never deletes, resets or moves the broker's data
 (``base_dir/mnesia``): a node with data starts with it, its durable queues and their messages.
-Joining a cluster (``rabbitmqctl join_cluster``, which needs a node without data or one that
-the cluster forgot) is not done by this version: a node is started as it is.
+With ``peers``, a node that had no data before this start and is alone joins the first running
+peer (``rabbitmqctl join_cluster``, whose reset then drops only the defaults it just created);
+a node clustered already keeps its membership; a node alone with data of its own is never
+reset: its start fails and says so (``join_peers``). A node the cluster forgot is not
+recognised yet, and the peers are not yet derived from Pacemaker.
 
 Health checks by ``OCF_CHECK_LEVEL``, none of which boots an Erlang VM (no ``rabbitmqctl``):
 
