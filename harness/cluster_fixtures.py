@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -48,6 +48,21 @@ def start_cluster(request: pytest.FixtureRequest, stack: config.Stack | Callable
     config.push(cluster, stack)
     health.wait_healthy(cluster, stack)
     return cluster
+
+
+def start_cluster_on_database(request: pytest.FixtureRequest,
+                              build: Callable[[Cluster, database.Database], config.Stack],
+                              private_dirs: tuple[str, ...], **spec: object) -> Cluster:
+    """A running cluster with the database prepared on its DRBD double and the stack that
+    ``build(cluster, db)`` returns pushed; ``private_dirs`` (the database's are added) and ``spec``
+    are the cluster's fields."""
+
+    def prepare(cluster: Cluster) -> config.Stack:
+        db = database.Database(cluster)
+        db.prepare(via=cluster.any_running_node())
+        return build(cluster, db)
+
+    return start_cluster(request, prepare, **spec, **database.spec_fields(private_dirs=private_dirs))
 
 
 def start_database_cluster(request: pytest.FixtureRequest) -> tuple[Cluster, config.Stack, database.Database]:
@@ -99,3 +114,21 @@ def vip_address_of(cluster: Cluster, vip: str) -> str:
 def addresses_on(cluster: Cluster, node: str) -> set[str]:
     done = cluster.run(node, ["ip", "-j", "addr", "show", "dev", "eth0"])
     return {a["local"] for link in json.loads(done.stdout) for a in link.get("addr_info", [])}
+
+
+def assert_no_password_anywhere(cluster: Cluster, passwords: Iterable[str]) -> None:
+    """None of ``passwords`` is in a command line of any process of this machine (the nodes'
+    included), in the CIB or in a node's log."""
+    cib = cluster.run(cluster.any_running_node(), ["cibadmin", "--query"]).stdout
+    command_lines = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                command_lines.append(Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace"))
+            except OSError:
+                continue
+    logs = [path.read_text(errors="replace") for node in cluster.nodes for path in cluster.logs(node)]
+    for password in passwords:
+        assert password not in cib
+        assert not any(password in line for line in command_lines)
+        assert not any(password in text for text in logs)

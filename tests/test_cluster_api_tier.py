@@ -10,14 +10,12 @@ reboot), so that its memcached is down for certain while keystone is asked for t
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import pytest
 
 from agents.dashboard import LoginPage
-from harness.cluster_fixtures import start_cluster
+from harness.cluster_fixtures import assert_no_password_anywhere, start_cluster_on_database
 from nscluster import config, database, health
 from nscluster.apitier import (
     DASHBOARD,
@@ -42,9 +40,7 @@ SERVICES = (RESOURCE, MEMCACHED, NEUTRON, DASHBOARD)
 def tier(request):
     made = {}
 
-    def prepare(cluster):
-        db = database.Database(cluster)
-        db.prepare(via=cluster.any_running_node())
+    def build(cluster, db):
         made["keystone"] = keystone = CachedKeystone(cluster, db_port=database.PORT)
         made["memcached"] = memcached = MemcachedInCluster(cluster)
         made["neutron"] = neutron = NeutronInCluster(cluster, db_port=database.PORT, keystone=keystone)
@@ -55,8 +51,7 @@ def tier(request):
 
     private = (*PRIVATE_DIRS, *MEMCACHED_DIRS, *NEUTRON_DIRS, *DASHBOARD_DIRS)
     began = time.monotonic()
-    made["cluster"] = start_cluster(request, prepare, fence_reboot_delay_s=None,
-                                    **database.spec_fields(private_dirs=private))
+    made["cluster"] = start_cluster_on_database(request, build, private, fence_reboot_delay_s=None)
     print(f"cluster with keystone, memcached, neutron-server and the dashboard ready in "
           f"{time.monotonic() - began:.1f} s")
     return made
@@ -94,19 +89,7 @@ def test_every_service_runs_on_every_node_and_answers_through_the_public_vip(tie
 def test_no_password_in_any_command_line_the_cib_or_a_log(tier):
     cluster = tier["cluster"]
     passwords = [*tier["keystone"].passwords, *tier["neutron"].passwords, *tier["dashboard"].passwords]
-    cib = cluster.run(cluster.any_running_node(), ["cibadmin", "--query"]).stdout
-    command_lines = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                command_lines.append(Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace"))
-            except OSError:
-                continue
-    logs = [path.read_text(errors="replace") for node in cluster.nodes for path in cluster.logs(node)]
-    for password in passwords:
-        assert password not in cib
-        assert not any(password in line for line in command_lines)
-        assert not any(password in text for text in logs)
+    assert_no_password_anywhere(cluster, passwords)
 
 
 def test_after_a_crash_every_service_is_served_through_the_public_vip(tier):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from harness.cluster_fixtures import start_cluster, wait_rejoined
+from harness.cluster_fixtures import start_cluster_on_database, wait_rejoined
 from nscluster import config, database, haproxy, health, maintenance
 from nscluster.cluster import ClusterError
 from nscluster.openstack import (
@@ -47,9 +47,7 @@ TOKEN_AFTER_DATABASE_S = 1.6 + 0.4
 def services(request):
     made = {}
 
-    def prepare(cluster):
-        db = database.Database(cluster)
-        db.prepare(via=cluster.any_running_node())
+    def build(cluster, db):
         made["database"] = db
         made["keystone"] = keystone = KeystoneInCluster(cluster, db_port=database.PORT,
                                                         workers=KEYSTONE_WORKERS)
@@ -58,7 +56,7 @@ def services(request):
         return made["stack"]
 
     private = (*PRIVATE_DIRS, *haproxy.PRIVATE_DIRS)
-    made["cluster"] = start_cluster(request, prepare, **database.spec_fields(private_dirs=private))
+    made["cluster"] = start_cluster_on_database(request, build, private)
     return made
 
 

@@ -8,13 +8,11 @@ VIP. Clients run only in the bridge namespace.
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import pytest
 
-from harness.cluster_fixtures import start_cluster, wait_rejoined
+from harness.cluster_fixtures import assert_no_password_anywhere, start_cluster_on_database, wait_rejoined
 from nscluster import config, database, health, messaging, nova
 from nscluster.messaging import RABBIT_DIRS, RabbitInCluster
 from nscluster.nova import NOVA_DIRS, NovaInCluster
@@ -40,9 +38,7 @@ KEYSTONE_WORKERS = 4
 def services(request):
     made = {}
 
-    def prepare(cluster):
-        db = database.Database(cluster)
-        db.prepare(via=cluster.any_running_node())
+    def build(cluster, db):
         database_tables = db.overrides()
         mysql_socket = database.SOCKET
         made["keystone"] = keystone = KeystoneInCluster(cluster, db_port=database.PORT,
@@ -56,7 +52,7 @@ def services(request):
         return made["stack"]
 
     private = (*PRIVATE_DIRS, *NOVA_DIRS, *RABBIT_DIRS)
-    made["cluster"] = start_cluster(request, prepare, **database.spec_fields(private_dirs=private))
+    made["cluster"] = start_cluster_on_database(request, build, private)
     return made
 
 
@@ -275,16 +271,4 @@ def test_no_password_in_any_command_line_the_cib_or_a_log(services):
     cluster = services["cluster"]
     passwords = [*services["keystone"].passwords, *services["glance"].passwords, *services["nova"].passwords,
                  *services["rabbit"].passwords]
-    cib = cluster.run(cluster.any_running_node(), ["cibadmin", "--query"]).stdout
-    command_lines = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                command_lines.append(Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace"))
-            except OSError:
-                continue
-    logs = [path.read_text(errors="replace") for node in cluster.nodes for path in cluster.logs(node)]
-    for password in passwords:
-        assert password not in cib
-        assert not any(password in line for line in command_lines)
-        assert not any(password in text for text in logs)
+    assert_no_password_anywhere(cluster, passwords)
