@@ -374,10 +374,11 @@ class RabbitMQ(TCPDaemonAgent):
         """After a start that launched the broker: join a running peer when the rules allow it.
 
         Clustered with a running peer, or with peers that are all down: nothing to do (a node
-        keeps its membership). Alone: a new node (no data before this start) joins the first peer
-        that takes it (``join_cluster`` resets the node, which then holds nothing but the defaults
-        it just created); no peer running: it stays alone, the first node of the cluster. A node
-        alone *with data of its own* is never reset: the start fails and says so.
+        keeps its membership). Alone, and no peer answers: it stays alone, the first node of the
+        cluster (with its data, if it has some). Alone while a peer runs: a new node (no data
+        before this start) joins it (``join_cluster`` resets the node, which then holds nothing but
+        the defaults it just created); a node *with data of its own* is never reset: the broker is
+        stopped and the start fails and says so.
         """
         peers = self.peers()
         status = self.cluster_status()
@@ -390,23 +391,36 @@ class RabbitMQ(TCPDaemonAgent):
             self.log.info(f"node {self.nodename} keeps its cluster membership "
                           f"({', '.join(sorted(members))}); no member is running yet")
             return
+        peer = self.running_peer(peers)
+        if not peer:
+            data = "" if self.fresh else ", with its data"
+            self.log.info(f"no peer of {self.nodename} answers ({', '.join(peers)}): it runs as the first "
+                          f"node of the cluster{data}")
+            return
         if not self.fresh:
             self.daemon.stop(self.deadline)
             raise OCFError(OCF.ERR_GENERIC, f"node {self.nodename} has data of its own and is not "
-                           f"clustered with its peers ({', '.join(peers)}): it is never reset by the agent; "
-                           f"to join them, move {self.data_dir} aside (or rabbitmqctl reset) and start again")
+                           f"clustered with its running peer {peer}: it is never reset by the agent; "
+                           f"to join, move {self.data_dir} aside (or rabbitmqctl reset) and start again")
         self.ctl("stop_app")
-        for peer in peers:
-            done = self.ctl("join_cluster", peer, check=False)
-            if done.returncode == 0:
-                self.ctl("start_app")
-                self.log.info(f"new node {self.nodename} joined the cluster of {peer}")
-                return
-            self.log.info(f"joining {peer} failed (rabbitmqctl exited {done.returncode}): "
-                          f"{' '.join(done.stderr.split())[:300]}")
+        done = self.ctl("join_cluster", peer, check=False)
+        if done.returncode != 0:
+            self.log.warning(f"joining {peer} failed (rabbitmqctl exited {done.returncode}): "
+                             f"{' '.join(done.stderr.split())[:300]}")
+            self.daemon.stop(self.deadline)  # never a second cluster beside the running one
+            raise OCFError(OCF.ERR_GENERIC, f"new node {self.nodename} could not join its running peer "
+                           f"{peer} (rabbitmqctl exited with status {done.returncode}); see the agent's log")
         self.ctl("start_app")
-        self.log.info(f"no peer of {self.nodename} could be joined ({', '.join(peers)}): it runs as the "
-                      "first node of the cluster")
+        self.log.info(f"new node {self.nodename} joined the cluster of {peer}")
+
+    def running_peer(self, peers: list[str]) -> str:
+        """The first peer whose broker answers ``cluster_status``; empty when none does."""
+        for peer in peers:
+            done = self.ctl("cluster_status", "--formatter", "json", node=peer, check=False)
+            if done.returncode == 0:
+                return peer
+            self.log.info(f"peer {peer} does not answer (rabbitmqctl exited {done.returncode})")
+        return ""
 
     def cluster_status(self) -> dict[str, list[str]]:
         import json
@@ -421,13 +435,14 @@ class RabbitMQ(TCPDaemonAgent):
         return {key: [str(node) for node in value] for key, value in found.items()
                 if isinstance(value, list)}
 
-    def ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``rabbitmqctl -n NODE ARGS`` as the broker's user, with its HOME (the cookie) and ports."""
+    def ctl(self, *args: str, node: str = "", check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``rabbitmqctl -n NODE ARGS`` as the broker's user, with its HOME (the cookie) and ports;
+        NODE is this broker unless ``node`` names another."""
         import subprocess
 
         user = self.user()
-        argv = [os.path.join(os.path.dirname(self.config.text("binary")), "rabbitmqctl"), "-n", self.nodename,
-                *args]
+        argv = [os.path.join(os.path.dirname(self.config.text("binary")), "rabbitmqctl"),
+                "-n", node or self.nodename, *args]
         env = self.broker_env(user)
         del env["RABBITMQ_ALLOW_INPUT"], env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
         ids: dict[str, object] = {}

@@ -308,7 +308,11 @@ def test_a_new_node_joins_a_running_peer_and_a_node_with_data_is_never_reset(wor
     try:
         # No peer runs: the new node stays alone, the first node of the cluster.
         assert seed("start").rc == 0
-        assert f"no peer of {seed.nodename} could be joined" in agent_log(seed)
+        assert f"no peer of {seed.nodename} answers" in agent_log(seed)
+        # Alone with its data and still no peer: it restarts as it is.
+        assert seed("stop").rc == 0
+        assert seed("start").rc == 0
+        assert "the first node of the cluster, with its data" in agent_log(seed)
         # A new node joins it: a quorum queue written through one is read through the other.
         joined = joiner("start")
         assert joined.rc == 0, joined
@@ -327,7 +331,8 @@ def test_a_new_node_joins_a_running_peer_and_a_node_with_data_is_never_reset(wor
         kept = publish_confirmed(LONER_PORT, "test-loner", 5)
         assert loner("stop").rc == 0
         refused = loner("start", peers=seed.nodename)
-        assert refused.rc == 1 and "has data of its own" in refused.reason, refused
+        assert refused.rc == 1 and f"has data of its own and is not clustered with its running peer " \
+            f"{seed.nodename}" in refused.reason, refused
         assert loner.data_dir in refused.reason and len(refused.reasons) == 1
         assert loner("monitor").rc == 7
         assert loner("start").rc == 0
