@@ -196,18 +196,6 @@ class HAProxy(DaemonAgent):
                 problems.append(OCFError(OCF.ERR_CONFIGURED, f"the configuration {failure}"))
         return problems
 
-    def stop_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
-        """Without the software or a valid configuration, still stop what we started."""
-        return self.stop()
-
-    def probe_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
-        """What we started is reported as it is: a probe must not hide a running proxy."""
-        identity = self.daemon.recorded()
-        if identity is None:
-            return OCF.NOT_RUNNING
-        self.check_alive(identity)
-        return OCF.SUCCESS
-
     # The configuration check -------------------------------------------------
 
     def config_check(self) -> str:

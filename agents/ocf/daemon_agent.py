@@ -1,8 +1,11 @@
 """Agents that run a service process: what they share beyond ``agents.ocf.daemon``.
 
 ``DaemonAgent`` gives an agent its state directory and its ``Daemon`` (the
-process it started, see ``agents.ocf.daemon``).  ``TCPDaemonAgent`` adds what
-every agent of a service that listens on ``host:port`` does the same way:
+process it started, see ``agents.ocf.daemon``); with a broken configuration,
+stop still stops what we started (the agent's ``stop``), and a probe reports
+what we started as a depth-0 monitor would (the agent's ``check_alive``).
+``TCPDaemonAgent`` adds what every agent of a service that listens on
+``host:port`` does the same way:
 
 * start: a recorded process that is still alive is kept; otherwise start
   refuses when another process already listens on the port, then launches the
@@ -11,9 +14,7 @@ every agent of a service that listens on ``host:port`` does the same way:
 * monitor depth 0: the process we started (pid and start time) is alive, not
   frozen (stopped by a signal), and holds a LISTEN socket on ``host:port``
   (the kernel's socket table and the process's descriptors; no connection);
-  depths 10 and 20 are the subclass's checks;
-* with a broken configuration, stop still stops what we started, and a probe
-  reports what we started as a depth-0 monitor would.
+  depths 10 and 20 are the subclass's checks.
 
 ``host`` may name a network in CIDR form (``10.213.0.0/24``, ``2001:db8::/64``)
 instead of an address: a clone's parameters are the same on every node, and
@@ -79,6 +80,29 @@ class DaemonAgent(Agent):
             self._daemon = Daemon(self.state, self.daemon_what or self.name, record=self.daemon_record)
         return self._daemon
 
+    # Hooks a subclass provides ---------------------------------------------------
+
+    def stop(self) -> OCF:
+        raise NotImplementedError
+
+    def check_alive(self, identity: Identity) -> None:
+        """The depth-0 check of the recorded process: raises OCFError."""
+        raise NotImplementedError
+
+    # With a broken configuration -------------------------------------------------
+
+    def stop_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
+        """Without the software or a valid configuration, still stop what we started."""
+        return self.stop()
+
+    def probe_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
+        """What we started is reported as it is: a probe must not hide a running service."""
+        identity = self.daemon.recorded()
+        if identity is None:
+            return OCF.NOT_RUNNING
+        self.check_alive(identity)
+        return OCF.SUCCESS
+
 
 class TCPDaemonAgent(DaemonAgent):
     """A service listening on the ``host`` and ``port`` parameters.
@@ -103,9 +127,6 @@ class TCPDaemonAgent(DaemonAgent):
 
     def deep_check(self) -> None:
         """The depth-20 check: raises OCFError."""
-        raise NotImplementedError
-
-    def stop(self) -> OCF:
         raise NotImplementedError
 
     # Where it listens ------------------------------------------------------------
@@ -271,20 +292,6 @@ class TCPDaemonAgent(DaemonAgent):
         if not self.listening(identity):
             raise OCFError(OCF.ERR_GENERIC, f"{self.name} (pid {identity.pid}) is not listening on "
                            f"{self.endpoint}")
-
-    # With a broken configuration -------------------------------------------------
-
-    def stop_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
-        """Without the software or a valid configuration, still stop what we started."""
-        return self.stop()
-
-    def probe_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
-        """What we started is reported as it is: a probe must not hide a running service."""
-        identity = self.daemon.recorded()
-        if identity is None:
-            return OCF.NOT_RUNNING
-        self.check_alive(identity)
-        return OCF.SUCCESS
 
 
 # host as a network --------------------------------------------------------------
