@@ -169,7 +169,7 @@ class RabbitMQ(TCPDaemonAgent):
         Param("peers", shortdesc="Node names of the other brokers of the cluster", default="", check=_peers,
               longdesc="Space-separated NAME@HOST node names. A new node (no data in base_dir) joins the "
                        "first running one at start; a node clustered already keeps its membership; a node "
-                       "with data of its own that is not clustered is never reset: its start fails. "
+                       "with data of its own, alone while a peer runs, is never reset: its start fails. "
                        "Empty: the node runs alone (deriving the peers from Pacemaker's node list is not "
                        "done yet)."),
         Param("partition_handling", "select", choices=PARTITION_HANDLING, default="pause_minority",
