@@ -386,14 +386,9 @@ connection = {self.db_url('neutron')}
 [oslo_concurrency]
 lock_path = {home}/lock
 """, "neutron")
-        plugin = write(os.path.join(home, "ml2_conf.ini"), """[ml2]
-type_drivers = flat,vlan
-tenant_network_types =
-mechanism_drivers =
-extension_drivers =
-[ml2_type_flat]
-flat_networks = *
-""", "neutron")
+        from nscluster.apitier import ML2  # the cluster's plugin file: flat networks, no agents
+
+        plugin = write(os.path.join(home, "ml2_conf.ini"), ML2, "neutron")
         self.configs["neutron-server"] = conf
         self.neutron_plugin_config = plugin
         run_as("neutron", ["neutron-db-manage", "--config-file", conf, "--config-file", plugin,
