@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,6 +47,20 @@ def run_agent(argv: list[str], action: str, env: dict[str, str], timeout: float 
 def source_agent(path: str) -> list[str]:
     """argv that runs an agent module from the source tree on Debian's interpreter."""
     return [sys.executable, os.path.join(REPO, path)]
+
+
+def assert_passes_ocf_tester(agent: str, instance: str, params: Mapping[str, str], rsctmp: str | None = None,
+                             timeout: float = 300) -> None:
+    """The real ``ocf-tester`` on the installed ``agent`` as resource ``instance`` with these parameters,
+    its state under ``rsctmp`` (``HA_RSCTMP``; None: this process's environment)."""
+    argv = ["ocf-tester", "-n", instance]
+    for key, value in params.items():
+        argv += ["-o", f"{key}={value}"]
+    env = None if rsctmp is None else {"PATH": os.environ["PATH"], "HA_RSCTMP": rsctmp}
+    done = subprocess.run([*argv, agent], capture_output=True, text=True, timeout=timeout, env=env,
+                          check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "passed all tests" in done.stdout, done.stdout
 
 
 class TimedResult:

@@ -22,6 +22,7 @@ from agents.haproxy import MasterCLI, describe_backends, first_error_line, maste
 from agents.ocf.codes import OCF
 from agents.ocf.deadline import Deadline
 from harness.haproxy import AGENT, Backend, HAProxyResource, Stream, get, write_config
+from harness.ocfrun import assert_passes_ocf_tester
 from harness.processes import alive, eventually
 from harness.stack import HOST
 
@@ -416,15 +417,8 @@ def test_ocf_tester(workdir, backends):
     config = os.path.join(workdir, "tester.cfg")
     two_backends(config)
     params = {"config": config, "log_file": os.path.join(workdir, "tester.log")}
-    argv = ["ocf-tester", "-n", "tester-haproxy"]
-    for key, value in params.items():
-        argv += ["-o", f"{key}={value}"]
-    env = {"PATH": os.environ["PATH"], "HA_RSCTMP": workdir}
     try:
-        done = subprocess.run([*argv, AGENT], capture_output=True, text=True, timeout=180, env=env,
-                              check=False)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-        assert "passed all tests" in done.stdout, done.stdout
+        assert_passes_ocf_tester(AGENT, "tester-haproxy", params, workdir, timeout=180)
     finally:
         HAProxyResource(workdir, instance="tester-haproxy", **params).ensure_stopped()
     assert not serves("k1") and not serves("k2")

@@ -21,6 +21,7 @@ from agents.ocf.codes import OCF, OCFError
 from agents.ocf.deadline import Deadline
 from agents.ocf.proc import Identity
 from harness.memcached import AGENT, MemcachedResource
+from harness.ocfrun import assert_passes_ocf_tester
 from harness.processes import alive, eventually
 from harness.stack import HOST
 
@@ -244,15 +245,8 @@ def test_death_during_start_names_status_and_log_never_content(resource):
 
 def test_ocf_tester(workdir):
     params = {"host": HOST, "port": str(PORT), "log_file": os.path.join(workdir, "tester-logs", "tester.log")}
-    argv = ["ocf-tester", "-n", "tester-memcached"]
-    for key, value in params.items():
-        argv += ["-o", f"{key}={value}"]
-    env = {"PATH": os.environ["PATH"], "HA_RSCTMP": workdir}
     try:
-        done = subprocess.run([*argv, AGENT], capture_output=True, text=True, timeout=120, env=env,
-                              check=False)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-        assert "passed all tests" in done.stdout, done.stdout
+        assert_passes_ocf_tester(AGENT, "tester-memcached", params, workdir, timeout=120)
     finally:
         MemcachedResource(workdir, PORT, instance="tester-memcached").ensure_stopped()
     assert not _answers(PORT)

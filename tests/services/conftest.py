@@ -19,6 +19,7 @@ import time
 import pytest
 
 from agents.ocf.proc import all_stats
+from harness import ocfrun
 from harness.logs import service_log_dir
 from harness.stack import AGENT_DIR, HOST, PORTS, Stack
 
@@ -242,10 +243,4 @@ def assert_refuses_a_taken_port(agent: ServiceAgent, host: str, port: int) -> No
 
 def assert_passes_ocf_tester(name: str, params: dict[str, str]) -> None:
     """The real ``ocf-tester`` on the installed agent with these parameters."""
-    argv = ["ocf-tester", "-n", f"tester-{name}"]
-    for key, value in params.items():
-        argv += ["-o", f"{key}={value}"]
-    done = subprocess.run([*argv, os.path.join(AGENT_DIR, name)], capture_output=True, text=True,
-                          timeout=300, check=False)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "passed all tests" in done.stdout, done.stdout
+    ocfrun.assert_passes_ocf_tester(os.path.join(AGENT_DIR, name), f"tester-{name}", params, timeout=300)
