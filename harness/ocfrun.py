@@ -145,3 +145,17 @@ class InstalledResource:
         result = self("stop")
         if result.rc != 0:
             raise RuntimeError(f"stop of {self.instance} failed: {result}")
+
+
+def assert_broken_parameter(resource: InstalledResource, override: Mapping[str, str], code: int,
+                            named: str) -> None:
+    """With ``override``, validate-all and start fail with ``code`` and one exit reason naming ``named``;
+    a probe finds nothing running and stop succeeds."""
+    for action in ("validate-all", "start"):
+        result = resource(action, **override)  # type: ignore[arg-type]
+        assert result.rc == code and named in result.reason, (action, result)
+        assert len(result.reasons) == 1, result
+    probe = resource.probe(**override)
+    assert probe.rc == 7, probe
+    stop = resource("stop", **override)  # type: ignore[arg-type]
+    assert stop.rc == 0, stop
