@@ -44,7 +44,10 @@ CHECK_TIMEOUT_S = 30
 MAXCONN = 4096
 # [haproxy.timeouts]: the generated defaults section's timeouts (HAProxy's names).
 TIMEOUTS = {
-    "connect": "2s",           # a live server on the API network accepts within milliseconds
+    # A live server on the API network accepts within a millisecond (its kernel does, however busy the
+    # service): a crashed one costs each request sent to it this much before the retry elsewhere, and
+    # each health check of it too (HAProxy connects a check within min(connect, inter)).
+    "connect": "500ms",
     "client": "120s",          # nova and glance calls can be slow: long enough for them
     "server": "120s",
     "check": "2s",             # a health check that takes longer counts as failed
@@ -212,8 +215,9 @@ def generate(desc: Description, provider: str) -> str | None:
         "    option http-buffer-request",
         "    option redispatch 1",
         "    retry-on conn-failure empty-response response-timeout",
-        "    # a dead instance leaves the rotation after two failed checks, 2 s apart (~4 s)",
-        "    default-server inter 2s fall 2 rise 2",
+        "    # a dead instance leaves the rotation after two failed checks, 1 s apart (~2 s; a hung one",
+        "    # after two checks of timeout check each, ~5 s)",
+        "    default-server inter 1s fall 2 rise 2",
     ]
     for frontend in fronted(desc, provider):
         rule = f"    http-request disable-l7-retry if !{{ method {IDEMPOTENT_METHODS} }}"
