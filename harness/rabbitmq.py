@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import subprocess
-import time
 
-from harness.memcached import Result
+from harness.ocfrun import InstalledResource
 from harness.stack import AGENT_DIR, HOST
 
 AGENT = os.path.join(AGENT_DIR, "rabbitmq")
@@ -38,11 +35,15 @@ def write_secrets(workdir: str) -> tuple[str, str, str]:
     return cookie_file, credentials, cookie
 
 
-class RabbitResource:
+class RabbitResource(InstalledResource):
+    """One broker as a resource instance; ``leader()`` is the pid of its Erlang VM."""
+
+    AGENT = AGENT
+    NAME = "rabbitmq"
+    TIMEOUT_S = 60
+
     def __init__(self, workdir: str, port: int, epmd_port: int, instance: str = "", **params: str) -> None:
-        self.rsctmp = workdir
-        self.instance = instance or f"rabbitmq-{port}"
-        self.logfile = os.path.join(workdir, "agents.log")
+        super().__init__(workdir, instance or f"rabbitmq-{port}")
         node = f"rabbit-{port}@localhost"
         self.params = {
             "nodename": node, "host": HOST, "port": str(port), "dist_port": str(port + 1),
@@ -67,46 +68,6 @@ class RabbitResource:
     @property
     def data_dir(self) -> str:
         return os.path.join(self.params["base_dir"], "mnesia", self.nodename)
-
-    def env(self, depth: int = 0, interval_ms: int = 10000, timeout_s: float = 60) -> dict[str, str]:
-        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "OCF_ROOT": "/usr/lib/ocf",
-               "OCF_RESOURCE_INSTANCE": self.instance, "HA_RSCTMP": self.rsctmp, "HA_LOGFILE": self.logfile,
-               "HA_LOGFACILITY": "none", "OCF_CHECK_LEVEL": str(depth),
-               "OCF_RESKEY_CRM_meta_interval": str(interval_ms),
-               "OCF_RESKEY_CRM_meta_timeout": str(int(timeout_s * 1000))}
-        env.update({f"OCF_RESKEY_{key}": value for key, value in self.params.items()})
-        return env
-
-    def __call__(self, action: str, depth: int = 0, interval_ms: int = 10000, timeout_s: float = 60,
-                 **overrides: str) -> Result:
-        env = self.env(depth, interval_ms, timeout_s)
-        env.update({f"OCF_RESKEY_{key}": value for key, value in overrides.items()})
-        began = time.monotonic()
-        done = subprocess.run([AGENT, action], env=env, capture_output=True, text=True,
-                              timeout=timeout_s + 30, check=False)
-        return Result(done.returncode, done.stderr, time.monotonic() - began)
-
-    def probe(self, **overrides: str) -> Result:
-        return self("monitor", interval_ms=0, **overrides)
-
-    @property
-    def state_file(self) -> str:
-        return os.path.join(self.rsctmp, f"openstack-rabbitmq-{self.instance}", "identity")
-
-    def leader(self) -> int:
-        """The pid of the broker's Erlang VM (what the agent recorded)."""
-        with open(self.state_file, encoding="utf-8") as handle:
-            return int(handle.read().split()[0])
-
-    def ensure_stopped(self) -> None:
-        """Finalizer: whatever a test did (a frozen broker included), nothing of ours keeps running."""
-        try:
-            os.kill(self.leader(), signal.SIGCONT)
-        except (OSError, ValueError):
-            pass
-        result = self("stop")
-        if result.rc != 0:
-            raise RuntimeError(f"stop of {self.instance} failed: {result}")
 
 
 def stop_epmd(port: int) -> None:

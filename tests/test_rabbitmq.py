@@ -13,11 +13,11 @@ import pwd
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 
 import pytest
 
+from harness.ocfrun import assert_broken_parameter, assert_passes_ocf_tester
 from harness.processes import alive, eventually
 from harness.rabbitmq import AGENT, MONITOR_USER, RabbitResource, stop_epmd, write_secrets
 from harness.stack import HOST
@@ -143,12 +143,7 @@ def test_validate_all_good(resource):
     ({"cookie_file": "/nonexistent/rabbitmq.cookie"}, 5, "/nonexistent/rabbitmq.cookie"),
 ])
 def test_broken_parameter(resource, override, code, named):
-    for action in ("validate-all", "start"):
-        result = resource(action, **override)
-        assert result.rc == code and named in result.reason, (action, result)
-        assert len(result.reasons) == 1, result
-    assert resource.probe(**override).rc == 7
-    assert resource("stop", **override).rc == 0
+    assert_broken_parameter(resource, override, code, named)
 
 
 @pytest.mark.parametrize("how", ["world-readable", "group-readable", "symlink", "fifo", "not-root", "spaces"])
@@ -350,15 +345,8 @@ def test_a_new_node_joins_a_running_peer_and_a_node_with_data_is_never_reset(wor
 
 def test_ocf_tester(workdir, cookie):
     tester = RabbitResource(workdir, TESTER_PORT, EPMD_PORT, instance="tester-rabbitmq")
-    argv = ["ocf-tester", "-n", tester.instance]
-    for key, value in tester.params.items():
-        argv += ["-o", f"{key}={value}"]
-    env = {"PATH": os.environ["PATH"], "HA_RSCTMP": workdir}
     try:
-        done = subprocess.run([*argv, AGENT], capture_output=True, text=True, timeout=240, env=env,
-                              check=False)
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-        assert "passed all tests" in done.stdout, done.stdout
+        assert_passes_ocf_tester(AGENT, tester.instance, tester.params, rsctmp=workdir, timeout=240)
     finally:
         tester.ensure_stopped()
     assert not amqp_answers(TESTER_PORT)
