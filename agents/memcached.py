@@ -113,18 +113,10 @@ class Memcached(TCPDaemonAgent):
     # Hooks -----------------------------------------------------------------
 
     def validate(self) -> Iterable[OCFError]:
-        problems: list[OCFError] = []
-        binary = self.config.text("binary")
-        if not os.access(binary, os.X_OK):
-            problems.append(OCFError(OCF.ERR_INSTALLED, f"{binary} is not installed or not executable"))
+        problems = self.binary_problems()
         if self.env.action in ("start", "validate-all"):
             # Not on the monitor path: a monitor only looks at the process recorded at start.
-            try:
-                if self.user().uid == 0:
-                    problems.append(OCFError(OCF.ERR_CONFIGURED, "memcached refuses to run as root: set user "
-                                             "to an unprivileged account"))
-            except OCFError as exc:
-                problems.append(exc)
+            problems += self.unprivileged_user_problems("memcached refuses to run as root")
             problems += self.host_problems()
             directory = os.path.dirname(self.config.text("log_file"))
             if not os.path.isdir(directory) and not os.path.isdir(os.path.dirname(directory)):
@@ -133,9 +125,6 @@ class Memcached(TCPDaemonAgent):
         return problems
 
     # Derived facts -----------------------------------------------------------
-
-    def user(self) -> User:
-        return User.lookup(self.config.text("user"))
 
     def command_line(self) -> list[str]:
         # memcached takes an IPv6 address in brackets (a bare one reads as host:port); UDP stays off.
@@ -171,13 +160,7 @@ class Memcached(TCPDaemonAgent):
         return path
 
     def answering(self, identity: Identity) -> str:
-        if not self.listening(identity):
-            return f"not listening on {self.endpoint} yet"
-        try:
-            self.check_version(cap=START_ASK_CAP_S)
-        except OCFError as exc:
-            return exc.reason
-        return ""
+        return self.answering_once_listening(identity, lambda: self.check_version(cap=START_ASK_CAP_S))
 
     # Monitor -------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ import os
 
 from agents.ocf.actions import Advert, action
 from agents.ocf.codes import OCF, OCFError
-from agents.ocf.daemon_agent import TCPDaemonAgent
+from agents.ocf.daemon_agent import CredentialsFile, TCPDaemonAgent
 from agents.ocf.params import Param
 from agents.ocf.proc import User
 
@@ -108,7 +108,7 @@ def _peers(value: object) -> None:
         _node_name(peer)
 
 
-class RabbitMQ(TCPDaemonAgent):
+class RabbitMQ(CredentialsFile, TCPDaemonAgent):
     fresh: bool | None = None  # set by a launch: no data before it
     name = "rabbitmq"
     shortdesc = "RabbitMQ, the message bus of the OpenStack services"
@@ -217,18 +217,10 @@ class RabbitMQ(TCPDaemonAgent):
     # Hooks -----------------------------------------------------------------
 
     def validate(self) -> Iterable[OCFError]:
-        problems: list[OCFError] = []
-        binary = self.config.text("binary")
-        if not os.access(binary, os.X_OK):
-            problems.append(OCFError(OCF.ERR_INSTALLED, f"{binary} is not installed or not executable"))
+        problems = self.binary_problems()
         if self.env.action in ("start", "validate-all"):
             # Not on the monitor path: a monitor only looks at the process recorded at start.
-            try:
-                if self.user().uid == 0:
-                    problems.append(OCFError(OCF.ERR_CONFIGURED, "the broker must not run as root: set user "
-                                             "to an unprivileged account"))
-            except OCFError as exc:
-                problems.append(exc)
+            problems += self.unprivileged_user_problems("the broker must not run as root")
             try:
                 self.cookie()
             except OCFError as exc:
@@ -261,9 +253,6 @@ class RabbitMQ(TCPDaemonAgent):
         return []
 
     # Derived facts -----------------------------------------------------------
-
-    def user(self) -> User:
-        return User.lookup(self.config.text("user"))
 
     @property
     def nodename(self) -> str:
@@ -464,13 +453,7 @@ class RabbitMQ(TCPDaemonAgent):
         return done
 
     def answering(self, identity: Identity) -> str:
-        if not self.listening(identity):
-            return f"not listening on {self.endpoint} yet"
-        try:
-            self.check_version(cap=START_ASK_CAP_S)
-        except OCFError as exc:
-            return exc.reason
-        return ""
+        return self.answering_once_listening(identity, lambda: self.check_version(cap=START_ASK_CAP_S))
 
     # Monitor -------------------------------------------------------------------
 
@@ -512,47 +495,13 @@ class RabbitMQ(TCPDaemonAgent):
                            f"{shown}, not Connection.Start")
 
     def deep_check(self) -> None:
-        from agents.service import Degraded
+        from agents.ocf.daemon import Degraded
 
         credentials = self.credentials()
         problem = confirmed_round_trip(self.deadline, self.host, self.port, credentials,
                                        f"ocf-monitor.{self.nodename}")
         if problem:
             raise Degraded(problem)
-
-    # Credentials -----------------------------------------------------------------
-
-    def credentials_problems(self) -> list[OCFError]:
-        from agents.ocf.daemon import CredentialsError
-        from agents.service import read_credentials
-
-        path = self.config.text("credentials")
-        if not path:
-            return []
-        try:
-            read_credentials(path, self.config.text("credentials_section"))
-        except CredentialsError as problem:
-            return [problem]
-        return []
-
-    def credentials(self) -> dict[str, str]:
-        from agents.ocf.daemon import CredentialsError
-        from agents.service import Degraded, read_credentials
-
-        path = self.config.text("credentials")
-        if not path:
-            raise OCFError(OCF.ERR_CONFIGURED, "depth 20 needs credentials: set the credentials parameter to "
-                           "a root-only file")
-        try:
-            found = read_credentials(path, self.config.text("credentials_section"))
-        except CredentialsError as problem:
-            # The broker may be fine; only our deep check cannot run: never stop it for that.
-            raise Degraded(problem.reason) from None
-        self.log.add_secret(found.get("password", ""))
-        missing = [key for key in ("username", "password") if not found.get(key)]
-        if missing:
-            raise OCFError(OCF.ERR_CONFIGURED, f"credentials lack {', '.join(missing)}")
-        return found
 
 
 # The depth-20 round trip ------------------------------------------------------------

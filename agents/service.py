@@ -28,8 +28,8 @@ import os
 
 from agents.ocf.actions import Advert, action
 from agents.ocf.codes import OCF, OCFError
-from agents.ocf.daemon import CredentialsError, read_credentials_text
-from agents.ocf.daemon_agent import HOST_RECORD, TCPDaemonAgent
+from agents.ocf.daemon import Degraded as _Degraded
+from agents.ocf.daemon_agent import HOST_RECORD, CredentialsFile, TCPDaemonAgent
 from agents.ocf.params import Param
 from agents.ocf.proc import User
 
@@ -69,7 +69,10 @@ IGNORED_LEGACY = {
 }
 
 
-class ApiService(TCPDaemonAgent):
+Degraded = _Degraded  # agents.ocf.daemon's: the agents of services import it from here
+
+
+class ApiService(CredentialsFile, TCPDaemonAgent):
     """Subclasses set the facts below; ``params`` is derived from them."""
 
     service = ""                      # config/log directory name: keystone, glance, nova
@@ -444,40 +447,18 @@ class ApiService(TCPDaemonAgent):
 
     # Credentials -------------------------------------------------------------
 
-    def credentials_problems(self) -> list[OCFError]:
-        path = self.config.text("credentials")
-        if not path:
-            return []
-        try:
-            read_credentials(path, self.config.text("credentials_section"))
-        except CredentialsError as problem:
-            return [problem]
-        return []
-
-    def credentials(self) -> dict[str, str]:
-        path = self.config.text("credentials")
-        if path:
-            try:
-                found = read_credentials(path, self.config.text("credentials_section"))
-            except CredentialsError as problem:
-                # The service may be fine; only our deep check cannot run: never stop it for that.
-                raise Degraded(problem.reason) from None
-        elif {"os_username", "os_password"} <= self.config.given:  # legacy parameters, when declared
+    def fallback_credentials(self) -> dict[str, str]:
+        if {"os_username", "os_password"} <= self.config.given:  # legacy parameters, when declared
             found = {"username": self.config.text("os_username"),
                      "password": self.config.text("os_password"),
                      "project_name": self.config.text("os_tenant_name") or "admin"}
             if "os_auth_url" in self.config.given:
                 found["auth_url"] = self.config.text("os_auth_url")
-        else:
-            raise OCFError(OCF.ERR_CONFIGURED, "depth 20 needs credentials: set the credentials parameter "
-                           "to a root-only file")
-        self.log.add_secret(found.get("password", ""))
-        missing = [key for key in ("username", "password") if not found.get(key)]
-        if not self.issues_tokens and not found.get("auth_url"):
-            missing.append("auth_url")
-        if missing:
-            raise OCFError(OCF.ERR_CONFIGURED, f"credentials lack {', '.join(missing)}")
-        return found
+            return found
+        return super().fallback_credentials()
+
+    def required_credentials(self) -> tuple[str, ...]:
+        return ("username", "password") if self.issues_tokens else ("username", "password", "auth_url")
 
 
 class ConfigBroken(OCFError):
@@ -498,13 +479,6 @@ def _where(exc: configparser.Error) -> str:
     if not lines:
         return ""
     return f" at line{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines[:5]))}"
-
-
-class Degraded(OCFError):
-    """The service works, but something it depends on does not."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(OCF.DEGRADED, reason)
 
 
 def issue_token(deadline: Deadline, credentials: dict[str, str], host: str, port: int, *,
@@ -536,23 +510,6 @@ def issue_token(deadline: Deadline, credentials: dict[str, str], host: str, port
     if response.status != 201 or not token:
         raise OCFError(OCF.ERR_GENERIC, f"token request answered {response.status}")
     return token
-
-
-def read_credentials(path: str, section: str) -> dict[str, str]:
-    import configparser
-
-    text = read_credentials_text(path)
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        parser.read_string(text, source=path)
-    except configparser.Error as exc:
-        line = getattr(exc, "lineno", None)
-        where = f" at line {line}" if line else ""
-        raise CredentialsError(f"cannot parse credentials file {path}{where} "
-                               f"({type(exc).__name__})") from None
-    if not parser.has_section(section):
-        raise CredentialsError(f"credentials file {path} has no [{section}] section")
-    return dict(parser.items(section))
 
 
 # Parameters, derived from a subclass's facts ------------------------------------

@@ -135,6 +135,13 @@ class CredentialsError(OCFError):
         super().__init__(CREDENTIALS_CODE, reason)
 
 
+class Degraded(OCFError):
+    """The service works, but something it depends on (or our deep check of it) does not."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(OCF.DEGRADED, reason)
+
+
 def open_log(path: str, user: User | None) -> int:
     """A descriptor appending to ``path``, opened as ``user``; raises OCFError(ERR_PERM)."""
     import fcntl
@@ -175,6 +182,24 @@ def read_credentials_text(path: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise CredentialsError(f"credentials file {path} is not UTF-8 text") from None
+
+
+def read_credentials(path: str, section: str) -> dict[str, str]:
+    """The ``[section]`` of a root-only INI credentials file; raises CredentialsError (never its content)."""
+    import configparser
+
+    text = read_credentials_text(path)
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text, source=path)
+    except configparser.Error as exc:
+        line = getattr(exc, "lineno", None)
+        where = f" at line {line}" if line else ""
+        raise CredentialsError(f"cannot parse credentials file {path}{where} "
+                               f"({type(exc).__name__})") from None
+    if not parser.has_section(section):
+        raise CredentialsError(f"credentials file {path} has no [{section}] section")
+    return dict(parser.items(section))
 
 
 def file_size(path: str) -> int:

@@ -43,11 +43,11 @@ from agents.ocf.codes import OCF, OCFError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from agents.netlink import Address
     from agents.ocf.daemon import Daemon
-    from agents.ocf.proc import Identity
+    from agents.ocf.proc import Identity, User
     from agents.ocf.state import StateDir
 
 START_POLL_S = 0.02
@@ -89,6 +89,32 @@ class DaemonAgent(Agent):
         """The depth-0 check of the recorded process: raises OCFError."""
         raise NotImplementedError
 
+    # Validation helpers ----------------------------------------------------------
+
+    def user(self) -> User:
+        """The account of the ``user`` parameter; raises OCFError."""
+        from agents.ocf.proc import User
+
+        return User.lookup(self.config.text("user"))
+
+    def binary_problems(self) -> list[OCFError]:
+        """The ``binary`` parameter is not an executable here: ERR_INSTALLED."""
+        import os
+
+        binary = self.config.text("binary")
+        if os.access(binary, os.X_OK):
+            return []
+        return [OCFError(OCF.ERR_INSTALLED, f"{binary} is not installed or not executable")]
+
+    def unprivileged_user_problems(self, refusal: str) -> list[OCFError]:
+        """``user`` is unknown, or root (ERR_CONFIGURED, the reason ``refusal`` and what to do)."""
+        try:
+            if self.user().uid == 0:
+                return [OCFError(OCF.ERR_CONFIGURED, f"{refusal}: set user to an unprivileged account")]
+        except OCFError as exc:
+            return [exc]
+        return []
+
     # With a broken configuration -------------------------------------------------
 
     def stop_unconfigured(self, problems: Sequence[OCFError]) -> OCF:
@@ -124,6 +150,17 @@ class TCPDaemonAgent(DaemonAgent):
     def check_version(self) -> None:
         """The depth-10 check: raises OCFError."""
         raise NotImplementedError
+
+    def answering_once_listening(self, identity: Identity, check: Callable[[], None]) -> str:
+        """An ``answering``: not yet while ``identity`` does not listen on ``host:port``, then
+        ``check``'s exit reason until it passes."""
+        if not self.listening(identity):
+            return f"not listening on {self.endpoint} yet"
+        try:
+            check()
+        except OCFError as exc:
+            return exc.reason
+        return ""
 
     def deep_check(self) -> None:
         """The depth-20 check: raises OCFError."""
@@ -367,3 +404,54 @@ def check_listen_host(value: object, names: bool = False) -> None:
     kinds = "an IP address, a network in CIDR form or a host name (letters, digits, '.', '-')" if names else \
         "an IPv4 or IPv6 address (0.0.0.0 or :: for every address) or a network in CIDR form"
     raise ValueError(f"must be {kinds}, not {text!r}")
+
+
+class CredentialsFile(Agent):
+    """Mixin: the ``credentials`` and ``credentials_section`` parameters, a root-only INI file
+    (``agents.ocf.daemon.read_credentials``) with what the depth-20 check logs in with.
+
+    An agent lists it before its other bases and may override ``fallback_credentials`` (when
+    no file is set) and ``required_credentials`` (the keys that must not be empty).
+    """
+
+    def credentials_problems(self) -> list[OCFError]:
+        """For validate: the file, if set, cannot be read (``CredentialsError``, this node's)."""
+        from agents.ocf.daemon import CredentialsError, read_credentials
+
+        path = self.config.text("credentials")
+        if not path:
+            return []
+        try:
+            read_credentials(path, self.config.text("credentials_section"))
+        except CredentialsError as problem:
+            return [problem]
+        return []
+
+    def credentials(self) -> dict[str, str]:
+        """What depth 20 logs in with; the password becomes a secret of the log.
+
+        An unreadable file is ``Degraded`` (the service may be fine; only our deep check cannot
+        run: never stop it for that); no credentials or missing keys, ``ERR_CONFIGURED``."""
+        from agents.ocf.daemon import CredentialsError, Degraded, read_credentials
+
+        path = self.config.text("credentials")
+        if path:
+            try:
+                found = read_credentials(path, self.config.text("credentials_section"))
+            except CredentialsError as problem:
+                raise Degraded(problem.reason) from None
+        else:
+            found = self.fallback_credentials()
+        self.log.add_secret(found.get("password", ""))
+        missing = [key for key in self.required_credentials() if not found.get(key)]
+        if missing:
+            raise OCFError(OCF.ERR_CONFIGURED, f"credentials lack {', '.join(missing)}")
+        return found
+
+    def fallback_credentials(self) -> dict[str, str]:
+        """Credentials when no file is set: none (``ERR_CONFIGURED``)."""
+        raise OCFError(OCF.ERR_CONFIGURED, "depth 20 needs credentials: set the credentials parameter to a "
+                       "root-only file")
+
+    def required_credentials(self) -> tuple[str, ...]:
+        return ("username", "password")
