@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import os
 
-from harness.ocfrun import InstalledResource, TimedResult
+from harness.ocfrun import InstalledResource
 from harness.stack import AGENT_DIR, HOST
 
 AGENT = os.path.join(AGENT_DIR, "memcached")
-Result = TimedResult  # harness.rabbitmq imports it from here
 
 
 class MemcachedResource(InstalledResource):
