@@ -132,3 +132,10 @@ def assert_no_password_anywhere(cluster: Cluster, passwords: Iterable[str]) -> N
         assert password not in cib
         assert not any(password in line for line in command_lines)
         assert not any(password in text for text in logs)
+
+
+def succeeded(cluster: Cluster, node: str, resource: str, operation: str) -> int:
+    """How many ``operation``s of ``resource`` the node's controller logged as succeeded."""
+    line = f"Result of {operation} operation for {resource} on {node}: ok"
+    return sum(path.read_text(errors="replace").count(line) for path in cluster.logs(node)
+               if path.name == "pacemaker.log")

@@ -251,16 +251,7 @@ class KeystoneInCluster:
 
     def identity(self, node: str) -> tuple[int, int] | None:
         """(pid inside the node, start time) of keystone's leader as our agent recorded it."""
-        pid1 = self.cluster.nodes[node].pid1
-        if pid1 is None:
-            return None
-        for path in Path(f"/proc/{pid1}/root/run/resource-agents").glob(f"openstack-{RESOURCE}-*/identity"):
-            try:
-                pid, start = path.read_text().split()
-            except (OSError, ValueError):
-                continue
-            return int(pid), int(start)
-        return None
+        return recorded_identity(self.cluster, node, RESOURCE)
 
     def workers_of(self, node: str, leader: int) -> list[int]:
         done = self.cluster.run(node, ["pgrep", "-P", str(leader)], check=False)
@@ -343,6 +334,20 @@ def api_clone_tables(resource: str, params: Mapping[str, object]) -> dict[str, d
         f"order.{resource}-after-db": {"enabled": True},
         f"order.{resource}-after-keystone": {"enabled": True},
     }
+
+
+def recorded_identity(cluster: Cluster, node: str, agent: str) -> tuple[int, int] | None:
+    """(pid inside the node, start time) of the process our ``agent`` recorded on ``node``."""
+    pid1 = cluster.nodes[node].pid1
+    if pid1 is None:
+        return None
+    for path in Path(f"/proc/{pid1}/root/run/resource-agents").glob(f"openstack-{agent}-*/identity"):
+        try:
+            pid, start = path.read_text().split()
+        except (OSError, ValueError):
+            continue
+        return int(pid), int(start)
+    return None
 
 
 def create_database(cluster: Cluster, node: str, mysql_socket: str, database: str, user: str,

@@ -8,11 +8,12 @@ the public VIP follows a running HAProxy. A CPU hog runs in every node during th
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
 
-from harness.cluster_fixtures import start_cluster_on_database, wait_rejoined
+from harness.cluster_fixtures import start_cluster_on_database, succeeded, wait_rejoined
 from nscluster import config, database, haproxy, health, maintenance
 from nscluster.cluster import ClusterError
 from nscluster.openstack import (
@@ -22,6 +23,7 @@ from nscluster.openstack import (
     RESOURCE,
     KeystoneInCluster,
     finish_waiting_token,
+    recorded_identity,
     stack_with_keystone,
 )
 
@@ -79,6 +81,43 @@ def test_every_keystone_listens_on_its_own_address_and_haproxy_fronts_them_on_th
         assert f"{keystone.public_address}:{PORT}" in listening, f"haproxy on {name} does not bind the VIP"
     print(f"public VIP on {holder}; haproxy.cfg of {len(text.splitlines())} lines on every node")
     keystone.token(timeout_s=60)
+
+
+def test_a_changed_site_reloads_every_haproxy_without_a_restart_or_a_failed_request(services):
+    # Before the fault tests: Pacemaker 2.1.5 restarts, instead of reloading, an instance re-probed
+    # after `crm_resource --cleanup` (no restart digest recorded), which those tests' recovery runs.
+    cluster, stack, keystone = services["cluster"], services["stack"], services["keystone"]
+    everyone = sorted(cluster.nodes)
+    masters = {node: recorded_identity(cluster, node, haproxy.RESOURCE) for node in everyone}
+    assert all(masters.values())
+    counts = {op: {node: succeeded(cluster, node, haproxy.RESOURCE, op) for node in everyone}
+              for op in ("reload-agent", "stop")}
+
+    def new(operation):
+        return {node: succeeded(cluster, node, haproxy.RESOURCE, operation) - counts[operation][node]
+                for node in everyone}
+
+    changed = {**stack.site_overrides, "haproxy": {**stack.site_overrides["haproxy"],
+                                                   "timeouts": {"server": "90s"}}}
+    client = keystone.start_token_stream(maintenance.STREAM_SECONDS, STREAM_INTERVAL_S)
+    try:
+        time.sleep(maintenance.QUIET_S)
+        config.push(cluster, dataclasses.replace(stack, site_overrides=changed))  # crmtool haproxy + render
+        cluster.wait_status(lambda _s: all(new("reload-agent").values()),
+                            "reload-agent of haproxy everywhere", 90)
+        assert all("timeout server 90s" in cluster.node_path(node, haproxy.CONFIG).read_text()
+                   for node in everyone)
+        time.sleep(maintenance.QUIET_S)
+    finally:
+        streamed = maintenance.Streamed(maintenance.stop_stream(client), [])
+        config.push(cluster, stack)  # back to the module's site (another reload) for the next tests
+        cluster.wait_status(lambda _s: all(count >= 2 for count in new("reload-agent").values()),
+                            "haproxy reloaded back everywhere", 90)
+    print(f"a changed site (timeout server 90s): reload-agent per node {new('reload-agent')}, stops "
+          f"{new('stop')}; {streamed.summary()}")
+    assert {node: recorded_identity(cluster, node, haproxy.RESOURCE) for node in everyone} == masters
+    assert not any(new("stop").values()), "haproxy was restarted"
+    assert not streamed.failed and not streamed.late
 
 
 def test_rolling_standby_fails_no_token_request(services):

@@ -12,7 +12,12 @@ import time
 
 import pytest
 
-from harness.cluster_fixtures import assert_no_password_anywhere, start_cluster_on_database, wait_rejoined
+from harness.cluster_fixtures import (
+    assert_no_password_anywhere,
+    start_cluster_on_database,
+    succeeded,
+    wait_rejoined,
+)
 from nscluster import config, database, health, messaging, nova
 from nscluster.messaging import RABBIT_DIRS, RabbitInCluster
 from nscluster.nova import NOVA_DIRS, NovaInCluster
@@ -102,9 +107,7 @@ def test_a_token_is_issued_through_the_public_vip_by_the_clone_on_every_node(key
 
 def executed(cluster, node, operation):
     """How many ``operation``s of keystone the node's controller logged as succeeded."""
-    line = f"Result of {operation} operation for {RESOURCE} on {node}: ok"
-    return sum(path.read_text(errors="replace").count(line) for path in cluster.logs(node)
-               if path.name == "pacemaker.log")
+    return succeeded(cluster, node, RESOURCE, operation)
 
 
 def test_glance_api_runs_on_every_node_and_lists_images_through_the_public_vip(keystone_cluster):
