@@ -18,6 +18,8 @@ AGENTS: dict[str, str] = {
     "keystone": "agents.keystone",
     "glance-api": "agents.glance_api",
     "nova-api": "agents.nova_api",
+    "nova-conductor": "agents.nova_conductor",
+    "nova-scheduler": "agents.nova_scheduler",
     "mysql": "agents.mysql",
     "drbd": "agents.drbd",
     "memcached": "agents.memcached",
