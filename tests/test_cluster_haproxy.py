@@ -15,7 +15,6 @@ import pytest
 
 from harness.cluster_fixtures import start_cluster_on_database, succeeded, wait_rejoined
 from nscluster import config, database, haproxy, health, maintenance
-from nscluster.cluster import ClusterError
 from nscluster.openstack import (
     CLONE,
     PORT,
@@ -39,6 +38,8 @@ DETECTION_S = 2 * (1 + 2)
 TOKEN_AFTER_VIP_S = 0.5
 # A database failover: tokens resume within this much of the first committed write (the issue's target).
 TOKEN_AFTER_DATABASE_S = 1.0
+RESUME_INTERVAL_S = 0.25
+RESUME_JUDGED_S = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +201,14 @@ def test_crash_of_the_public_vip_holder_first_token_within_half_a_second_of_the_
 
 
 def test_tokens_resume_within_a_second_of_the_database_after_its_holder_crashes(services):
+    """The first token comes within 1 s of the database's return, and every token request sent from
+    then on is answered with a token within a user's patience: a request every 0.25 s, each on its
+    own connection, as many clients would.
+
+    (A single client retrying one request at a time measures its own attempt schedule too: on a
+    saturated machine its attempt under way when the database came back hit its 2 s timeout, and
+    the next one started 0.7 s after the database; the first token then came 1.3-1.6 s after it.)
+    """
     cluster, stack = services["cluster"], services["stack"]
     keystone, db = services["keystone"], services["database"]
     (db_holder,) = cluster.status().where("mysql")
@@ -208,15 +217,26 @@ def test_tokens_resume_within_a_second_of_the_database_after_its_holder_crashes(
     with haproxy.CPUHogs(cluster, HOG_LOAD):
         began = time.monotonic()
         crashed_at = cluster.crash(db_holder)
-        waiting = keystone.start_waiting_token(180)
+        client = keystone.start_token_stream(maintenance.STREAM_SECONDS, RESUME_INTERVAL_S)
         try:
             committed_at = db.write(database_address, row_id=int(time.time()), timeout_s=180)
-        except ClusterError:
-            waiting.kill()
-            raise
-        token_at = finish_waiting_token(waiting)
-    db_s, token_s = committed_at - crashed_at, token_at - crashed_at
-    print(f"crash of the database's holder {db_holder}: first write committed after {db_s:.2f} s, "
-          f"first token after {token_s:.2f} s (+{token_s - db_s:.2f} s)")
-    assert token_s <= db_s + TOKEN_AFTER_DATABASE_S
+            resumed_by = committed_at + TOKEN_AFTER_DATABASE_S
+            # Requests sent until then, plus a few more, are what the test judges.
+            time.sleep(max(0.0, resumed_by + RESUME_JUDGED_S - time.monotonic()))
+        finally:
+            answers = maintenance.stop_stream(client)
+    judged = [a for a in answers if float(a["t"]) >= resumed_by]
+    arrivals = [float(a["t"]) + float(a["s"]) for a in answers if a["ok"]]
+    first_token_s = min(arrivals) - committed_at if arrivals else float("nan")
+    print(f"crash of the database's holder {db_holder}: first write committed after "
+          f"{committed_at - crashed_at:.2f} s; first token {first_token_s:+.2f} s of it; requests sent from "
+          f"+{TOKEN_AFTER_DATABASE_S:.1f} s: {len(judged)}, failed {sum(not a['ok'] for a in judged)}, "
+          f"slowest {max((float(a['s']) for a in judged), default=0):.2f} s")
+    for answer in answers:
+        if float(answer["t"]) >= committed_at - 3:
+            print(f"  request at {float(answer['t']) - committed_at:+.2f} s of the commit: {answer['s']} s, "
+                  f"status {answer['status']} {str(answer['error'])[:60]}")
+    assert first_token_s <= TOKEN_AFTER_DATABASE_S
+    assert len(judged) >= RESUME_JUDGED_S / RESUME_INTERVAL_S - 1
+    assert all(a["ok"] and float(a["s"]) <= maintenance.PATIENCE_S for a in judged), judged
     wait_rejoined(cluster, stack, db_holder, began)
