@@ -26,7 +26,7 @@ DEBIAN_PACKAGES := make pacemaker pacemaker-cli-utils corosync pcs crmsh resourc
 # Installed without recommends: drbd-utils would pull in a mail server, OpenStack a lot more.
 DEBIAN_PACKAGES_NORECOMMENDS := kmod drbd-utils keystone glance-api nova-api python3-openstackclient \
 	openstack-dashboard uwsgi-core uwsgi-plugin-python3 \
-	neutron-server python3-neutronclient nova-conductor nova-scheduler
+	neutron-server python3-neutronclient nova-conductor nova-scheduler python3-placement
 
 INSTALL_ARGS = --destdir "$(DESTDIR)" --ocf-root $(OCF_ROOT) --provider $(PROVIDER) \
 	--libdir $(LIBDIR) --bindir $(BINDIR) --datadir $(DATADIR)
