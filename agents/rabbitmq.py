@@ -15,15 +15,30 @@ cookie is never in a command line, an environment or a log. Debian's
 name, address, ports, directories) and ``RABBITMQ_ALLOW_INPUT`` plus ``-noinput``, so the
 script ``exec``\\ s the Erlang VM: the process recorded is the broker itself.
 
-**No wipe, ever.** Start never deletes, resets or moves the broker's data
-(``base_dir/mnesia``): a node with data starts with it, its durable queues and their messages.
-With ``peers``, a node that had no data before this start and is alone joins the first running
-peer (``rabbitmqctl join_cluster``, whose reset then drops only the defaults it just created);
-a node clustered already keeps its membership; a node alone with data of its own is never
-reset: its start fails and says so (``join_peers``). A node the cluster forgot is not
-recognised yet, and the peers are not yet derived from Pacemaker.
+**Peers.** ``peers`` when given; else one per other node of the Pacemaker cluster (``crm_node
+-l``: every node, whatever its state) through the ``nodename`` template, ``%h`` standing for a
+Pacemaker node name's short form (``CRM_meta_on_node`` for this node). Outside a cluster (no answer
+from crm_node) and without ``peers`` the node runs alone.
 
-Health checks by ``OCF_CHECK_LEVEL``, none of which boots an Erlang VM (no ``rabbitmqctl``):
+**No wipe, ever.** Start never deletes or resets a node's data (``base_dir/mnesia/<nodename>``): a
+node with data starts with it, its durable queues and their messages. Alone while a peer runs, a node
+that had no data before this start joins the first running peer (``rabbitmqctl join_cluster``,
+whose reset then drops only the defaults it just created); when that cluster still lists it (its
+data was destroyed) it is forgotten there first (``forget_cluster_node``) and its quorum-queue
+replicas are grown back after the join (``rabbitmq-queues grow``). A node clustered already keeps
+its membership; a node alone with data of its own is never reset: its start fails and says so
+(``join_peers``). The one exception to "never touched": a node whose running peers no longer list
+it (someone ran ``forget_cluster_node``), which RabbitMQ would refuse to boot: its data is moved
+aside, never deleted, to ``<data dir>.forgotten-<UTC time>`` and it joins as a new node
+(``prepare_boot``).
+
+**Power loss.** A clustered node that did not stop last waits at boot for its peers, then gives up
+and exits: the agent makes that wait fit the start's budget (``table_wait``), so a start that
+cannot complete ends with a reason of its own. When Pacemaker shows every other member of the
+node's data down (not an online member), the boot is forced (``rabbitmqctl force_boot``); when some
+are online they are coming back too, and nodes starting together find each other.
+
+Health checks by ``OCF_CHECK_LEVEL`` (0 and 10 boot no Erlang VM, no ``rabbitmqctl``):
 
 * 0: the broker's VM we started (pid and start time) is alive, not frozen, and holds a LISTEN
   socket on ``host:port``;
@@ -32,11 +47,15 @@ Health checks by ``OCF_CHECK_LEVEL``, none of which boots an Erlang VM (no ``rab
   queue of the monitor's own (``ocf-monitor.<nodename>``) and the message consumed back. A
   failure after a successful handshake (no quorum for the queue, a memory or disk alarm
   blocking publishers, rejected credentials) is the cluster's or the monitor's, not this
-  process's: degraded (190).
+  process's: degraded (190). Then the cluster's health, from two Erlang CLI tools run beside the
+  round trip (``rabbitmqctl cluster_status``, ``rabbitmq-diagnostics
+  check_if_node_is_quorum_critical``): a partition, a memory or disk alarm, quorum queues that
+  would lose their majority without this node (a member is down): 190, naming them.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 from agents.ocf.actions import Advert, action
@@ -69,6 +88,16 @@ DEEP_CHECK_CAP_S = 10.0
 CTL_CAP_S = 60.0
 RESOLVE_CAP_S = 5.0
 CONSUME_POLL_S = 0.05
+CRM_NODE_CAP_S = 5.0
+CLUSTER_NODES_FILE = "cluster_nodes.config"  # in the data directory: every member, the disc members
+PRIVATE_FILE_MAX = 1 << 16
+# The boot's wait for peers' tables: what is left of the start's budget less what a boot and a join
+# take here (a broker answers 5-9 s after launch on a busy 2-CPU box), in steps of about 10 s.
+BOOT_RESERVE_S = 25.0
+STOP_RESERVE_S = 10.0  # a boot waiting for its peers is stopped by the agent this long before the deadline
+TABLE_WAIT_PHASES = 2
+TABLE_WAIT_MIN_S = 5.0
+TABLE_WAIT_STEP_S = 10.0
 # The AMQP 0-9-1 protocol header, and the start of the broker's answer: a method frame on
 # channel 0 whose payload begins with class 10 (connection), method 10 (start).
 AMQP_HEADER = b"AMQP\x00\x00\x09\x01"
@@ -94,11 +123,11 @@ def _address(value: object) -> None:
 def _node_name(value: object) -> None:
     text = str(value)
     name, at, host = text.partition("@")
-    valid = bool(name) and set(name) <= NODE_NAME_CHARS - {"."} and \
+    valid = bool(name) and set(name.replace("%h", "h")) <= NODE_NAME_CHARS - {"."} and \
         (not at or (bool(host) and set(host.replace("%h", "h")) <= NODE_NAME_CHARS))
     if not valid:
-        raise ValueError(f"must be NAME@HOST (letters, digits, '-', '_'; HOST may be %h, this node's "
-                         f"short host name), not {text!r}")
+        raise ValueError(f"must be NAME@HOST (letters, digits, '-', '_'; %h stands for this node's "
+                         f"short Pacemaker node name), not {text!r}")
 
 
 def _peers(value: object) -> None:
@@ -114,14 +143,18 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
     shortdesc = "RabbitMQ, the message bus of the OpenStack services"
     longdesc = ("Runs Debian's rabbitmq-server as its own user with a configuration the agent writes, the "
                 "Erlang cookie copied from a root-only file, and checks it by depth without booting an "
-                "Erlang VM (0: process and listening socket, 10: the AMQP handshake, 20: a confirmed publish "
-                "and consume on a quorum queue, failures of which are degraded). Start never wipes a node's "
-                "data. Meant as a clone on every controller.")
+                "Erlang VM at depths 0 and 10 (0: process and listening socket, 10: the AMQP handshake, "
+                "20: a confirmed publish and consume on a quorum queue, then partitions, alarms and "
+                "quorum-critical queues, all of which are degraded). The peers come from Pacemaker's node "
+                "list; after a power loss the boot is forced when Pacemaker shows every other member down; "
+                "start never wipes a node's data (a node its cluster forgot has it moved aside). Meant as a "
+                "clone on every controller.")
     params = (
         Param("nodename", shortdesc="Erlang node name of the broker", default="rabbit@%h", check=_node_name,
-              longdesc="NAME@HOST; %h stands for this node's short host name (the name Pacemaker normally "
-                       "knows the node by), so one value serves every node of a clone. HOST must resolve to "
-                       "this node on every broker of the cluster. The broker's data lives in "
+              longdesc="NAME@HOST; %h stands for the short form of this node's Pacemaker name "
+                       "(CRM_meta_on_node; outside Pacemaker the host name), so one value serves every node "
+                       "of a clone, and the peers' node names are derived from it (peers). HOST must resolve "
+                       "to this node on every broker of the cluster. The broker's data lives in "
                        "base_dir/mnesia/<nodename>: changing it starts an empty broker beside the old data."),
         Param("binary", shortdesc="rabbitmq-server start script", check=_absolute,
               default="/usr/lib/rabbitmq/bin/rabbitmq-server",
@@ -170,8 +203,8 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
               longdesc="Space-separated NAME@HOST node names. A new node (no data in base_dir) joins the "
                        "first running one at start; a node clustered already keeps its membership; a node "
                        "with data of its own, alone while a peer runs, is never reset: its start fails. "
-                       "Empty: the node runs alone (deriving the peers from Pacemaker's node list is not "
-                       "done yet)."),
+                       "Empty (the normal case): every other node of the Pacemaker cluster (crm_node -l) "
+                       "through the nodename template; outside a cluster, none: the node runs alone."),
         Param("partition_handling", "select", choices=PARTITION_HANDLING, default="pause_minority",
               shortdesc="cluster_partition_handling of the broker",
               longdesc="pause_minority: a node that sees a minority of the cluster pauses (stops serving) "
@@ -256,12 +289,20 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
 
     @property
     def nodename(self) -> str:
-        given = self.config.text("nodename")
-        if "%h" not in given:
-            return given
+        return self.node_for(self.pacemaker_name)
+
+    @property
+    def pacemaker_name(self) -> str:
+        """This node's name in Pacemaker (``CRM_meta_on_node``; else the host name), short form."""
+        if self.env.node:
+            return short_name(self.env.node)
         import socket
 
-        return given.replace("%h", socket.gethostname().split(".")[0])
+        return short_name(socket.gethostname())
+
+    def node_for(self, pacemaker_name: str) -> str:
+        """The Erlang node name of the broker on Pacemaker node ``pacemaker_name`` (the template)."""
+        return self.config.text("nodename").replace("%h", short_name(pacemaker_name))
 
     def cookie(self) -> str:
         """The Erlang cookie from ``cookie_file`` (root-only); raises CredentialsError (5)."""
@@ -286,14 +327,36 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
             return ""
         return "{" + ",".join(str(byte) for byte in packed) + "}"
 
+    launched_at = 0.0  # when the broker was spawned, on the deadline's clock
+
     def broker_config(self) -> str:
+        retry_ms, retries = self.table_wait()
         return (
             "# Written by ocf:openstack:rabbitmq at every start: edits are overwritten.\n"
             f"cluster_partition_handling = {self.config.text('partition_handling')}\n"
             f"heartbeat = {self.config.integer('heartbeat')}\n"
             "log.console = false\n"
             "log.file.level = info\n"
+            "# How long a node with cluster data waits at boot for its peers: within this start's budget.\n"
+            f"mnesia_table_loading_retry_timeout = {retry_ms}\n"
+            f"mnesia_table_loading_retry_limit = {retries}\n"
         )
+
+    def table_wait(self) -> tuple[int, int]:
+        """``(retry timeout ms, retry limit)`` of the broker's wait at boot for its peers' tables.
+
+        RabbitMQ 3.10 waits 10 x 30 s, and does so once per boot phase that needs the tables (the
+        quorum_queue feature flag's migration, then the tables themselves: TABLE_WAIT_PHASES), then
+        gives up. The agent makes those waits fit the start's budget (``OCF_RESKEY_CRM_meta_timeout``,
+        what is left of it at launch) less the time a boot and a stop take (BOOT_RESERVE_S); should
+        the broker still not answer, ``wait_until_answering`` stops it before the deadline, so a
+        start that cannot complete fails with a reason of ours, never killed by Pacemaker.
+        """
+        import math
+
+        wait = max((self.deadline.remaining() - BOOT_RESERVE_S) / TABLE_WAIT_PHASES, TABLE_WAIT_MIN_S)
+        retries = max(1, math.ceil(wait / TABLE_WAIT_STEP_S))
+        return int(wait * 1000 / retries), retries
 
     # Start -------------------------------------------------------------------
 
@@ -343,21 +406,136 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
         for directory in (base_dir, log_dir):
             owned_directory(directory, user)
         write_cookie(base_dir, user, self.cookie())
+        node = self.nodename
+        self.fresh = not os.path.isdir(self.data_dir)
+        if not self.fresh:
+            self.prepare_boot()
         write_config(self.config.text("config_dir"), {
             "rabbitmq.conf": self.broker_config(), "enabled_plugins": "[].\n",
             "rabbitmq-env.conf": "# Written by ocf:openstack:rabbitmq: empty.\n"})
-        node = self.nodename
-        self.fresh = not os.path.isdir(self.data_dir)
         kept = "without data yet (a new node)" if self.fresh else "with its existing data"
+        self.launched_at = self.deadline.elapsed()
         self.log.info(f"starting RabbitMQ node {node} on {self.endpoint} {kept}")
         return self.daemon.spawn([self.config.text("binary")], user=user,
                                  log_path=os.path.join(log_dir, f"{node}-ocf.log"), env=self.broker_env(user),
                                  cwd=base_dir, more_logs=(os.path.join(log_dir, f"{node}.log"),))
 
-    # Joining the peers -------------------------------------------------------------
+    # Peers and Pacemaker ----------------------------------------------------------------
+
+    @functools.cached_property
+    def pacemaker(self) -> dict[str, bool] | None:
+        """Erlang node name of the broker on each Pacemaker node (the nodename template) -> whether
+        that node is an online member of the Pacemaker cluster; None outside a cluster."""
+        nodes = pacemaker_nodes(self.deadline)
+        if nodes is None:
+            return None
+        found: dict[str, bool] = {}
+        for name, online in nodes.items():
+            node = self.node_for(name)
+            try:
+                _node_name(node)
+            except ValueError:
+                self.log.warning(f"Pacemaker node {name} gives no valid broker node name; ignored")
+                continue
+            found[node] = found.get(node, False) or online
+        return found
 
     def peers(self) -> list[str]:
-        return [peer for peer in self.config.text("peers").split() if peer != self.nodename]
+        """The other brokers of the cluster: ``peers`` when given, else one per other Pacemaker node
+        (``crm_node -l``, every member whatever its state) through the ``nodename`` template.
+        Outside a cluster (no answer from crm_node) and without ``peers``: none, the node runs alone."""
+        given = self.config.text("peers").split()
+        if given:
+            return [peer for peer in given if peer != self.nodename]
+        if self.pacemaker is None:
+            return []
+        return sorted(node for node in self.pacemaker if node != self.nodename)
+
+    def known_down(self, node: str) -> bool:
+        """Pacemaker knows the node of broker ``node`` and it is not an online member (down for good
+        as far as this start can tell). Unknown nodes and answers outside a cluster: False."""
+        return self.pacemaker is not None and self.pacemaker.get(node) is False
+
+    # Before a boot with data -------------------------------------------------------------
+
+    awaiting: tuple[str, ...] = ()  # peers the boot waits for (set by prepare_boot)
+    rejoin = ""  # why this node joins as a new one although the cluster knew it: "wiped", "forgotten"
+
+    def prepare_boot(self) -> None:
+        """Before launching a node with data that lists other cluster members.
+
+        A running member that answers and knows this node: boot as is (it syncs from it). A running
+        member that no longer lists this node (``forget_cluster_node``): 3.10 would refuse to boot
+        (inconsistent_cluster), so the data is moved aside and the node joins as a new one. No member
+        answers: when Pacemaker says every one of them is down (not an online member), the boot is
+        forced (``rabbitmqctl force_boot``) so it does not wait for them; when some are online
+        (coming back), it is not: they find each other, within the wait ``table_wait`` sets.
+        """
+        others = sorted(self.data_members() - {self.nodename})
+        if not others:
+            return
+        coming = [node for node in others if not self.known_down(node)]
+        for peer in coming:
+            status = self.peer_status(peer)
+            if status is None:
+                continue
+            if self.nodename in status.get("disk_nodes", []) + status.get("ram_nodes", []):
+                self.log.info(f"node {self.nodename} boots with its data: its peer {peer} runs and knows it")
+                return
+            self.move_data_aside(peer)
+            return
+        if not coming:
+            self.log.warning(f"every other member of node {self.nodename}'s cluster ({', '.join(others)}) is "
+                             "down in Pacemaker: forcing its boot (rabbitmqctl force_boot) so it does not "
+                             "wait for them")
+            self.ctl("force_boot")
+            return
+        self.awaiting = tuple(coming)
+        self.log.info(f"no member of node {self.nodename}'s cluster answers; {', '.join(coming)} "
+                      f"{'is' if len(coming) == 1 else 'are'} online in Pacemaker (coming back): the node "
+                      "boots without forcing and waits for them, within the start's budget")
+
+    def data_members(self) -> set[str]:
+        """The cluster members recorded in this node's data (``cluster_nodes.config``)."""
+        import re
+
+        text = read_private_file(self.data_dir, CLUSTER_NODES_FILE)
+        return {quoted or bare for quoted, bare in re.findall(r"'([^']+@[^']+)'|([\w.-]+@[\w.-]+)", text)}
+
+    def peer_status(self, peer: str) -> dict[str, list[str]] | None:
+        """``cluster_status`` of ``peer`` when its broker runs (lists itself running); else None."""
+        done = self.ctl("cluster_status", "--formatter", "json", node=peer, check=False)
+        if done.returncode != 0:
+            self.log.info(f"peer {peer} does not answer (rabbitmqctl exited {done.returncode})")
+            return None
+        status = node_lists(done.stdout)
+        if status is None or peer not in status.get("running_nodes", []):
+            self.log.info(f"peer {peer} answers but its broker is not running")
+            return None
+        return status
+
+    def move_data_aside(self, peer: str) -> None:
+        """Rename the data directory to ``<data_dir>.forgotten-<UTC time>`` (never deleted)."""
+        import time
+
+        parent, name = os.path.split(self.data_dir)
+        aside = f"{name}.forgotten-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        dir_fd = open_directory(parent)
+        try:
+            os.rename(name, aside, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        except OSError as exc:
+            raise OCFError(OCF.ERR_GENERIC, f"node {self.nodename} was forgotten by its cluster and its data "
+                           f"could not be moved aside: {exc.strerror}") from None
+        finally:
+            os.close(dir_fd)
+        self.fresh = True
+        self.rejoin = "forgotten"
+        self.log.warning(f"NODE {self.nodename} WAS FORGOTTEN BY ITS CLUSTER (its running peer {peer} no "
+                         f"longer lists it): its data was moved aside to {os.path.join(parent, aside)} "
+                         "(kept, not deleted); it joins as a new node and its quorum queue replicas are "
+                         "grown back")
+
+    # After the boot: joining -------------------------------------------------------------
 
     def join_peers(self) -> None:
         """After a start that launched the broker: join a running peer when the rules allow it.
@@ -365,9 +543,12 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
         Clustered with a running peer, or with peers that are all down: nothing to do (a node
         keeps its membership). Alone, and no peer answers: it stays alone, the first node of the
         cluster (with its data, if it has some). Alone while a peer runs: a new node (no data
-        before this start) joins it (``join_cluster`` resets the node, which then holds nothing but
-        the defaults it just created); a node *with data of its own* is never reset: the broker is
-        stopped and the start fails and says so.
+        before this start, or data moved aside by ``prepare_boot``) joins it (``join_cluster``
+        resets the node, which then holds nothing but the defaults it just created); when the
+        running cluster still lists this node (its data was destroyed), it is forgotten there first
+        (``forget_cluster_node``); after such a rejoin its quorum queue replicas are grown back. A
+        node *with data of its own* is never reset: the broker is stopped and the start fails and
+        says so.
         """
         peers = self.peers()
         status = self.cluster_status()
@@ -380,7 +561,7 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
             self.log.info(f"node {self.nodename} keeps its cluster membership "
                           f"({', '.join(sorted(members))}); no member is running yet")
             return
-        peer = self.running_peer(peers)
+        peer, peer_status = self.running_peer(peers)
         if not peer:
             data = "" if self.fresh else ", with its data"
             self.log.info(f"no peer of {self.nodename} answers ({', '.join(peers)}): it runs as the first "
@@ -392,6 +573,11 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
                            f"clustered with its running peer {peer}: it is never reset by the agent; "
                            f"to join, move {self.data_dir} aside (or rabbitmqctl reset) and start again")
         self.ctl("stop_app")
+        if self.nodename in peer_status.get("disk_nodes", []) + peer_status.get("ram_nodes", []):
+            self.rejoin = self.rejoin or "wiped"
+            self.log.warning(f"the cluster of {peer} still lists node {self.nodename}, whose data is gone: "
+                             f"forgetting it there (forget_cluster_node) before it joins anew")
+            self.ctl("forget_cluster_node", self.nodename, node=peer)
         done = self.ctl("join_cluster", peer, check=False)
         if done.returncode != 0:
             self.log.warning(f"joining {peer} failed (rabbitmqctl exited {done.returncode}): "
@@ -401,36 +587,46 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
                            f"{peer} (rabbitmqctl exited with status {done.returncode}); see the agent's log")
         self.ctl("start_app")
         self.log.info(f"new node {self.nodename} joined the cluster of {peer}")
+        if self.rejoin:
+            self.grow_replicas()
 
-    def running_peer(self, peers: list[str]) -> str:
-        """The first peer whose broker answers ``cluster_status``; empty when none does."""
+    def grow_replicas(self) -> None:
+        """``rabbitmq-queues grow <me> all``: a replica of every quorum queue on this node again."""
+        done = self.ctl("grow", self.nodename, "all", "--formatter", "json", tool="rabbitmq-queues",
+                        check=False)
+        if done.returncode != 0:
+            self.log.warning(f"growing the quorum queue replicas onto {self.nodename} failed "
+                             f"(rabbitmq-queues exited {done.returncode}): "
+                             f"{' '.join(done.stderr.split())[:300]}")
+            return
+        grown = queue_names(done.stdout)
+        self.log.warning(f"rejoined node {self.nodename} ({self.rejoin}): quorum queue replicas grown back "
+                         f"on it: {', '.join(grown) if grown else 'none'}")
+
+    def running_peer(self, peers: list[str]) -> tuple[str, dict[str, list[str]]]:
+        """The first peer whose broker runs and answers ``cluster_status``, and its answer; empty
+        when none does."""
         for peer in peers:
-            done = self.ctl("cluster_status", "--formatter", "json", node=peer, check=False)
-            if done.returncode == 0:
-                return peer
-            self.log.info(f"peer {peer} does not answer (rabbitmqctl exited {done.returncode})")
-        return ""
+            status = self.peer_status(peer)
+            if status is not None:
+                return peer, status
+        return "", {}
 
     def cluster_status(self) -> dict[str, list[str]]:
-        import json
-
         done = self.ctl("cluster_status", "--formatter", "json")
-        try:
-            found = json.loads(done.stdout)
-        except ValueError:
-            raise OCFError(OCF.ERR_GENERIC, "rabbitmqctl cluster_status did not answer JSON") from None
-        if not isinstance(found, dict):
+        status = node_lists(done.stdout)
+        if status is None:
             raise OCFError(OCF.ERR_GENERIC, "rabbitmqctl cluster_status did not answer a JSON object")
-        return {key: [str(node) for node in value] for key, value in found.items()
-                if isinstance(value, list)}
+        return status
 
-    def ctl(self, *args: str, node: str = "", check: bool = True) -> subprocess.CompletedProcess[str]:
-        """``rabbitmqctl -n NODE ARGS`` as the broker's user, with its HOME (the cookie) and ports;
-        NODE is this broker unless ``node`` names another."""
+    def ctl(self, *args: str, node: str = "", check: bool = True,
+            tool: str = "rabbitmqctl") -> subprocess.CompletedProcess[str]:
+        """``TOOL -n NODE ARGS`` (rabbitmqctl, rabbitmq-queues, rabbitmq-diagnostics) as the broker's
+        user, with its HOME (the cookie) and ports; NODE is this broker unless ``node`` names another."""
         import subprocess
 
         user = self.user()
-        argv = [os.path.join(os.path.dirname(self.config.text("binary")), "rabbitmqctl"),
+        argv = [os.path.join(os.path.dirname(self.config.text("binary")), tool),
                 "-n", node or self.nodename, *args]
         env = self.broker_env(user)
         del env["RABBITMQ_ALLOW_INPUT"], env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
@@ -442,15 +638,42 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
                 argv, capture_output=True, text=True, env=env, cwd=self.config.text("base_dir"),
                 stdin=subprocess.DEVNULL, timeout=self.deadline.timeout(CTL_CAP_S), check=False, **ids)
         except subprocess.TimeoutExpired:
-            raise OCFError(OCF.ERR_GENERIC, f"rabbitmqctl {args[0]} did not finish in time") from None
+            raise OCFError(OCF.ERR_GENERIC, f"{tool} {args[0]} did not finish in time") from None
         except OSError as exc:
-            raise OCFError(OCF.ERR_INSTALLED, f"cannot run rabbitmqctl: {exc.strerror}") from None
+            raise OCFError(OCF.ERR_INSTALLED, f"cannot run {tool}: {exc.strerror}") from None
         if check and done.returncode != 0:
-            self.log.warning(f"rabbitmqctl {args[0]} exited {done.returncode}: "
+            self.log.warning(f"{tool} {args[0]} exited {done.returncode}: "
                              f"{' '.join(done.stderr.split())[:300]}")
-            raise OCFError(OCF.ERR_GENERIC, f"rabbitmqctl {args[0]} exited with status {done.returncode}; "
+            raise OCFError(OCF.ERR_GENERIC, f"{tool} {args[0]} exited with status {done.returncode}; "
                            "see the agent's log")
         return done
+
+    def wait_until_answering(self, identity: Identity) -> None:
+        """As the daemon base waits; a boot waiting for its peers is given up by the agent itself,
+        STOP_RESERVE_S before the start's deadline (RabbitMQ 3.10 waits once per boot phase and may
+        not exit when it gives up): the broker is stopped and the start fails saying why."""
+        if not self.awaiting:
+            super().wait_until_answering(identity)
+            return
+        from agents.ocf.deadline import Deadline
+
+        whole = self.deadline
+        self.deadline = Deadline(max(whole.remaining() - STOP_RESERVE_S, 0.0))
+        try:
+            super().wait_until_answering(identity)
+            return
+        except OCFError:
+            pass
+        finally:
+            self.deadline = whole
+        waited = self.deadline.elapsed() - self.launched_at
+        if identity.alive():
+            self.daemon.stop(self.deadline)
+        raise OCFError(OCF.ERR_GENERIC, f"node {self.nodename} waited {waited:.0f} s at boot for its cluster "
+                       f"peers {', '.join(self.awaiting)} (online in Pacemaker, so its boot was not forced) "
+                       "and none came back within the start's budget; the broker was stopped: start them, "
+                       "or take their nodes out of the Pacemaker cluster so this one boots without them; "
+                       f"{self.daemon.where_to_look()}") from None
 
     def answering(self, identity: Identity) -> str:
         return self.answering_once_listening(identity, lambda: self.check_version(cap=START_ASK_CAP_S))
@@ -495,13 +718,149 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
                            f"{shown}, not Connection.Start")
 
     def deep_check(self) -> None:
+        """The confirmed round trip, then the cluster's health (two CLI tools, run beside it)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         from agents.ocf.daemon import Degraded
 
         credentials = self.credentials()
-        problem = confirmed_round_trip(self.deadline, self.host, self.port, credentials,
-                                       f"ocf-monitor.{self.nodename}")
-        if problem:
-            raise Degraded(problem)
+        with ThreadPoolExecutor(2) as pool:
+            status = pool.submit(self.ctl, "cluster_status", "--formatter", "json", check=False)
+            critical = pool.submit(self.ctl, "check_if_node_is_quorum_critical", "--formatter", "json",
+                                   tool="rabbitmq-diagnostics", check=False)
+            problem = confirmed_round_trip(self.deadline, self.host, self.port, credentials,
+                                           f"ocf-monitor.{self.nodename}")
+            try:
+                problems = health_problems(status.result().stdout, critical.result())
+            except OCFError as exc:
+                problems = [exc.reason]
+        if problem:  # after the cluster's problems, which explain it more often than not
+            problems.append(problem)
+        if problems:
+            raise Degraded("; ".join(problems))
+
+
+# Pacemaker's view, and what the CLI tools answer ------------------------------------------------
+
+def pacemaker_nodes(deadline: Deadline) -> dict[str, bool] | None:
+    """Pacemaker's membership from ``crm_node -l`` (lines ``ID NAME STATE``): node name -> online
+    (state ``member``). None when there is no answer (not in a cluster, no crm_node, no time).
+
+    The agent's one question to Pacemaker. crm_node is found on the agent's PATH: the tests put a
+    stub of it first there (``harness/pacemaker_stub/crm_node``, printing the same lines from a file).
+    """
+    from agents.ocf.proc import run
+
+    try:
+        done = run(["crm_node", "-l"], deadline, cap=CRM_NODE_CAP_S)
+    except OCFError:
+        return None
+    if done.returncode != 0:
+        return None
+    nodes: dict[str, bool] = {}
+    for line in done.stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1] != "(null)":
+            nodes[fields[1]] = nodes.get(fields[1], False) or fields[2] == "member"
+    return nodes or None
+
+
+def short_name(name: str) -> str:
+    return name.split(".", maxsplit=1)[0]
+
+
+def read_private_file(directory: str, name: str) -> str:
+    """A small file root reads in a directory the broker's user writes: never through a symbolic
+    link, only a regular file; empty when missing."""
+    import stat
+
+    try:
+        dir_fd = os.open(directory, DIR_FLAGS)
+    except OSError:
+        return ""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return ""
+    finally:
+        os.close(dir_fd)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, PRIVATE_FILE_MAX).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
+def json_answer(text: str) -> object:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def node_lists(text: str) -> dict[str, list[str]] | None:
+    """The lists of ``cluster_status --formatter json`` (running_nodes, disk_nodes...); None if not JSON."""
+    found = json_answer(text)
+    if not isinstance(found, dict):
+        return None
+    return {key: [str(node) for node in value] for key, value in found.items() if isinstance(value, list)}
+
+
+def queue_names(text: str) -> list[str]:
+    """Queue names in a CLI tool's JSON answer (a list of rows, or an object with ``queues``)."""
+    found = json_answer(text)
+    if isinstance(found, dict):
+        found = found.get("queues", [])
+    names = []
+    for row in found if isinstance(found, list) else []:
+        if isinstance(row, dict) and row.get("name") is not None:
+            names.append(str(row["name"]))
+    return names
+
+
+def names_shown(names: list[str], most: int = 5) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def health_problems(status_text: str, critical: subprocess.CompletedProcess[str]) -> list[str]:
+    """Partitions and alarms (``cluster_status --formatter json``) and quorum-critical queues
+    (``rabbitmq-diagnostics check_if_node_is_quorum_critical --formatter json``), names only.
+
+    Quorum-critical counts while a cluster member is down: a queue of two members is always
+    critical (each one is half of it), which is its design, not a failure."""
+    problems = []
+    status = json_answer(status_text)
+    if not isinstance(status, dict):
+        problems.append("rabbitmqctl cluster_status did not answer a JSON object")
+        status = {}
+    partitions = status.get("partitions") or {}
+    if partitions:
+        seen = sorted(partitions) if isinstance(partitions, dict) else [str(partitions)[:100]]
+        problems.append(f"network partition seen by {names_shown([str(node) for node in seen])}")
+    alarms = []
+    for alarm in status.get("alarms") or []:
+        if isinstance(alarm, dict):
+            kind = alarm.get("resource") or alarm.get("type") or alarm.get("alarm") or "resource"
+            alarms.append(f"{kind} alarm on {alarm.get('node', '?')}")
+        else:
+            alarms.append(f"alarm {str(alarm)[:80]}")
+    if alarms:
+        problems.append(names_shown(alarms))
+    members = {str(node) for key in ("disk_nodes", "ram_nodes") for node in status.get(key) or []}
+    down = sorted(members - {str(node) for node in status.get("running_nodes") or []})
+    if critical.returncode != 0:
+        queues = queue_names(critical.stdout) or queue_names(critical.stderr)  # 3.10: on stderr
+        if queues and down:
+            problems.append(f"quorum-critical ({names_shown(down)} down; they would lose their majority "
+                            f"without this node): {names_shown(queues)}")
+        elif not queues:
+            problems.append("rabbitmq-diagnostics check_if_node_is_quorum_critical exited "
+                            f"{critical.returncode}")
+    return problems
 
 
 # The depth-20 round trip ------------------------------------------------------------

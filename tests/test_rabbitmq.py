@@ -19,7 +19,15 @@ import pytest
 
 from harness.ocfrun import assert_broken_parameter, assert_passes_ocf_tester
 from harness.processes import alive, eventually
-from harness.rabbitmq import AGENT, MONITOR_USER, RabbitResource, stop_epmd, write_secrets
+from harness.rabbitmq import (
+    AGENT,
+    RabbitResource,
+    amqp_answers,
+    consume_all,
+    publish_confirmed,
+    stop_epmd,
+    write_secrets,
+)
 from harness.stack import HOST
 
 PORT = 28672  # AMQP; distribution on PORT + 1
@@ -53,54 +61,6 @@ def resource(workdir, cookie):
     made = RabbitResource(workdir, PORT, EPMD_PORT)
     yield made
     made.ensure_stopped()
-
-
-def amqp_answers(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=5) as conn:
-            conn.sendall(b"AMQP\x00\x00\x09\x01")
-            return conn.recv(11)[7:11] == b"\x00\x0a\x00\x0a"
-    except OSError:
-        return False
-
-
-def connection(port: int):
-    import pika
-
-    return pika.BlockingConnection(pika.ConnectionParameters(
-        host=HOST, port=port, credentials=pika.PlainCredentials(*MONITOR_USER), socket_timeout=10,
-        stack_timeout=10, blocked_connection_timeout=10, connection_attempts=1, heartbeat=0))
-
-
-def publish_confirmed(port: int, queue: str, count: int) -> list[bytes]:
-    import pika
-
-    bodies = [f"message {number}".encode() for number in range(count)]
-    conn = connection(port)
-    try:
-        channel = conn.channel()
-        channel.confirm_delivery()
-        channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
-        for body in bodies:  # each returns once the broker confirmed it (raises otherwise)
-            channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
-    finally:
-        conn.close()
-    return bodies
-
-
-def consume_all(port: int, queue: str) -> list[bytes]:
-    conn = connection(port)
-    got = []
-    try:
-        channel = conn.channel()
-        while True:
-            method, _props, body = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                break
-            got.append(body)
-    finally:
-        conn.close()
-    return got
 
 
 def processes_holding(text: str) -> list[str]:
