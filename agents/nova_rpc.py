@@ -76,9 +76,11 @@ class NovaRpcService(DaemonAgent):
     def start(self) -> OCF:
         identity = self.daemon.recorded()
         brokers = self.recorded_brokers()
-        if identity is None or not identity.alive() or not brokers:  # never started, or died since
+        running = identity is not None and identity.alive()
+        if not running or not brokers:
             brokers = self.configured_brokers()
             self.state.write(BROKERS_RECORD, "".join(f"{host} {port}\n" for host, port in brokers))
+        if identity is None or not running:  # never started, or died since: start anew
             identity = self.launch()
         broker = self.wait_until_connected(identity, brokers)
         self.log.info(f"{self.name} (pid {identity.pid}) is connected to the broker {broker} after "
