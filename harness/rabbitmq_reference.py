@@ -205,6 +205,7 @@ class ReferenceSite:
 
 WIPE_PORTS = (28820, 28830)  # two nodes of one cluster; distribution on port + 1
 WIPE_EPMD_PORT = 28848
+QUEUE_INFO = ("list_queues", "-q", "name", "type", "leader", "members", "messages")
 WIPE_TIMEOUT_S = 300  # a rejoin is a dozen rabbitmqctl calls and a boot: minutes on a loaded machine
 
 
@@ -231,19 +232,40 @@ def publish(port: int, queues: dict[str, str]) -> None:
         conn.close()
 
 
-def messages(port: int, name: str) -> int | None:
-    """Messages in queue ``name`` (declared passively); None when the queue does not exist."""
+def messages(port: int, name: str) -> str:
+    """The messages got from queue ``name`` (unacknowledged: they go back at the close), "no such queue"
+    when a passive declare fails, or the broker's error."""
     import pika
 
-    conn = _connection(port)
     try:
-        declared = conn.channel().queue_declare(name, passive=True)
-        return int(declared.method.message_count)
-    except pika.exceptions.ChannelClosedByBroker:
-        return None
+        conn = _connection(port)
+    except (pika.exceptions.AMQPError, OSError) as exc:
+        return f"no connection ({type(exc).__name__})"
+    try:
+        channel = conn.channel()
+        channel.queue_declare(name, passive=True)
+        count = 0
+        while channel.basic_get(name, auto_ack=False)[0] is not None:
+            count += 1
+        return str(count)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        return "no such queue" if exc.reply_code == 404 else f"error {exc.reply_code} {exc.reply_text}"
+    except pika.exceptions.ConnectionClosedByBroker as exc:
+        return f"error {exc.reply_code} {exc.reply_text}"
     finally:
         if conn.is_open:
             conn.close()
+
+
+def settled(port: int, name: str, timeout: float = 30) -> str:
+    """``messages`` once it is no error, or its last error after ``timeout`` seconds (with the wait)."""
+    began = time.monotonic()
+    while True:
+        found = messages(port, name)
+        waited = time.monotonic() - began
+        if not found.startswith(("error", "no connection")) or waited > timeout:
+            return found if waited < 1 else f"{found} (after {waited:.0f} s)"
+        time.sleep(1)
 
 
 def files_under(path: str) -> int:
@@ -268,9 +290,7 @@ def measure_wipe() -> None:
     queues = {"wipe-classic": "classic", "wipe-quorum": "quorum"}
 
     def state(site: ReferenceSite, when: str) -> None:
-        counts = {name: messages(site.port, name) for name in queues}
-        found = ", ".join(f"{name}={'no such queue' if count is None else count}"
-                          for name, count in counts.items())
+        found = ", ".join(f"{name}={settled(site.port, name)}" for name in queues)
         print(f"  {when}: {files_under(site.data_dir)} files under {PRIVATE['lib']}/mnesia; "
               f"messages {found}; policies: {_ctl(site, 'list_policies', '-q') or 'none'}")
 
@@ -300,14 +320,16 @@ def measure_wipe() -> None:
         state(first, "after start")
         print("2. A node that ran in the cluster restarted while another node runs: it rejoins")
         must(second, "start")
+        must(second, "monitor")  # Pacemaker's first monitor: it records the node's name (last known)
         publish(second.port, queues)
-        print(f"  quorum queue members: {_ctl(first, 'list_queues', '-q', 'name', 'type', 'members')}")
+        print(f"  queues seen from {first.nodename}: {_ctl(first, *QUEUE_INFO)}")
         state(second, "before stop")
         must(second, "stop")
         print(f"  stopped: {files_under(second.data_dir)} files under {PRIVATE['lib']}/mnesia")
         must(second, "start")
         state(second, "after start")
-        print(f"  quorum queue members: {_ctl(first, 'list_queues', '-q', 'name', 'type', 'members')}")
+        state(first, f"seen through {first.nodename}")
+        print(f"  queues seen from {first.nodename}: {_ctl(first, *QUEUE_INFO)}")
         print(f"  cluster: {_ctl(first, 'cluster_status', '--formatter', 'json')}")
     finally:
         for site in (second, first):
