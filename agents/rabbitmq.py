@@ -35,8 +35,10 @@ aside, never deleted, to ``<data dir>.forgotten-<UTC time>`` and it joins as a n
 **Power loss.** A clustered node that did not stop last waits at boot for its peers, then gives up
 and exits: the agent makes that wait fit the start's budget (``table_wait``), so a start that
 cannot complete ends with a reason of its own. When Pacemaker shows every other member of the
-node's data down (not an online member), the boot is forced (``rabbitmqctl force_boot``); when some
-are online they are coming back too, and nodes starting together find each other.
+node's data down (not an online member), the boot is forced (``rabbitmqctl force_boot``); when all
+are online they are coming back too, and nodes starting together find each other; when some are
+down and some online, the first of those coming back by node name forces its boot, the others
+wait for it (they would wait for the lost ones otherwise).
 
 Health checks by ``OCF_CHECK_LEVEL`` (0 and 10 boot no Erlang VM, no ``rabbitmqctl``):
 
@@ -146,7 +148,8 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
                 "Erlang VM at depths 0 and 10 (0: process and listening socket, 10: the AMQP handshake, "
                 "20: a confirmed publish and consume on a quorum queue, then partitions, alarms and "
                 "quorum-critical queues, all of which are degraded). The peers come from Pacemaker's node "
-                "list; after a power loss the boot is forced when Pacemaker shows every other member down; "
+                "list; after a power loss the boot is forced when Pacemaker shows the other members down "
+                "(some down: on the first of the nodes coming back); "
                 "start never wipes a node's data (a node its cluster forgot has it moved aside). Meant as a "
                 "clone on every controller.")
     params = (
@@ -468,8 +471,11 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
         member that no longer lists this node (``forget_cluster_node``): 3.10 would refuse to boot
         (inconsistent_cluster), so the data is moved aside and the node joins as a new one. No member
         answers: when Pacemaker says every one of them is down (not an online member), the boot is
-        forced (``rabbitmqctl force_boot``) so it does not wait for them; when some are online
-        (coming back), it is not: they find each other, within the wait ``table_wait`` sets.
+        forced (``rabbitmqctl force_boot``) so it does not wait for them; when all are online
+        (coming back), it is not: they find each other, within the wait ``table_wait`` sets. Some
+        down and some online: those coming back would wait for the lost ones forever (3.10, after
+        ``kill -9`` of all), so the first of them by node name forces its boot and the others wait
+        for it.
         """
         others = sorted(self.data_members() - {self.nodename})
         if not others:
@@ -484,16 +490,25 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
                 return
             self.move_data_aside(peer)
             return
+        down = [node for node in others if node not in coming]
         if not coming:
             self.log.warning(f"every other member of node {self.nodename}'s cluster ({', '.join(others)}) is "
                              "down in Pacemaker: forcing its boot (rabbitmqctl force_boot) so it does not "
                              "wait for them")
             self.ctl("force_boot")
             return
+        if down and self.nodename < min(coming):
+            self.log.warning(f"{', '.join(down)} of node {self.nodename}'s cluster: down in Pacemaker; "
+                             f"{', '.join(coming)}: online. The nodes coming back would all wait for the "
+                             "lost ones, so the first of them by name, this one, forces its boot "
+                             "(rabbitmqctl force_boot) and the others wait for it")
+            self.ctl("force_boot")
+            return
         self.awaiting = tuple(coming)
+        lead = f" ({min(coming)} forces its boot)" if down else ""
         self.log.info(f"no member of node {self.nodename}'s cluster answers; {', '.join(coming)} "
-                      f"{'is' if len(coming) == 1 else 'are'} online in Pacemaker (coming back): the node "
-                      "boots without forcing and waits for them, within the start's budget")
+                      f"{'is' if len(coming) == 1 else 'are'} online in Pacemaker (coming back{lead}): the "
+                      "node boots without forcing and waits for them, within the start's budget")
 
     def data_members(self) -> set[str]:
         """The cluster members recorded in this node's data (``cluster_nodes.config``)."""
@@ -577,7 +592,14 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
             self.rejoin = self.rejoin or "wiped"
             self.log.warning(f"the cluster of {peer} still lists node {self.nodename}, whose data is gone: "
                              f"forgetting it there (forget_cluster_node) before it joins anew")
-            self.ctl("forget_cluster_node", self.nodename, node=peer)
+            forgot = self.ctl("forget_cluster_node", self.nodename, node=peer, check=False)
+            if forgot.returncode != 0:
+                self.log.warning(f"forget_cluster_node {self.nodename} on {peer} failed (rabbitmqctl exited "
+                                 f"{forgot.returncode}): {' '.join(forgot.stderr.split())[:300]}")
+                self.daemon.stop(self.deadline)
+                raise OCFError(OCF.ERR_GENERIC, f"node {self.nodename}, whose data is gone, is still a "
+                               f"member of the cluster of {peer}, which did not forget it (rabbitmqctl "
+                               f"exited with status {forgot.returncode}); see the agent's log")
         done = self.ctl("join_cluster", peer, check=False)
         if done.returncode != 0:
             self.log.warning(f"joining {peer} failed (rabbitmqctl exited {done.returncode}): "
