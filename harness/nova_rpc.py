@@ -79,16 +79,17 @@ def add_account(broker: RabbitResource, user: str, password: str, vhost: str) ->
     rabbitmqctl(broker, "set_permissions", "-p", vhost, user, ".*", ".*", ".*")
 
 
-def nova_config(stack: Stack, transport_url: str, name: str = "nova-rpc.conf") -> str:
+def nova_config(stack: Stack, transport_url: str, name: str = "nova-rpc.conf", workers: int = 1) -> str:
     """A copy of the stack's nova configuration on ``transport_url``, beside it (api-paste.ini there):
-    one worker per service, the broker settings of the docs, glance of the stack, and placement
-    (``start_placement``: with no compute node it has no allocation candidates, so the scheduler
-    answers "No valid host was found")."""
+    ``workers`` per service (1: oslo.service runs the service in its one process; more: a parent
+    and its worker processes, which hold the broker connections), the broker settings of the docs,
+    glance of the stack, and placement (``start_placement``: with no compute node it has no
+    allocation candidates, so the scheduler answers "No valid host was found")."""
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(stack.configs["nova-api"], encoding="utf-8")
     parser["DEFAULT"]["transport_url"] = transport_url
-    parser["conductor"] = {"workers": "1"}
-    parser["scheduler"] = {"workers": "1"}
+    parser["conductor"] = {"workers": str(workers)}
+    parser["scheduler"] = {"workers": str(workers)}
     parser["oslo_messaging_rabbit"] = dict(OSLO_MESSAGING_RABBIT)
     # nova-api behind keystone (the stack's keystone must run): noauth2 gives nova no token to call
     # glance with. glance of the stack has no keystone in front of it: it takes any token.
