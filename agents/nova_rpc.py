@@ -176,18 +176,14 @@ class NovaRpcService(DaemonAgent):
         return parser
 
     def transport_url(self) -> str:
-        url = self.service_options().get("DEFAULT", "transport_url", fallback="").strip()
-        if url:
-            from urllib.parse import unquote, urlsplit
+        """``[DEFAULT] transport_url``; its passwords (as written and decoded) become secrets of the log."""
+        from urllib.parse import unquote
 
-            try:
-                password = urlsplit(url.split(",", 1)[0]).password
-            except ValueError:
-                password = None
-            for secret in (password, *_passwords(url)):
-                if secret:
-                    self.log.add_secret(secret)
-                    self.log.add_secret(unquote(secret))
+        url = self.service_options().get("DEFAULT", "transport_url", fallback="").strip()
+        for secret in _passwords(url):
+            if secret:
+                self.log.add_secret(secret)
+                self.log.add_secret(unquote(secret))
         return url
 
     def configured_brokers(self) -> list[tuple[str, int]]:
