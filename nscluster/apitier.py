@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 from nscluster.cluster import SYSTEM_PYTHON, Cluster, ClusterError
-from nscluster.messaging import CLONE as RABBIT_CLONE
 from nscluster.messaging import RabbitInCluster
 from nscluster.openstack import (
     CONFIG,
@@ -153,6 +152,7 @@ class NeutronInCluster(ServiceInCluster):
         self.keystone.service_user(NEUTRON_USER, self.service_password)
         etc, log, lib = NEUTRON_DIRS
         transport = f"transport_url = {self.rabbit.transport_url}\n" if self.rabbit else ""
+        bus = self.rabbit.oslo_section() if self.rabbit else ""
         text = (f"[DEFAULT]\nlog_file = {log}/neutron-server.log\nstate_path = {lib}\n"
                 "core_plugin = ml2\nservice_plugins =\nauth_strategy = keystone\n"
                 "api_workers = 1\nrpc_workers = 1\nrpc_state_report_workers = 0\n"
@@ -160,7 +160,7 @@ class NeutronInCluster(ServiceInCluster):
                 f"{transport}"
                 f"{database_section('database', self.database_url(NEUTRON_USER, 'neutron'))}"
                 f"{self.keystone.authtoken_section(NEUTRON_USER, self.service_password)}"
-                f"[oslo_concurrency]\nlock_path = {lib}/lock\n")
+                f"[oslo_concurrency]\nlock_path = {lib}/lock\n{bus}")
         paste = Path("/etc/neutron/api-paste.ini").read_text()
         for node in self.cluster.nodes:
             write_private(self.cluster, node, NEUTRON_USER, NEUTRON_DIRS, NEUTRON_CONFIG, text)
@@ -177,8 +177,7 @@ class NeutronInCluster(ServiceInCluster):
             "config": NEUTRON_CONFIG, "plugin_config": NEUTRON_PLUGIN, "port": NEUTRON_PORT,
             "user": NEUTRON_USER, "workers": 1, "credentials": str(self.keystone.monitor_credentials)})
         if self.rabbit:
-            tables[f"order.{NEUTRON}-after-rabbitmq"] = {"first": RABBIT_CLONE, "then": f"{NEUTRON}-clone",
-                                                        "kind": "Optional"}
+            tables[f"order.{NEUTRON}-after-rabbitmq"] = {"enabled": True}  # the profile's (Optional)
         return tables
 
 

@@ -1,96 +1,428 @@
-"""RabbitMQ for nova in the namespace cluster: one broker per node, a Pacemaker clone.
+"""RabbitMQ for nova in the namespace cluster: the profile's broker clone under our agent, clustered.
 
-Each node runs its own, unclustered broker (``ocf:heartbeat:anything``): a node fenced and booted
-again gets its broker back from Pacemaker, and nova's ``transport_url`` lists all three, so a
-client fails over to another broker when its own is gone. The brokers share no queues (no
-clustering, no mirrored or quorum queues): messages held by a broker that dies are lost, which the
-API (``nova-api`` only casts and calls with timeouts) tolerates and a compute fleet would not.
+Each node runs the profile's ``rabbitmq`` clone (``ocf:openstack:rabbitmq``); the three brokers
+form one RabbitMQ cluster (``peers`` lists them), with ``pause_minority``, and the services' queues
+are quorum queues (``rabbit_quorum_queue``: replicated on the three, a majority confirms), so a
+broker's crash loses no confirmed message and its clients fail over to another broker of
+``transport_url``, which lists all three.
 
-Each node has a private ``/etc/rabbitmq`` (``rabbitmq-env.conf``: node name, the node's address, the
-ports; ``rabbitmq.conf``, 0600: the account nova logs in with, created on the broker's first boot),
-``/var/lib/rabbitmq`` (its HOME: the Erlang cookie and the message store) and ``/var/log/rabbitmq``.
-``anything`` runs its command through ``su - root``, so the command drops to user rabbitmq itself
-(``setpriv --reset-env``, which also sets the HOME where the cookie lives); the password is in no
-command line and no environment.
+Names: the broker of Pacemaker node ``nodeN`` is ``rabbit@nodeN`` (the agent's ``%h``). Erlang
+must resolve every node's host part inside every node: the harness gives each node a private
+``/etc/hosts`` (a file of the run's state directory bind-mounted over ``/etc/hosts`` at each
+boot, before corosync starts) mapping every node name to its address.
+
+Per node, private: ``/etc/rabbitmq`` (root's, 0755: the agent's ``config_dir``, the Erlang
+cookie in a root-only file, the depth-20 monitor's root-only credentials), ``/var/lib/rabbitmq``
+(the broker's HOME and data, ``base_dir``) and ``/var/log/rabbitmq``. The accounts (nova's, the
+monitor's, the test clients') are created once the cluster has formed, with ``rabbitmqctl
+add_user`` reading the password from its standard input: no password in the CIB, a command line
+or a log.
+
+The first formation is ordered (the clone's ``ordered`` meta attribute while the brokers start for
+the first time: the first node bootstraps, the others join it one by one); ``wait_formed`` then
+removes it, so that after a power loss the brokers start together and find each other.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import secrets
+import subprocess
 import time
+from pathlib import Path
 
-from nscluster.cluster import Cluster
+from nscluster.cluster import Cluster, ClusterError, wait_until
 
 CONFIG_DIR = "/etc/rabbitmq"
 HOME = "/var/lib/rabbitmq"
 LOG_DIR = "/var/log/rabbitmq"
 RABBIT_DIRS = (CONFIG_DIR, HOME, LOG_DIR)
+COOKIE_FILE = f"{CONFIG_DIR}/cluster.cookie"
+MONITOR_CREDENTIALS = f"{CONFIG_DIR}/monitor.ini"
+ADVANCED_CONFIG = f"{CONFIG_DIR}/advanced.config"  # read by the broker from the agent's config_dir
+# Erlang's net_ticktime (default 60): a peer whose link went dark (a crash, a netsplit: no reset)
+# is seen down after 3/4 to 5/4 of it. Until then the quorum queues it led confirm nothing (measured:
+# no confirm for more than 60 s after a crash of the leader's node with the default), and
+# pause_minority does not pause. The CLI tools keep 60: a call longer than ~7 s may be dropped.
+NET_TICKTIME_S = 10
+HOSTS = "/etc/hosts"
 USER = "rabbitmq"
-PORT = 35672  # AMQP; Erlang distribution on PORT + 20000 (loopback only), epmd on EPMD_PORT
+PORT = 45672  # AMQP
+# Erlang distribution, on the node's address. The CLI tools' own VMs listen on DIST_PORT + 10000 to
+# + 10010 (all addresses): never the AMQP port (35672 was, with the default distribution port).
+DIST_PORT = 45682
 EPMD_PORT = 14369
 RESOURCE = "rabbitmq"
 CLONE = "rabbitmq-clone"
-SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # not /usr/sbin's wrapper: it su's and logs to /var/log
-# "+S 1:1": one scheduler thread; the default (one per core, busy-waiting) competes with
-# everything else on this 2-core machine running three nodes.
-ERL_ARGS = "-kernel inet_dist_use_interface {127,0,0,1} +S 1:1 +sbwt none"
-MONITORS = ({"name": "monitor", "interval": "10s", "timeout": "20s"},)
+CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
+QUEUES = "/usr/lib/rabbitmq/bin/rabbitmq-queues"
+MONITOR_USER = "ocf-monitor"
+CLIENT_USER = "client"
+# Depth 0 every 5 s (no Erlang VM: ~30 ms), the AMQP handshake every 10 s, the confirmed round trip
+# on a quorum queue with the cluster's health every 60 s.
+MONITORS = (
+    {"name": "monitor", "interval": "5s", "timeout": "20s"},
+    {"name": "monitor", "interval": "10s", "timeout": "20s", "depth": 10},
+    {"name": "monitor", "interval": "60s", "timeout": "40s", "depth": 20},
+)
+# What the services' [oslo_messaging_rabbit] holds (docs/cluster.md, "The message bus"): quorum
+# queues; AMQP heartbeats every 2 s (threshold 6 s, checked 3 times per threshold) so a connection to
+# a crashed broker is given up within ~6 s rather than 60; reconnect at once and round-robin
+# through transport_url's brokers.
+OSLO_MESSAGING_RABBIT = {
+    "rabbit_quorum_queue": "true",
+    "heartbeat_timeout_threshold": "6",
+    "heartbeat_rate": "3",
+    "kombu_reconnect_delay": "0.5",
+    "kombu_failover_strategy": "round-robin",
+    "rabbit_retry_interval": "1",
+    "rabbit_retry_backoff": "1",
+    "rabbit_interval_max": "3",
+}
+
+
+def erlang_node(node: str) -> str:
+    return f"rabbit@{node}"
 
 
 @dataclasses.dataclass
 class RabbitInCluster:
-    """A broker per node; ``transport_url`` is what nova connects with."""
+    """The broker clone; ``transport_url`` is what nova connects with."""
 
     cluster: Cluster
     user: str = "nova"
     password: str = dataclasses.field(default_factory=lambda: "mq-" + secrets.token_hex(12))
+    monitor_password: str = dataclasses.field(default_factory=lambda: "mqmon-" + secrets.token_hex(12))
+    client_password: str = dataclasses.field(default_factory=lambda: "mqcli-" + secrets.token_hex(12))
+    monitor_depth20: bool = True
+    formation_failures: list[str] = dataclasses.field(default_factory=list)
+    formed: bool = False  # once wait_formed saw the cluster: the clone is no longer ordered
 
     @property
     def passwords(self) -> tuple[str, ...]:
-        return (self.password,)
+        return self.password, self.monitor_password, self.client_password
+
+    @property
+    def addresses(self) -> list[str]:
+        return [node.address for node in self.cluster.nodes.values()]
 
     @property
     def transport_url(self) -> str:
-        brokers = ",".join(f"{self.user}:{self.password}@{node.address}:{PORT}"
-                           for node in self.cluster.nodes.values())
+        brokers = ",".join(f"{self.user}:{self.password}@{address}:{PORT}" for address in self.addresses)
         return f"rabbit://{brokers}/"
 
-    def prepare(self, _mysql_socket: str = "") -> None:
-        """Every node's configuration, cookie and directories (the brokers start under Pacemaker)."""
-        from nscluster.openstack import write_private
+    def oslo_section(self) -> str:
+        """``[oslo_messaging_rabbit]`` of every service on the bus."""
+        return "[oslo_messaging_rabbit]\n" + "".join(f"{k} = {v}\n" for k, v in OSLO_MESSAGING_RABBIT.items())
 
+    @property
+    def peers(self) -> str:
+        return " ".join(erlang_node(name) for name in self.cluster.nodes)
+
+    # preparation ----------------------------------------------------------
+
+    def prepare(self, _mysql_socket: str = "") -> None:
+        """Every node's private /etc/hosts, directories, cookie and monitor credentials (the brokers
+        start under Pacemaker once the configuration is pushed)."""
         began = time.monotonic()
-        cookie = secrets.token_hex(16)
-        for name, node in self.cluster.nodes.items():
-            environment = (f"NODENAME=rabbit@localhost\nNODE_IP_ADDRESS={node.address}\nNODE_PORT={PORT}\n"
-                           f"DIST_PORT={PORT + 20000}\nERL_EPMD_PORT={EPMD_PORT}\n"
-                           f'SERVER_ADDITIONAL_ERL_ARGS="{ERL_ARGS}"\n')
-            write_private(self.cluster, name, USER, RABBIT_DIRS, f"{CONFIG_DIR}/rabbitmq-env.conf",
-                          environment)
-            write_private(self.cluster, name, USER, (), f"{CONFIG_DIR}/rabbitmq.conf",
-                          f"default_user = {self.user}\ndefault_pass = {self.password}\n"
-                          "default_vhost = /\nlog.console = false\nlog.file.level = info\n", mode=0o600)
-            write_private(self.cluster, name, USER, (), f"{HOME}/.erlang.cookie", cookie, mode=0o400)
+        self.private_hosts()
+        cookie = secrets.token_hex(20)
+        monitor = f"[credentials]\nusername = {MONITOR_USER}\npassword = {self.monitor_password}\n"
+        for name in self.cluster.nodes:
+            config_dir = self.cluster.node_path(name, CONFIG_DIR)
+            os.chown(config_dir, 0, 0)
+            config_dir.chmod(0o755)
+            for directory in (HOME, LOG_DIR):
+                private = self.cluster.node_path(name, directory)
+                os.chown(private, *_ids(USER))
+                private.chmod(0o750)
+            _write_root_only(self.cluster.node_path(name, COOKIE_FILE), cookie)
+            _write_root_only(self.cluster.node_path(name, MONITOR_CREDENTIALS), monitor)
+            advanced = self.cluster.node_path(name, ADVANCED_CONFIG)
+            advanced.write_text(f"[{{kernel, [{{net_ticktime, {NET_TICKTIME_S}}}]}}].\n")
+            advanced.chmod(0o644)
         self.cluster.progress(f"RabbitMQ prepared in {time.monotonic() - began:.1f} s "
-                              f"(a broker per node on port {PORT})")
+                              f"(brokers {self.peers} on port {PORT})")
+
+    def private_hosts(self) -> None:
+        """A private /etc/hosts per node, mounted now on running nodes and at every later boot."""
+        text = "127.0.0.1 localhost\n::1 localhost\n" + "".join(
+            f"{node.address} {name}\n" for name, node in self.cluster.nodes.items())
+        for name, node in self.cluster.nodes.items():
+            hosts = node.directory / "hosts"
+            hosts.write_text(text)
+            hosts.chmod(0o644)
+            node_json = node.directory / "node.json"
+            config = json.loads(node_json.read_text())
+            bind = [str(hosts), HOSTS]
+            if bind not in config["binds"]:
+                config["binds"].append(bind)
+                node_json.write_text(json.dumps(config))
+            if node.powered:
+                self.cluster.run(name, ["mount", "--bind", str(hosts), HOSTS])
 
     def overrides(self) -> dict[str, dict[str, object]]:
-        """Site tables adding the broker clone, which the profile lacks."""
-        command = (f"--reuid={USER} --regid={USER} --init-groups --reset-env "
-                   f"/usr/bin/env LANG=C.UTF-8 {SERVER}")
+        """Site tables enabling the profile's broker clone (ordered until the cluster has formed)."""
+        params: dict[str, object] = {
+            "nodename": "rabbit@%h", "host": self.cluster.spec.subnet, "port": PORT, "dist_port": DIST_PORT,
+            "epmd_port": EPMD_PORT, "cookie_file": COOKIE_FILE, "base_dir": HOME, "config_dir": CONFIG_DIR,
+            "log_dir": LOG_DIR, "peers": self.peers, "partition_handling": "pause_minority", "heartbeat": 5}
+        monitors = list(MONITORS)
+        if self.monitor_depth20:
+            params["credentials"] = MONITOR_CREDENTIALS
+        else:
+            monitors = monitors[:2]
         return {
-            f"primitive.{RESOURCE}": {"agent": "ocf:heartbeat:anything", "ops": [
-                {"name": "start", "timeout": "60s"}, {"name": "stop", "timeout": "90s"}, *MONITORS]},
-            f"primitive.{RESOURCE}.params": {"binfile": "/usr/bin/setpriv", "cmdline_options": command,
-                                             "logfile": f"{LOG_DIR}/console.log"},
-            f"clone.{CLONE}": {"resource": RESOURCE, "meta": {"interleave": True}},
+            f"primitive.{RESOURCE}": {"enabled": True, "ops": monitors},
+            f"primitive.{RESOURCE}.params": params,
+            f"clone.{CLONE}": {"enabled": True, "resource": RESOURCE,
+                               "meta": {"interleave": True, **({} if self.formed else {"ordered": True})}},
         }
+
+    def wait_formed(self, timeout_s: float = 180) -> float:
+        """Every broker running in one cluster; then the accounts, and the clone no longer ordered.
+        Returns the seconds waited."""
+        began = time.monotonic()
+        everyone = sorted(erlang_node(name) for name in self.cluster.nodes)
+        failed: list[str] = []
+
+        def formed() -> bool:
+            if self.running_nodes() == everyone:
+                return True
+            # A new node's join (stop_app, join_cluster, start_app) can fail its start (seen: the
+            # AMQP listener's address still in use at start_app); with data now, the retry boots it.
+            status = self.cluster.try_status()
+            failures = [str(f) for f in status.failures if f.resource == RESOURCE] if status else []
+            if failures:
+                failed.extend(failures)
+                self.cluster.progress(f"broker failures while forming: {'; '.join(failures)}")
+                self.cluster.run(self.cluster.any_running_node(), ["crm_resource", "--cleanup", "--resource",
+                                                                   RESOURCE], check=False)
+            return False
+
+        wait_until(formed, f"brokers {everyone} running as one cluster", timeout_s, poll_s=2)
+        self.formation_failures = failed
+        self.formed = True
+        self.create_accounts()
+        self.cluster.run(self.cluster.any_running_node(), [
+            "crm_resource", "--resource", CLONE, "--meta", "--delete-parameter", "ordered"], check=False)
+        took = time.monotonic() - began
+        self.cluster.progress(f"RabbitMQ cluster formed ({', '.join(everyone)}) and accounts created "
+                              f"after {took:.1f} s")
+        return took
+
+    def create_accounts(self) -> None:
+        node = self.any_broker_node()
+        # The monitor's account: its own queues, and publishing through the default exchange.
+        monitor = ("^ocf-monitor\\.", "^(ocf-monitor\\..*|amq\\.default)$", "^ocf-monitor\\.")
+        for user, password, rights in ((self.user, self.password, (".*",) * 3),
+                                       (MONITOR_USER, self.monitor_password, monitor),
+                                       (CLIENT_USER, self.client_password, (".*",) * 3)):
+            done = self.ctl(node, "add_user", user, input_text=password + "\n", check=False)
+            if done.returncode != 0 and "already exists" not in done.stderr + done.stdout:
+                raise ClusterError(f"rabbitmqctl add_user {user} on {node} exited {done.returncode}")
+            self.ctl(node, "set_permissions", "-p", "/", user, *rights)
 
     # the brokers on the nodes ----------------------------------------------
 
+    def any_broker_node(self, exclude: tuple[str, ...] = ()) -> str:
+        for name, node in self.cluster.nodes.items():
+            if node.powered and name not in exclude and self.identity(name) is not None:
+                return name
+        raise ClusterError("no node runs a broker")
+
+    def ctl(self, node: str, *args: str, input_text: str | None = None, check: bool = True,
+            timeout: float = 60, tool: str = CTL) -> subprocess.CompletedProcess[str]:
+        """``rabbitmqctl -n rabbit@NODE ARGS`` inside ``node`` as the broker's user (its HOME holds the
+        cookie the agent copied); secrets only on stdin."""
+        pid1 = self.cluster.nodes[node].pid1
+        if pid1 is None:
+            raise ClusterError(f"{node} is powered off")
+        argv = ["nsenter", "-t", str(pid1), "-m", "-u", "-i", "-n", "-p", "--", "setpriv", f"--reuid={USER}",
+                f"--regid={USER}", "--init-groups", tool, "-n", erlang_node(node), *args]
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": HOME,
+               "ERL_EPMD_PORT": str(EPMD_PORT)}
+        done = subprocess.run(argv, input=input_text, env=env, capture_output=True, text=True,
+                              timeout=timeout, check=False, cwd="/")
+        if check and done.returncode != 0:
+            raise ClusterError(f"{os.path.basename(tool)} {args[0]} on {node} exited {done.returncode}: "
+                               f"{done.stderr.strip()[-300:]}")
+        return done
+
+    def status_of(self, node: str) -> dict[str, object]:
+        done = self.ctl(node, "cluster_status", "--formatter", "json", check=False, timeout=30)
+        if done.returncode != 0:
+            return {}
+        try:
+            found = json.loads(done.stdout)
+        except ValueError:
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    def running_nodes(self, via: str | None = None) -> list[str]:
+        """The cluster's running brokers as one node's broker sees them (empty when it does not answer)."""
+        try:
+            node = via or self.any_broker_node()
+        except ClusterError:
+            return []
+        running = self.status_of(node).get("running_nodes", [])
+        return sorted(str(n) for n in running) if isinstance(running, list) else []
+
+    def members(self, via: str | None = None) -> list[str]:
+        node = via or self.any_broker_node()
+        disc = self.status_of(node).get("disk_nodes", [])
+        return sorted(str(n) for n in disc) if isinstance(disc, list) else []
+
+    def queue_leader(self, queue: str, via: str | None = None) -> str:
+        """The Pacemaker node whose broker leads quorum queue ``queue`` (empty when unknown)."""
+        node = via or self.any_broker_node()
+        done = self.ctl(node, "list_queues", "name", "leader", "--formatter", "json", check=False, timeout=30)
+        try:
+            rows = json.loads(done.stdout) if done.returncode == 0 else []
+        except ValueError:
+            rows = []
+        for row in rows:
+            if isinstance(row, dict) and row.get("name") == queue:
+                return str(row.get("leader", "")).partition("@")[2]
+        return ""
+
+    def queue_info(self, queue: str, via: str | None = None) -> dict[str, int]:
+        """``messages`` and ``consumers`` of ``queue`` (empty when it does not exist)."""
+        node = via or self.any_broker_node()
+        done = self.ctl(node, "list_queues", "name", "messages", "consumers", "--formatter", "json",
+                        check=False, timeout=30)
+        try:
+            rows = json.loads(done.stdout) if done.returncode == 0 else []
+        except ValueError:
+            rows = []
+        for row in rows:
+            if isinstance(row, dict) and row.get("name") == queue:
+                return {key: int(row.get(key) or 0) for key in ("messages", "consumers")}
+        return {}
+
+    def queue_members(self, queue: str, via: str | None = None) -> list[str]:
+        node = via or self.any_broker_node()
+        done = self.ctl(node, "list_queues", "name", "members", "--formatter", "json", check=False,
+                        timeout=30)
+        try:
+            rows = json.loads(done.stdout) if done.returncode == 0 else []
+        except ValueError:
+            rows = []
+        for row in rows:
+            if isinstance(row, dict) and row.get("name") == queue:
+                return sorted(str(member) for member in row.get("members", []))
+        return []
+
+    def identity(self, node: str) -> tuple[int, int] | None:
+        """(pid inside the node, start time) of the broker our agent recorded on ``node``."""
+        from nscluster.openstack import recorded_identity
+
+        return recorded_identity(self.cluster, node, RESOURCE)
+
     def broker_pid(self, node: str) -> int | None:
-        """The pid (inside the node) of the node's Erlang VM running the broker, if any."""
-        done = self.cluster.run(node, ["pgrep", "-u", USER, "-f", "beam.*rabbit"], check=False)
-        pids = [int(pid) for pid in done.stdout.split()]
-        return pids[0] if pids else None
+        """The pid (inside the node) of the node's broker as our agent recorded it, if it runs."""
+        identity = self.identity(node)
+        if identity is None:
+            return None
+        done = self.cluster.run(node, ["ps", "-o", "pid=", "-p", str(identity[0])], check=False)
+        return identity[0] if done.stdout.strip() else None
+
+    def client(self, mode: str, queue: str, seconds: float = 0, interval_s: float = 0.05,
+               hosts: list[str] | None = None) -> AmqpClient:
+        """``nscluster/amqpclient.py`` in the cluster's client namespace (the bridge's), with the test
+        account on its standard input; ``hosts``: every broker by default."""
+        from nscluster.cluster import PACKAGE_DIR, SYSTEM_PYTHON, netns_inode
+
+        inode = netns_inode(self.cluster.spec.bridge_netns)
+        argv = self.cluster.client_argv([
+            SYSTEM_PYTHON, "-I", "-S", str(PACKAGE_DIR / "amqpclient.py"), str(inode), mode, queue,
+            ",".join(hosts or self.addresses), str(PORT), str(seconds), str(interval_s)])
+        return AmqpClient(argv, json.dumps({"user": CLIENT_USER, "password": self.client_password}))
+
+    def data_dir(self, node: str) -> Path:
+        """Where the harness sees the broker's data (mnesia) directory of ``node``."""
+        return self.cluster.node_path(node, HOME) / "mnesia" / erlang_node(node)
+
+
+def _ids(user: str) -> tuple[int, int]:
+    import pwd
+
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _write_root_only(path: Path, text: str) -> None:
+    """``text`` in a fresh root-owned 0600 file at ``path`` (replacing any old one)."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+class AmqpClient:
+    """A running ``amqpclient.py``: its events as they come (a reader thread), stopped with SIGTERM."""
+
+    def __init__(self, argv: list[str], account: str) -> None:
+        import threading
+
+        self.events: list[dict[str, object]] = []
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+        if self.process.stdin is not None:
+            self.process.stdin.write(account + "\n")
+            self.process.stdin.close()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stdout or ():
+            try:
+                self.events.append(json.loads(line))
+            except ValueError:
+                continue
+
+    def ids(self, event: str) -> set[int]:
+        return {int(e["id"]) for e in list(self.events) if e.get("event") == event}  # type: ignore[call-overload]
+
+    @property
+    def confirmed(self) -> set[int]:
+        return self.ids("confirmed")
+
+    @property
+    def consumed(self) -> set[int]:
+        return self.ids("consumed")
+
+    def confirmed_after(self, at: float) -> float | None:
+        """The time of the first confirm after ``at`` (None if none yet)."""
+        times = [float(e["t"]) for e in list(self.events)  # type: ignore[arg-type]
+                 if e.get("event") == "confirmed" and float(e["t"]) > at]  # type: ignore[arg-type]
+        return min(times) if times else None
+
+    def wait_confirmed(self, count: int, timeout_s: float = 60) -> None:
+        wait_until(lambda: len(self.confirmed) >= count, f"{count} confirmed messages", timeout_s)
+
+    def tail(self, count: int = 12) -> str:
+        """The last events but confirms and deliveries, and the counts (for a failure's message)."""
+        others = [e for e in list(self.events) if e.get("event") not in ("confirmed", "consumed")]
+        code = self.process.poll()
+        state = "running" if code is None else f"exited {code}: {self.stderr()}"
+        return (f"{len(self.confirmed)} confirmed, {len(self.consumed)} consumed ({state}); last other "
+                f"events: {others[-count:]}")
+
+    def stop(self, timeout_s: float = 30) -> None:
+        """SIGTERM, and wait for its last event."""
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        self._reader.join(10)
+
+    def stderr(self) -> str:
+        if self.process.poll() is None or self.process.stderr is None:
+            return ""
+        return self.process.stderr.read()[-500:]

@@ -14,7 +14,6 @@ import dataclasses
 import time
 from pathlib import Path
 
-from nscluster.messaging import CLONE as RABBIT_CLONE
 from nscluster.messaging import RabbitInCluster
 from nscluster.openstack import (
     ServiceInCluster,
@@ -63,6 +62,7 @@ class NovaInCluster(ServiceInCluster):
                 "enabled_apis = osapi_compute\nosapi_compute_workers = 1\n"
                 f"transport_url = {self.rabbit.transport_url}\n"
                 "[api]\nauth_strategy = keystone\n"
+                f"{self.rabbit.oslo_section()}"
                 f"{database_section('api_database', self.database_url(USER, 'nova_api'))}"
                 f"{database_section('database', self.database_url(USER, 'nova'))}"
                 f"{self.keystone.authtoken_section(USER, self.service_password)}"
@@ -73,7 +73,7 @@ class NovaInCluster(ServiceInCluster):
         tables = api_clone_tables(RESOURCE, {
             "config": CONFIG, "port": PORT, "user": USER, "workers": 1,
             "credentials": str(self.keystone.monitor_credentials)})
-        # Optional: the brokers start first when both start, a broker's restart leaves nova alone.
-        tables[f"order.{RESOURCE}-after-rabbitmq"] = {"first": RABBIT_CLONE, "then": f"{RESOURCE}-clone",
-                                                      "kind": "Optional"}
+        # The profile's Optional order: the brokers start first when both start, a broker's restart
+        # leaves nova alone.
+        tables[f"order.{RESOURCE}-after-rabbitmq"] = {"enabled": True}
         return tables

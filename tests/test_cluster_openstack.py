@@ -1,5 +1,5 @@
 """keystone, glance-api and nova-api on a real 3-node cluster: the profile's clones under our agents,
-and a RabbitMQ broker per node (a clone the site adds) for nova.
+and the profile's RabbitMQ clone (``ocf:openstack:rabbitmq``, the brokers clustered) for nova.
 
 The database is the cluster's own (the profile's ``db`` group, ``nscluster.database``); the APIs
 reach it through the database VIP, glance and nova validate tokens with keystone through the public
@@ -58,6 +58,7 @@ def services(request):
 
     private = (*PRIVATE_DIRS, *NOVA_DIRS, *RABBIT_DIRS)
     made["cluster"] = start_cluster_on_database(request, build, private)
+    made["rabbit"].wait_formed()
     return made
 
 
@@ -129,8 +130,9 @@ def test_nova_api_runs_on_every_node_and_lists_flavors_through_the_public_vip(ke
     assert answer["document"]["flavors"] == []
 
 
-def test_every_node_runs_its_broker_as_rabbitmq_on_its_own_address(services):
+def test_every_node_runs_its_broker_as_rabbitmq_on_its_own_address_in_one_cluster(services):
     cluster, rabbit = services["cluster"], services["rabbit"]
+    assert rabbit.members() == sorted(messaging.erlang_node(name) for name in cluster.nodes)
     for name, node in cluster.nodes.items():
         pid = rabbit.broker_pid(name)
         assert pid is not None, f"no broker on {name}"

@@ -1,0 +1,292 @@
+"""The message bus on a real 3-node cluster: the profile's ``rabbitmq`` clone under our agent, the
+brokers one RabbitMQ cluster, and no confirmed message of a quorum queue lost to a fault.
+
+Every proof runs a publisher with publisher confirms (``nscluster/amqpclient.py``, a client listing
+all three brokers) streaming into a quorum queue and a consumer draining it, both in the cluster's
+client namespace; every confirmed id must come out of the queue. One cluster for the module (no
+database, no API: the brokers only); crashed nodes are fenced and boot again by themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import pytest
+
+from harness.cluster_fixtures import assert_no_password_anywhere, start_cluster, wait_rejoined
+from nscluster import config, health, messaging
+from nscluster.cluster import ClusterError, wait_until
+from nscluster.messaging import RABBIT_DIRS, AmqpClient, RabbitInCluster
+
+pytestmark = pytest.mark.cluster
+# Bounds with margin on a busy 2-CPU machine running three Erlang VMs.
+FIRST_CONFIRM_AFTER_CRASH_S = 30
+DRAIN_S = 90
+REJOIN_S = 240
+# A slow fence device (seconds): what an isolated node does by itself is seen before it is fenced.
+FENCE_DELAY_S = 10
+
+
+@pytest.fixture(scope="module")
+def bus(request):
+    made = {}
+
+    def build(cluster):
+        made["rabbit"] = rabbit = RabbitInCluster(cluster)
+        rabbit.prepare()
+        made["stack"] = config.Stack(site_overrides=rabbit.overrides(), fence_delay_s=FENCE_DELAY_S)
+        return made["stack"]
+
+    began = time.monotonic()
+    made["cluster"] = start_cluster(request, build, private_dirs=("/root", *RABBIT_DIRS))
+    made["rabbit"].wait_formed()
+    print(f"cluster with three clustered brokers ready in {time.monotonic() - began:.1f} s; failed starts "
+          f"while forming: {made['rabbit'].formation_failures or 'none'}")
+    return made
+
+
+def everyone(cluster):
+    return sorted(messaging.erlang_node(name) for name in cluster.nodes)
+
+
+@pytest.fixture(autouse=True)
+def healthy(bus):
+    cluster, rabbit = bus["cluster"], bus["rabbit"]
+    health.wait_healthy(cluster, bus["stack"], timeout_s=REJOIN_S)
+    wait_until(lambda: rabbit.running_nodes() == everyone(cluster), "every broker running in the cluster",
+               REJOIN_S, poll_s=2)
+
+
+def drained(publisher: AmqpClient, consumer: AmqpClient, what: str) -> set[int]:
+    """Stop the publisher; wait until the consumer got every confirmed id (or DRAIN_S passed); the
+    confirmed ids it never got."""
+    publisher.stop()
+    confirmed = publisher.confirmed
+    end = time.monotonic() + DRAIN_S
+    while not confirmed <= consumer.consumed and time.monotonic() < end:  # what is missing is reported
+        time.sleep(0.5)
+    consumer.stop()
+    lost = confirmed - consumer.consumed
+    print(f"{what}: {len(confirmed)} confirmed, {len(consumer.consumed)} distinct consumed, "
+          f"{len(lost)} confirmed lost")
+    return lost
+
+
+def test_three_brokers_form_one_cluster_and_a_quorum_queue_has_a_replica_on_each(bus):
+    cluster, rabbit = bus["cluster"], bus["rabbit"]
+    assert cluster.status().where(messaging.RESOURCE) == tuple(sorted(cluster.nodes))
+    assert rabbit.members() == everyone(cluster)
+    for name, node in cluster.nodes.items():
+        pid = rabbit.broker_pid(name)
+        assert pid is not None, f"no broker recorded on {name}"
+        owner = cluster.run(name, ["ps", "-o", "user=", "-p", str(pid)]).stdout.strip()
+        assert owner == messaging.USER
+        listening = cluster.run(name, ["ss", "-Hltn", f"sport = :{messaging.PORT}"]).stdout
+        assert f"{node.address}:{messaging.PORT}" in listening, listening
+    consumer = rabbit.client("consume", "smoke")
+    publisher = rabbit.client("publish", "smoke", seconds=60, interval_s=0.02)
+    publisher.wait_confirmed(50)
+    assert rabbit.queue_members("smoke") == everyone(cluster)
+    assert not drained(publisher, consumer, "smoke")
+
+
+def stream(rabbit, queue, hosts=None):
+    """A consumer draining ``queue`` and a publisher with confirms streaming into it (20 a second),
+    both through every broker (``hosts``: the order they are tried in); the publisher's first
+    broker declares the queue, and so holds its leader."""
+    publisher = rabbit.client("publish", queue, seconds=900, interval_s=0.05, hosts=hosts)
+    publisher.wait_confirmed(20)
+    consumer = rabbit.client("consume", queue, hosts=hosts)
+    publisher.wait_confirmed(60)
+    return publisher, consumer
+
+
+def confirm_after(rabbit, publisher, at, fault, timeout_s=FIRST_CONFIRM_AFTER_CRASH_S + 30):
+    """Wait for the publisher's first confirm after ``at``; on a timeout, say what it and the
+    brokers saw."""
+    try:
+        wait_until(lambda: publisher.confirmed_after(at) is not None, f"a confirm after {fault}", timeout_s,
+                   poll_s=0.1)
+    except ClusterError as error:
+        raise AssertionError(f"{error}; publisher: {publisher.tail()} (t0 {at:.1f}); brokers running: "
+                             f"{rabbit.running_nodes()}") from None
+
+
+def data_mark(rabbit, node):
+    """The inode of the broker's data directory on ``node`` and a marker file written into it."""
+    data = rabbit.data_dir(node)
+    marker = data / "test-marker"
+    marker.write_text("written before the fault\n")
+    return data.stat().st_ino, marker
+
+
+def assert_data_kept(rabbit, node, mark):
+    inode, marker = mark
+    data = rabbit.data_dir(node)
+    assert data.stat().st_ino == inode, f"the data directory of {node} was replaced (a wipe)"
+    assert marker.exists(), f"the marker in the data directory of {node} is gone (a wipe)"
+
+
+def wait_member_again(cluster, rabbit, node, queue, since):
+    wait_until(lambda: rabbit.running_nodes() == everyone(cluster), f"{node}'s broker running in the cluster",
+               REJOIN_S, poll_s=2)
+    print(f"{node}'s broker a running member again {time.monotonic() - since:.1f} s after the fault")
+    assert messaging.erlang_node(node) in rabbit.queue_members(queue)
+
+
+def classic_loss(rabbit, cluster, victim):
+    """The negative control, before the crash: confirmed messages in a classic non-durable queue on
+    the victim's broker (a client of that broker alone)."""
+    address = cluster.nodes[victim].address
+    publisher = rabbit.client("publish-classic", "classic-control", seconds=60, interval_s=0.02,
+                              hosts=[address])
+    publisher.wait_confirmed(30)
+    publisher.stop()
+    return publisher.confirmed
+
+
+def test_crash_of_the_quorum_queue_leaders_node_loses_no_confirmed_message_and_wipes_nothing(bus):
+    cluster, rabbit, stack = bus["cluster"], bus["rabbit"], bus["stack"]
+    queue = "crash"
+    publisher, consumer = stream(rabbit, queue)
+    victim = rabbit.queue_leader(queue)
+    assert victim, "no leader for the quorum queue"
+    control = classic_loss(rabbit, cluster, victim)
+    mark = data_mark(rabbit, victim)
+    before = len(publisher.confirmed)
+    crashed_at = cluster.crash(victim)
+    confirm_after(rabbit, publisher, crashed_at, "the crash")
+    first = publisher.confirmed_after(crashed_at) - crashed_at
+    print(f"crash of {victim} (the quorum queue's leader, the clients' first broker): first confirmed "
+          f"publish after {first:.2f} s ({before} confirmed before the crash)")
+    wait_rejoined(cluster, stack, victim, crashed_at)
+    wait_member_again(cluster, rabbit, victim, queue, crashed_at)
+    publisher.wait_confirmed(len(publisher.confirmed) + 40)
+    lost = drained(publisher, consumer, f"crash of {victim}")
+    assert not lost, f"confirmed messages lost: {sorted(lost)[:20]}"
+    assert first < FIRST_CONFIRM_AFTER_CRASH_S
+    assert_data_kept(rabbit, victim, mark)
+    # The negative control: what the crash took from a classic non-durable queue on the victim.
+    address = cluster.nodes[victim].address
+    late = rabbit.client("consume-classic", "classic-control", hosts=[address])
+    wait_until(lambda: rabbit.queue_info("classic-control", via=victim).get("consumers", 0) >= 1,
+               "the control's consumer attached", 60, poll_s=0.5)
+    left = rabbit.queue_info("classic-control", via=victim)
+    late.stop()
+    print(f"negative control: {len(control)} confirmed into a classic non-durable queue on {victim}; "
+          f"after its crash the queue holds {left.get('messages')} and its consumer got "
+          f"{len(control & late.consumed)} of them")
+    assert left.get("messages") == 0
+    assert control - late.consumed, "the control lost nothing: this test could not see a loss"
+
+
+def listening(cluster, node):
+    """Whether the broker on a powered ``node`` accepts AMQP connections (False when powered off)."""
+    if not cluster.nodes[node].powered:
+        return False
+    done = cluster.run(node, ["ss", "-Hltn", f"sport = :{messaging.PORT}"], check=False)
+    return f":{messaging.PORT}" in done.stdout
+
+
+def test_kill_9_of_the_leaders_broker_is_restarted_in_place_and_loses_no_confirmed_message(bus):
+    cluster, rabbit = bus["cluster"], bus["rabbit"]
+    queue = "kill"
+    publisher, consumer = stream(rabbit, queue)
+    victim = rabbit.queue_leader(queue)
+    before = rabbit.identity(victim)
+    assert victim and before
+    mark = data_mark(rabbit, victim)
+    killed_at = time.monotonic()
+    cluster.run(victim, ["kill", "-KILL", str(before[0])])
+    confirm_after(rabbit, publisher, killed_at, "the kill")
+    first = publisher.confirmed_after(killed_at) - killed_at
+    wait_until(lambda: rabbit.identity(victim) not in (None, before), f"a new broker on {victim}", REJOIN_S)
+    wait_member_again(cluster, rabbit, victim, queue, killed_at)
+    print(f"kill -9 of the broker on {victim} (the leader): first confirmed publish after {first:.2f} s")
+    assert not any(cluster.fenced(node, since=killed_at) for node in cluster.nodes)
+    assert cluster.status().where(messaging.RESOURCE) == tuple(sorted(cluster.nodes))
+    publisher.wait_confirmed(len(publisher.confirmed) + 40)
+    lost = drained(publisher, consumer, f"kill -9 on {victim}")
+    assert not lost, f"confirmed messages lost: {sorted(lost)[:20]}"
+    assert first < FIRST_CONFIRM_AFTER_CRASH_S
+    assert_data_kept(rabbit, victim, mark)
+
+
+def test_netsplit_the_isolated_broker_stops_serving_and_the_majority_keeps_confirming(bus):
+    cluster, rabbit, stack = bus["cluster"], bus["rabbit"], bus["stack"]
+    queue = "split"
+    publisher, consumer = stream(rabbit, queue)
+    victim = rabbit.queue_leader(queue)
+    assert victim
+    mark = data_mark(rabbit, victim)
+    isolated_at = time.monotonic()
+    cluster.isolate(victim)
+    wait_until(lambda: not listening(cluster, victim), f"the broker on {victim} no longer listening",
+               FENCE_DELAY_S + 60, poll_s=0.2)
+    silent = time.monotonic() - isolated_at
+    fenced_first = bool(cluster.fenced(victim, since=isolated_at))
+    confirm_after(rabbit, publisher, isolated_at, "the split")
+    first = publisher.confirmed_after(isolated_at) - isolated_at
+    count = len(publisher.confirmed)
+    publisher.wait_confirmed(count + 40, timeout_s=60)
+    during = cluster.nodes[victim].powered and not cluster.fenced(victim, since=isolated_at)
+    print(f"netsplit of {victim} (the leader): its AMQP port closed after {silent:.1f} s "
+          f"({'powered off by the fence first' if fenced_first else 'before it was fenced'}); the majority's "
+          f"first confirm after {first:.2f} s, 40 more confirmed {'while' if during else 'by the time'} "
+          f"{victim} was {'still isolated' if during else 'fenced'}")
+    assert not fenced_first, "the isolated broker kept listening until the fence"
+    wait_rejoined(cluster, stack, victim, isolated_at)
+    wait_member_again(cluster, rabbit, victim, queue, isolated_at)
+    publisher.wait_confirmed(len(publisher.confirmed) + 40)
+    lost = drained(publisher, consumer, f"netsplit of {victim}")
+    assert not lost, f"confirmed messages lost: {sorted(lost)[:20]}"
+    assert first < FIRST_CONFIRM_AFTER_CRASH_S
+    assert_data_kept(rabbit, victim, mark)
+
+
+def test_no_password_or_cookie_in_any_command_line_the_cib_or_a_log(bus):
+    cluster, rabbit = bus["cluster"], bus["rabbit"]
+    cookie = rabbit.cluster.node_path(next(iter(cluster.nodes)), messaging.COOKIE_FILE).read_text().strip()
+    assert_no_password_anywhere(cluster, [*rabbit.passwords, cookie])
+    for name in cluster.nodes:
+        for path in (messaging.COOKIE_FILE, messaging.MONITOR_CREDENTIALS):
+            info = os.stat(cluster.node_path(name, path))
+            assert (info.st_uid, info.st_mode & 0o777) == (0, 0o600), (name, path)
+
+
+def test_all_three_nodes_power_cycled_at_once_come_back_with_every_confirmed_message(bus):
+    cluster, rabbit, stack = bus["cluster"], bus["rabbit"], bus["stack"]
+    queue = "power"
+    publisher, consumer = stream(rabbit, queue)
+    marks = {node: data_mark(rabbit, node) for node in cluster.nodes}
+    crashed_at = time.monotonic()
+    for node in cluster.nodes:
+        cluster.crash(node)
+    for node in cluster.nodes:
+        cluster.start_node(node)
+    # The nodes keep their CIB in memory (tmpfs): after a power loss of all of them the harness
+    # pushes the configuration again, where a real cluster reads it back from its disks. The
+    # cluster has formed: the clone is no longer ordered, the brokers start together.
+    cluster.wait_online(timeout_s=REJOIN_S)
+    config.push(cluster, dataclasses.replace(stack, site_overrides={**stack.site_overrides,
+                                                                    **rabbit.overrides()}))
+    try:
+        wait_until(lambda: rabbit.running_nodes() == everyone(cluster), "every broker back in the cluster",
+                   REJOIN_S + 120, poll_s=2)
+    finally:
+        status = cluster.try_status()
+        print(f"power cycle of all three nodes: brokers running {rabbit.running_nodes()} after "
+              f"{time.monotonic() - crashed_at:.1f} s; Pacemaker failures "
+              f"{[str(f) for f in status.failures] if status else 'unknown'}")
+    wait_until(lambda: publisher.confirmed_after(crashed_at) is not None, "a confirm after the power cycle",
+               120, poll_s=0.2)
+    first = publisher.confirmed_after(crashed_at) - crashed_at
+    print(f"power cycle: first confirmed publish {first:.1f} s after the power loss")
+    health.wait_healthy(cluster, stack, timeout_s=REJOIN_S)
+    publisher.wait_confirmed(len(publisher.confirmed) + 40)
+    lost = drained(publisher, consumer, "power cycle of all three nodes")
+    assert not lost, f"confirmed messages lost: {sorted(lost)[:20]}"
+    for node, mark in marks.items():
+        assert_data_kept(rabbit, node, mark)
