@@ -18,6 +18,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -36,6 +37,7 @@ from harness.nova_rpc import (
     start_placement,
     without_transport_url,
 )
+from harness.ocfrun import TimedResult
 from harness.processes import alive, eventually
 from harness.rabbitmq import RabbitResource, stop_epmd, write_secrets
 from harness.stack import HOST
@@ -214,6 +216,16 @@ def test_frozen_is_a_failure(rpc_for, name):
     assert resource("monitor").rc == 0
 
 
+def depth10_answers(resource: NovaRpcResource, code: int) -> Callable[[], TimedResult | None]:
+    """A check for ``eventually``: the depth-10 monitor's result once it answers ``code``."""
+
+    def check() -> TimedResult | None:
+        result = resource("monitor", depth=10)
+        return result if result.rc == code else None
+
+    return check
+
+
 def test_broker_down_degrades_then_recovers(rpc_for, bus):
     broker, _password, _watcher = bus
     resources = [started(rpc_for(name)) for name in SERVICES]
@@ -222,8 +234,7 @@ def test_broker_down_degrades_then_recovers(rpc_for, bus):
     began = time.monotonic()
     try:
         for resource in resources:
-            result = eventually(lambda r=resource: (found := r("monitor", depth=10)).rc == 190 and found,
-                                timeout=DEGRADED_WITHIN_S, every=0.5)
+            result = eventually(depth10_answers(resource, 190), timeout=DEGRADED_WITHIN_S, every=0.5)
             assert result, resource("monitor", depth=10)
             MEASURED[f"{resource.NAME}: degraded after the broker's stop"] = time.monotonic() - began
             assert "not connected to any broker of transport_url" in result.reason, result
@@ -233,8 +244,8 @@ def test_broker_down_degrades_then_recovers(rpc_for, bus):
         assert back.rc == 0, back
     began = time.monotonic()
     for resource in resources:
-        assert eventually(lambda r=resource: r("monitor", depth=10).rc == 0, timeout=RECONNECTED_WITHIN_S,
-                          every=0.5), resource("monitor", depth=10)
+        assert eventually(depth10_answers(resource, 0), timeout=RECONNECTED_WITHIN_S, every=0.5), \
+            resource("monitor", depth=10)
         MEASURED[f"{resource.NAME}: connected again after the broker's start"] = time.monotonic() - began
 
 
