@@ -24,11 +24,15 @@ being measured.
     python -m nscluster.bench [--crashes 10] [--agents db,db-shell,vip,IPaddr2]
                               [--timings default,fast,builtin]
     python -m nscluster.bench --front [--rounds 2]
+    python -m nscluster.bench --bus [--crashes 10] [--timings default,fast]
 
 ``--front``: the API front, today's profile (the public VIP on a keystone) against the HAProxy
 profile, same machine, same run: failed token requests (one every 0.5 s) per rolling standby of the
 three nodes and per ``kill -9`` of keystone on the VIP's holder, the first token after a crash of the
 VIP's holder, and what the proxy adds per token request (median, p99) against keystone directly.
+
+``--bus``: the message bus (``nscluster/bus_bench.py``): crash of the node holding a quorum queue's
+leader → the first confirmed publish of a client listing all three brokers; messages lost.
 """
 
 from __future__ import annotations
@@ -252,6 +256,26 @@ def front_main(rounds: int, verbose: bool) -> int:
     return 0
 
 
+def bus_main(crashes: int, timings: str, verbose: bool) -> int:
+    from nscluster import bus_bench
+
+    results = []
+    for timing in timings.split(","):
+        print(f"== the message bus, {TIMING_LABELS[timing]}: {crashes} crashes of the queue leader's node",
+              flush=True)
+        _started, progress = progress_printer(f"bus/{timing}")
+        token, coefficient = TIMINGS[timing]
+        try:
+            results.append(bus_bench.measure_bus(timing, TIMING_LABELS[timing], token, coefficient, crashes,
+                                                 REBOOT_DELAY_S, progress if verbose else None))
+        except ClusterError as error:
+            print(f"  bus/{timing} failed: {error}", flush=True)
+    print("\n### The message bus after a crash of the node holding the quorum queue's leader (a confirmed "
+          "publisher listing all three brokers, 20 messages a second, and a consumer)\n")
+    print(bus_bench.table(results))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nscluster.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--crashes", type=int, default=10)
@@ -263,7 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--front", action="store_true", help="compare the API fronts (see above)")
     parser.add_argument("--rounds", type=int, default=2, help="--front: rounds of each measurement")
+    parser.add_argument("--bus", action="store_true",
+                        help="the message bus: crash of the quorum queue leader's node → first confirmed "
+                             "publish (--crashes, --timings)")
     args = parser.parse_args(argv)
+    if args.bus:
+        return bus_main(args.crashes, args.timings, args.verbose)
     if args.front:
         return front_main(args.rounds, args.verbose)
     results = []
