@@ -114,13 +114,27 @@ def crash_leader(cluster: Cluster, rabbit: RabbitInCluster, stack: config.Stack,
     wait_until(lambda: rabbit.running_nodes() == everyone(cluster),
                f"{victim}'s broker a running member again", REJOIN_S, poll_s=1)
     member_after = time.monotonic() - crashed_at
+    steps = where_the_time_went(publisher, crashed_at, crashed_at + seconds)
     series.first_confirms.append(seconds)
     series.fences.append(fenced_after)
     series.members_again.append(member_after)
     print(f"  bus/{series.timing} crash {number}/{crashes}: {victim} (the queue's leader; the publisher "
           f"{'was' if through_victim else 'was not'} connected to it, {before} confirmed before): first "
           f"confirm after {seconds:.2f} s, fenced after {fenced_after:.2f} s, its broker a member again "
-          f"after {member_after:.1f} s", flush=True)
+          f"after {member_after:.1f} s; {steps}", flush=True)
+
+
+def where_the_time_went(publisher: AmqpClient, since: float, until: float) -> str:
+    """The publisher's events between the crash and its first confirm after it, timed from the crash."""
+    events = [e for e in list(publisher.events)
+              if e.get("event") in ("lost", "connected", "nacked") and since < float(e["t"]) <= until]  # type: ignore[arg-type]
+    parts = [f"{e['event']} {float(e['t']) - since:.2f} s"  # type: ignore[arg-type]
+             + (f" ({e['broker']})" if e.get("event") == "connected" else "") for e in events
+             if e.get("event") != "nacked"]
+    nacked = [float(e["t"]) - since for e in events if e.get("event") == "nacked"]  # type: ignore[arg-type]
+    if nacked:
+        parts.append(f"{len(nacked)} nacked ({nacked[0]:.2f}-{nacked[-1]:.2f} s)")
+    return "publisher: " + (", ".join(parts) or "no event before the confirm")
 
 
 def drain(publisher: AmqpClient, consumer: AmqpClient | None, series: BusSeries) -> None:
