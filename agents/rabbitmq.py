@@ -25,7 +25,10 @@ node with data starts with it, its durable queues and their messages. Alone whil
 that had no data before this start joins the first running peer (``rabbitmqctl join_cluster``,
 whose reset then drops only the defaults it just created); when that cluster still lists it (its
 data was destroyed) it is forgotten there first (``forget_cluster_node``) and its quorum-queue
-replicas are grown back after the join (``rabbitmq-queues grow``). A node clustered already keeps
+replicas are grown back after the join (``rabbitmq-queues grow``). New nodes started together
+form one cluster: the first by name of those Pacemaker does not show down starts it, the others
+wait before launching until it runs and join one at a time in name order (``await_cluster``).
+A node clustered already keeps
 its membership; a node alone with data of its own is never reset: its start fails and says so
 (``join_peers``). The one exception to "never touched": a node whose running peers no longer list
 it (someone ran ``forget_cluster_node``), which RabbitMQ would refuse to boot: its data is moved
@@ -96,6 +99,9 @@ PRIVATE_FILE_MAX = 1 << 16
 # The boot's wait for peers' tables: what is left of the start's budget less what a boot and a join
 # take here (a broker answers 5-9 s after launch on a busy 2-CPU box), in steps of about 10 s.
 BOOT_RESERVE_S = 25.0
+JOIN_RESERVE_S = 30.0  # what a new node's join (stop_app, join_cluster, start_app, grow) is left
+PEER_POLL_S = 2.0
+JOIN_QUEUE_S = 60.0  # what a new node waits at most for the new nodes before it by name to join
 STOP_RESERVE_S = 10.0  # a boot waiting for its peers is stopped by the agent this long before the deadline
 TABLE_WAIT_PHASES = 2
 TABLE_WAIT_MIN_S = 5.0
@@ -413,6 +419,8 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
         self.fresh = not os.path.isdir(self.data_dir)
         if not self.fresh:
             self.prepare_boot()
+        if self.fresh and self.peers():
+            self.await_cluster()
         write_config(self.config.text("config_dir"), {
             "rabbitmq.conf": self.broker_config(), "enabled_plugins": "[].\n",
             "rabbitmq-env.conf": "# Written by ocf:openstack:rabbitmq: empty.\n"})
@@ -517,15 +525,17 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
         text = read_private_file(self.data_dir, CLUSTER_NODES_FILE)
         return {quoted or bare for quoted, bare in re.findall(r"'([^']+@[^']+)'|([\w.-]+@[\w.-]+)", text)}
 
-    def peer_status(self, peer: str) -> dict[str, list[str]] | None:
+    def peer_status(self, peer: str, quiet: bool = False) -> dict[str, list[str]] | None:
         """``cluster_status`` of ``peer`` when its broker runs (lists itself running); else None."""
         done = self.ctl("cluster_status", "--formatter", "json", node=peer, check=False)
         if done.returncode != 0:
-            self.log.info(f"peer {peer} does not answer (rabbitmqctl exited {done.returncode})")
+            if not quiet:
+                self.log.info(f"peer {peer} does not answer (rabbitmqctl exited {done.returncode})")
             return None
         status = node_lists(done.stdout)
         if status is None or peer not in status.get("running_nodes", []):
-            self.log.info(f"peer {peer} answers but its broker is not running")
+            if not quiet:
+                self.log.info(f"peer {peer} answers but its broker is not running")
             return None
         return status
 
@@ -556,8 +566,10 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
         """After a start that launched the broker: join a running peer when the rules allow it.
 
         Clustered with a running peer, or with peers that are all down: nothing to do (a node
-        keeps its membership). Alone, and no peer answers: it stays alone, the first node of the
-        cluster (with its data, if it has some). Alone while a peer runs: a new node (no data
+        keeps its membership). Alone, and no peer answers: a node with data, or the first new node
+        by name (``bootstrapper``), stays alone, the first node of the cluster; another new node
+        waited for a running peer before its launch (``await_cluster``): if none runs now, its broker
+        is stopped and the start fails. Alone while a peer runs: a new node (no data
         before this start, or data moved aside by ``prepare_boot``) joins it (``join_cluster``
         resets the node, which then holds nothing but the defaults it just created); when the
         running cluster still lists this node (its data was destroyed), it is forgotten there first
@@ -577,11 +589,15 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
                           f"({', '.join(sorted(members))}); no member is running yet")
             return
         peer, peer_status = self.running_peer(peers)
-        if not peer:
+        if not peer and (not self.fresh or self.bootstrapper(peers) == self.nodename):
             data = "" if self.fresh else ", with its data"
-            self.log.info(f"no peer of {self.nodename} answers ({', '.join(peers)}): it runs as the first "
-                          f"node of the cluster{data}")
+            self.log.info(f"no peer of {self.nodename} answers ({', '.join(peers)}): it runs as the "
+                          f"first node of the cluster{data}")
             return
+        if not peer:
+            self.daemon.stop(self.deadline)  # never a cluster of its own beside the one about to start
+            raise OCFError(OCF.ERR_GENERIC, f"new node {self.nodename} found no running peer to join; "
+                           f"{self.bootstrapper(peers)}, the first node by name, starts the cluster")
         if not self.fresh:
             self.daemon.stop(self.deadline)
             raise OCFError(OCF.ERR_GENERIC, f"node {self.nodename} has data of its own and is not "
@@ -625,11 +641,58 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
         self.log.warning(f"rejoined node {self.nodename} ({self.rejoin}): quorum queue replicas grown back "
                          f"on it: {', '.join(grown) if grown else 'none'}")
 
-    def running_peer(self, peers: list[str]) -> tuple[str, dict[str, list[str]]]:
+    def bootstrapper(self, peers: list[str]) -> str:
+        """The node that starts a new cluster when no broker runs yet: the first by name of this one and
+        its peers not known to be down, so that new nodes started together form one cluster, not one
+        each."""
+        return min([self.nodename, *(peer for peer in peers if not self.known_down(peer))])
+
+    def await_cluster(self) -> None:
+        """Before launching a new node that does not start the cluster (``bootstrapper``): wait for a
+        running peer to join, so that its broker, alone, is never taken for the cluster's first one.
+
+        New nodes join one at a time, in name order: two joins at once to one node fail (measured:
+        one ``join_cluster`` refused, the other node's ``start_app`` hung past a minute). So it waits
+        until a peer runs whose cluster holds every peer before it by name that Pacemaker does not
+        show down, for ``JOIN_QUEUE_S`` at most (a peer online but not starting, in standby say, must
+        not keep it out), leaving the boot and the join their share of the budget. No running peer
+        by then: the start fails, no broker launched.
+        """
+        import time
+
+        peers = self.peers()
+        first = self.bootstrapper(peers)
+        if first == self.nodename:
+            return
+        before = {peer for peer in peers if peer < self.nodename and not self.known_down(peer)}
+        waited_from = self.deadline.elapsed()
+        logged = False
+        while True:
+            peer, status = self.running_peer(peers, quiet=True)
+            missing = before - set(status.get("running_nodes", []))
+            if peer and not missing:
+                return
+            left = min(self.deadline.remaining() - BOOT_RESERVE_S - JOIN_RESERVE_S,
+                       waited_from + JOIN_QUEUE_S - self.deadline.elapsed())
+            if left <= 0:
+                break
+            if not logged:
+                self.log.info(f"new node {self.nodename} waits before booting until its cluster runs with "
+                              f"{', '.join(sorted(before))} ({first}, the first node by name, starts it)")
+                logged = True
+            time.sleep(min(PEER_POLL_S, left))
+        if peer:
+            self.log.warning(f"new node {self.nodename} joins {peer} without waiting any longer for "
+                             f"{', '.join(sorted(missing))} (online in Pacemaker, not running a broker)")
+            return
+        raise OCFError(OCF.ERR_GENERIC, f"new node {self.nodename} found no running peer to join within its "
+                       f"start's budget; {first}, the first node by name, starts the cluster")
+
+    def running_peer(self, peers: list[str], quiet: bool = False) -> tuple[str, dict[str, list[str]]]:
         """The first peer whose broker runs and answers ``cluster_status``, and its answer; empty
         when none does."""
         for peer in peers:
-            status = self.peer_status(peer)
+            status = self.peer_status(peer, quiet)
             if status is not None:
                 return peer, status
         return "", {}
