@@ -18,9 +18,8 @@ monitor's, the test clients') are created once the cluster has formed, with ``ra
 add_user`` reading the password from its standard input: no password in the CIB, a command line
 or a log.
 
-The first formation is ordered (the clone's ``ordered`` meta attribute while the brokers start for
-the first time: the first node bootstraps, the others join it one by one); ``wait_formed`` then
-removes it, so that after a power loss the brokers start together and find each other.
+The brokers start together, also the first time: the agent has the first node by name bootstrap
+the cluster and the others wait for it and join one at a time.
 """
 
 from __future__ import annotations
@@ -98,7 +97,7 @@ class RabbitInCluster:
     client_password: str = dataclasses.field(default_factory=lambda: "mqcli-" + secrets.token_hex(12))
     monitor_depth20: bool = True
     formation_failures: list[str] = dataclasses.field(default_factory=list)
-    formed: bool = False  # once wait_formed saw the cluster: the clone is no longer ordered
+    formed: bool = False  # wait_formed saw the cluster
 
     @property
     def passwords(self) -> tuple[str, ...]:
@@ -164,7 +163,7 @@ class RabbitInCluster:
                 self.cluster.run(name, ["mount", "--bind", str(hosts), HOSTS])
 
     def overrides(self) -> dict[str, dict[str, object]]:
-        """Site tables enabling the profile's broker clone (ordered until the cluster has formed)."""
+        """Site tables enabling the profile's broker clone."""
         params: dict[str, object] = {
             "nodename": "rabbit@%h", "host": self.cluster.spec.subnet, "port": PORT, "dist_port": DIST_PORT,
             "epmd_port": EPMD_PORT, "cookie_file": COOKIE_FILE, "base_dir": HOME, "config_dir": CONFIG_DIR,
@@ -177,13 +176,11 @@ class RabbitInCluster:
         return {
             f"primitive.{RESOURCE}": {"enabled": True, "ops": monitors},
             f"primitive.{RESOURCE}.params": params,
-            f"clone.{CLONE}": {"enabled": True, "resource": RESOURCE,
-                               "meta": {"interleave": True, **({} if self.formed else {"ordered": True})}},
+            f"clone.{CLONE}": {"enabled": True, "resource": RESOURCE, "meta": {"interleave": True}},
         }
 
     def wait_formed(self, timeout_s: float = 180) -> float:
-        """Every broker running in one cluster; then the accounts, and the clone no longer ordered.
-        Returns the seconds waited."""
+        """Every broker running in one cluster; then the accounts. Returns the seconds waited."""
         began = time.monotonic()
         everyone = sorted(erlang_node(name) for name in self.cluster.nodes)
         failed: list[str] = []
@@ -206,8 +203,6 @@ class RabbitInCluster:
         self.formation_failures = failed
         self.formed = True
         self.create_accounts()
-        self.cluster.run(self.cluster.any_running_node(), [
-            "crm_resource", "--resource", CLONE, "--meta", "--delete-parameter", "ordered"], check=False)
         took = time.monotonic() - began
         self.cluster.progress(f"RabbitMQ cluster formed ({', '.join(everyone)}) and accounts created "
                               f"after {took:.1f} s")

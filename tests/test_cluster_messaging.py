@@ -9,7 +9,6 @@ database, no API: the brokers only); crashed nodes are fenced and boot again by 
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 
@@ -267,11 +266,9 @@ def test_all_three_nodes_power_cycled_at_once_come_back_with_every_confirmed_mes
     for node in cluster.nodes:
         cluster.start_node(node)
     # The nodes keep their CIB in memory (tmpfs): after a power loss of all of them the harness
-    # pushes the configuration again, where a real cluster reads it back from its disks. The
-    # cluster has formed: the clone is no longer ordered, the brokers start together.
+    # pushes the configuration again, where a real cluster reads it back from its disks.
     cluster.wait_online(timeout_s=REJOIN_S)
-    config.push(cluster, dataclasses.replace(stack, site_overrides={**stack.site_overrides,
-                                                                    **rabbit.overrides()}))
+    config.push(cluster, stack)
     try:
         wait_until(lambda: rabbit.running_nodes() == everyone(cluster), "every broker back in the cluster",
                    REJOIN_S + 120, poll_s=2)
