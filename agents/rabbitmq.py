@@ -540,25 +540,43 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
         return status
 
     def move_data_aside(self, peer: str) -> None:
-        """Rename the data directory to ``<data_dir>.forgotten-<UTC time>`` (never deleted)."""
+        """The data of a node its cluster forgot, moved aside (never deleted); it joins as a new node."""
+        aside = self.rename_data("forgotten")
+        self.fresh = True
+        self.rejoin = "forgotten"
+        self.log.warning(f"NODE {self.nodename} WAS FORGOTTEN BY ITS CLUSTER (its running peer {peer} no "
+                         f"longer lists it): its data was moved aside to {aside} "
+                         "(kept, not deleted); it joins as a new node and its quorum queue replicas are "
+                         "grown back")
+
+    def rename_data(self, label: str) -> str:
+        """Rename the data directory to ``<data_dir>.<label>-<UTC time>``; the new path."""
         import time
 
         parent, name = os.path.split(self.data_dir)
-        aside = f"{name}.forgotten-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        aside = f"{name}.{label}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
         dir_fd = open_directory(parent)
         try:
             os.rename(name, aside, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except OSError as exc:
-            raise OCFError(OCF.ERR_GENERIC, f"node {self.nodename} was forgotten by its cluster and its data "
-                           f"could not be moved aside: {exc.strerror}") from None
+            raise OCFError(OCF.ERR_GENERIC, f"the data of node {self.nodename} could not be moved aside "
+                           f"({label}): {exc.strerror}") from None
         finally:
             os.close(dir_fd)
-        self.fresh = True
-        self.rejoin = "forgotten"
-        self.log.warning(f"NODE {self.nodename} WAS FORGOTTEN BY ITS CLUSTER (its running peer {peer} no "
-                         f"longer lists it): its data was moved aside to {os.path.join(parent, aside)} "
-                         "(kept, not deleted); it joins as a new node and its quorum queue replicas are "
-                         "grown back")
+        return os.path.join(parent, aside)
+
+    def unjoined(self, reason: str) -> OCFError:
+        """A new node that did not join: its broker stopped and the data this start created moved aside
+        (``.unjoined-<time>``), so that the next start is a new node's again, not one "with data of its
+        own" that would never join; the error to raise."""
+        self.daemon.stop(self.deadline)  # never a cluster of its own beside the running one
+        try:
+            aside = self.rename_data("unjoined")
+            self.log.warning(f"new node {self.nodename} did not join: the data its start created was moved "
+                             f"aside to {aside}, so that the next start joins anew")
+        except OCFError as exc:
+            self.log.warning(exc.reason)
+        return OCFError(OCF.ERR_GENERIC, reason)
 
     # After the boot: joining -------------------------------------------------------------
 
@@ -595,9 +613,8 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
                           f"first node of the cluster{data}")
             return
         if not peer:
-            self.daemon.stop(self.deadline)  # never a cluster of its own beside the one about to start
-            raise OCFError(OCF.ERR_GENERIC, f"new node {self.nodename} found no running peer to join; "
-                           f"{self.bootstrapper(peers)}, the first node by name, starts the cluster")
+            raise self.unjoined(f"new node {self.nodename} found no running peer to join; "
+                                f"{self.bootstrapper(peers)}, the first node by name, starts the cluster")
         if not self.fresh:
             self.daemon.stop(self.deadline)
             raise OCFError(OCF.ERR_GENERIC, f"node {self.nodename} has data of its own and is not "
@@ -612,17 +629,15 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
             if forgot.returncode != 0:
                 self.log.warning(f"forget_cluster_node {self.nodename} on {peer} failed (rabbitmqctl exited "
                                  f"{forgot.returncode}): {' '.join(forgot.stderr.split())[:300]}")
-                self.daemon.stop(self.deadline)
-                raise OCFError(OCF.ERR_GENERIC, f"node {self.nodename}, whose data is gone, is still a "
-                               f"member of the cluster of {peer}, which did not forget it (rabbitmqctl "
-                               f"exited with status {forgot.returncode}); see the agent's log")
+                raise self.unjoined(f"node {self.nodename}, whose data is gone, is still a member of the "
+                                    f"cluster of {peer}, which did not forget it (rabbitmqctl exited with "
+                                    f"status {forgot.returncode}); see the agent's log")
         done = self.ctl("join_cluster", peer, check=False)
         if done.returncode != 0:
             self.log.warning(f"joining {peer} failed (rabbitmqctl exited {done.returncode}): "
                              f"{' '.join(done.stderr.split())[:300]}")
-            self.daemon.stop(self.deadline)  # never a second cluster beside the running one
-            raise OCFError(OCF.ERR_GENERIC, f"new node {self.nodename} could not join its running peer "
-                           f"{peer} (rabbitmqctl exited with status {done.returncode}); see the agent's log")
+            raise self.unjoined(f"new node {self.nodename} could not join its running peer {peer} "
+                                f"(rabbitmqctl exited with status {done.returncode}); see the agent's log")
         self.ctl("start_app")
         self.log.info(f"new node {self.nodename} joined the cluster of {peer}")
         if self.rejoin:
