@@ -316,11 +316,7 @@ class HAProxy(DaemonAgent):
         """Depth 0: the master ours, alive, not frozen, its CLI answering, a live worker."""
         from agents.ocf.proc import read_stat
 
-        stat = identity.stat()
-        if stat is None or not stat.alive:
-            raise OCFError(OCF.NOT_RUNNING, f"haproxy (pid {identity.pid}) is not running")
-        if stat.state in "Tt":
-            raise OCFError(OCF.ERR_GENERIC, f"haproxy (pid {identity.pid}) is frozen (stopped by a signal)")
+        super().check_alive(identity)
         procs = self.processes()
         if not procs.workers:
             raise OCFError(OCF.ERR_GENERIC, f"haproxy (pid {identity.pid}) has no worker")

@@ -126,15 +126,6 @@ class NovaRpcService(DaemonAgent):
             problems.append(OCFError(OCF.ERR_INSTALLED, f"directory {directory} of log_file does not exist"))
         return problems
 
-    def check_alive(self, identity: Identity) -> None:
-        """Depth 0: ours and alive, not frozen."""
-        stat = identity.stat()
-        if stat is None or not stat.alive:
-            raise OCFError(OCF.NOT_RUNNING, f"{self.name} (pid {identity.pid}) is not running")
-        if stat.state in "Tt":
-            raise OCFError(OCF.ERR_GENERIC, f"{self.name} (pid {identity.pid}) is frozen "
-                           "(stopped by a signal)")
-
     # The configuration ---------------------------------------------------------
 
     def service_options(self) -> configparser.ConfigParser:

@@ -41,19 +41,10 @@ class NovaRpcResource(InstalledResource):
 
     def session(self) -> list[int]:
         """Pids of the service's session (what our agent started)."""
+        from agents.ocf.proc import all_stats
+
         sid = self.leader()
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] not in "ZX":
-                found.append(int(entry))
-        return found
+        return [stat.pid for stat in all_stats() if stat.alive and stat.session == sid]
 
 
 def rabbitmqctl(broker: RabbitResource, *args: str, input_text: str | None = None) -> str:
@@ -237,20 +228,3 @@ def buried_in_cell0(stack: Stack, server_id: str) -> tuple[str, str]:
                           timeout=60)
     fields = done.stdout.rstrip("\n").split("\t")
     return (fields[0], fields[1]) if len(fields) == 2 else ("", "")
-
-
-def processes_holding(text: str, exclude: set[int] | None = None) -> list[str]:
-    """Every process (but ``exclude``) whose command line or environment contains ``text``."""
-    needle = text.encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in (exclude or set()):
-            continue
-        for part in ("cmdline", "environ"):
-            try:
-                with open(f"/proc/{entry}/{part}", "rb") as handle:
-                    if needle in handle.read():
-                        found.append(f"{entry} {part}")
-            except OSError:
-                continue
-    return found

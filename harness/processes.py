@@ -26,3 +26,23 @@ def eventually(check: Callable[[], T], timeout: float = 30.0, every: float = 0.1
         if result or time.monotonic() > deadline:
             return result
         time.sleep(every)
+
+
+def processes_holding(text: str, exclude: set[int] | None = None) -> list[str]:
+    """Every process (but ``exclude``) whose command line or environment contains ``text``:
+    ``"<pid> cmdline"`` or ``"<pid> environ"``."""
+    import os
+
+    needle = text.encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in (exclude or set()):
+            continue
+        for part in ("cmdline", "environ"):
+            try:
+                with open(f"/proc/{entry}/{part}", "rb") as handle:
+                    if needle in handle.read():
+                        found.append(f"{entry} {part}")
+            except OSError:
+                continue
+    return found

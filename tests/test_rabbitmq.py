@@ -18,7 +18,7 @@ import tempfile
 import pytest
 
 from harness.ocfrun import assert_broken_parameter, assert_passes_ocf_tester
-from harness.processes import alive, eventually
+from harness.processes import alive, eventually, processes_holding
 from harness.rabbitmq import (
     AGENT,
     RabbitResource,
@@ -61,23 +61,6 @@ def resource(workdir, cookie):
     made = RabbitResource(workdir, PORT, EPMD_PORT)
     yield made
     made.ensure_stopped()
-
-
-def processes_holding(text: str) -> list[str]:
-    """Every process whose command line or environment contains ``text``."""
-    needle = text.encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        for part in ("cmdline", "environ"):
-            try:
-                with open(f"/proc/{entry}/{part}", "rb") as handle:
-                    if needle in handle.read():
-                        found.append(f"{entry} {part}")
-            except OSError:
-                continue
-    return found
 
 
 # Parameters and files, no broker --------------------------------------------------------

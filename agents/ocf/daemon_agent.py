@@ -86,8 +86,13 @@ class DaemonAgent(Agent):
         raise NotImplementedError
 
     def check_alive(self, identity: Identity) -> None:
-        """The depth-0 check of the recorded process: raises OCFError."""
-        raise NotImplementedError
+        """Depth 0: the recorded process ours and alive, not frozen; raises OCFError."""
+        stat = identity.stat()
+        if stat is None or not stat.alive:
+            raise OCFError(OCF.NOT_RUNNING, f"{self.name} (pid {identity.pid}) is not running")
+        if stat.state in "Tt":
+            raise OCFError(OCF.ERR_GENERIC, f"{self.name} (pid {identity.pid}) is frozen "
+                           "(stopped by a signal)")
 
     # Validation helpers ----------------------------------------------------------
 
@@ -320,12 +325,7 @@ class TCPDaemonAgent(DaemonAgent):
 
     def check_alive(self, identity: Identity) -> None:
         """Depth 0: ours and alive, not frozen, and holding its listening socket."""
-        stat = identity.stat()
-        if stat is None or not stat.alive:
-            raise OCFError(OCF.NOT_RUNNING, f"{self.name} (pid {identity.pid}) is not running")
-        if stat.state in "Tt":
-            raise OCFError(OCF.ERR_GENERIC, f"{self.name} (pid {identity.pid}) is frozen "
-                           "(stopped by a signal)")
+        super().check_alive(identity)
         if not self.listening(identity):
             raise OCFError(OCF.ERR_GENERIC, f"{self.name} (pid {identity.pid}) is not listening on "
                            f"{self.endpoint}")

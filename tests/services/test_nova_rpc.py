@@ -33,12 +33,11 @@ from harness.nova_rpc import (
     make_flavor,
     make_image,
     nova_config,
-    processes_holding,
     start_placement,
     without_transport_url,
 )
 from harness.ocfrun import TimedResult
-from harness.processes import alive, eventually
+from harness.processes import alive, eventually, processes_holding
 from harness.rabbitmq import RabbitResource, stop_epmd, write_secrets
 from harness.stack import HOST
 from tests.services.conftest import ArgvWatcher, log_dir
