@@ -55,7 +55,6 @@ START_REPORT_RESERVE_S = 2.0  # kept back at the end of a start to say why it fa
 REACH_CAP_S = 1.0  # per broker, when a failed start says whether the brokers accept connections
 RESOLVE_CAP_S = 2.0
 CONFIG_MAX_BYTES = 1024 * 1024
-ESTABLISHED = "01"
 
 
 class NovaRpcService(DaemonAgent):
@@ -266,7 +265,9 @@ class NovaRpcService(DaemonAgent):
         for host, port in brokers:
             for address in self.addresses(host, port):
                 wanted.setdefault((address, port), _endpoint(host, port))
-        inodes = {inode: wanted[remote] for remote, inode in established() if remote in wanted}
+        from agents.ocf.daemon import established_connections, socket_inodes
+
+        inodes = {inode: wanted[remote] for remote, inode in established_connections() if remote in wanted}
         if not inodes:
             return ""
         for pid in [identity.pid, *(m.pid for m in identity.session_members() if m.pid != identity.pid)]:
@@ -291,57 +292,6 @@ class NovaRpcService(DaemonAgent):
             self.log.warning(f"the broker {_endpoint(host, port)} of transport_url cannot be resolved")
             return []
         return [_socket.inet_pton(family, sockaddr[0]) for family, _kind, _proto, _name, sockaddr in found]
-
-
-# The kernel's connection tables -------------------------------------------------
-
-def established() -> list[tuple[tuple[bytes, int], int]]:
-    """``((remote address, remote port), inode)`` of every ESTABLISHED TCP socket of this namespace.
-
-    An IPv4-mapped IPv6 peer is given as its IPv4 address."""
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table, encoding="ascii") as handle:
-                next(handle, None)
-                for line in handle:
-                    fields = line.split()
-                    if len(fields) < 10 or fields[3] != ESTABLISHED:
-                        continue
-                    address, _colon, port_hex = fields[2].partition(":")
-                    found.append(((_unmapped(_unhex(address)), int(port_hex, 16)), int(fields[9])))
-        except OSError:
-            continue
-    return found
-
-
-def socket_inodes(pid: int) -> set[int]:
-    """Inodes of the sockets process ``pid`` holds."""
-    found: set[int] = set()
-    try:
-        fds = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return found
-    for fd in fds:
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            found.add(int(target[8:-1]))
-    return found
-
-
-def _unhex(address: str) -> bytes:
-    raw = bytes.fromhex(address)
-    # /proc/net/tcp* print each 32-bit word in host (little-endian) order.
-    return b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-
-
-def _unmapped(address: bytes) -> bytes:
-    if len(address) == 16 and address[:12] == b"\0" * 10 + b"\xff\xff":
-        return address[12:]
-    return address
 
 
 def _endpoint(host: str, port: int) -> str:

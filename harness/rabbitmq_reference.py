@@ -42,7 +42,13 @@ TIMEOUT_S = 100  # the agent's advertised start timeout
 
 
 def _write(path: str, text: str, uid: int, gid: int, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    """``text`` in a fresh file at ``path`` for uid:gid (the directory may be the broker user's: an
+    old file is removed, never reopened or handed over; O_EXCL and O_NOFOLLOW refuse what took its place)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         os.fchown(handle.fileno(), uid, gid)
         os.fchmod(handle.fileno(), mode)

@@ -54,6 +54,7 @@ CREDENTIALS_MAX_BYTES = 64 * 1024
 LOG_MODE = 0o640
 SAFE_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
 LISTEN = "0A"
+ESTABLISHED = "01"
 WILDCARD_ADDRESSES = frozenset(("0.0.0.0", "::"))  # noqa: S104 - recognised, not bound
 
 
@@ -264,17 +265,52 @@ def _serves(address: bytes, wanted: bytes | None) -> bool:
 
 def _proc_listening() -> Iterable[tuple[bytes, int, int]]:
     """The same from /proc/net/tcp{,6}: slower, for kernels without sock_diag."""
+    for (address, port), _remote, inode in _proc_tcp(LISTEN):
+        yield address, port, inode
+
+
+def established_connections() -> list[tuple[tuple[bytes, int], int]]:
+    """``((remote address, remote port), inode)`` of every ESTABLISHED TCP socket of this network
+    namespace; an IPv4-mapped IPv6 peer is given as its IPv4 address."""
+    return [((_mapped(address) or address, port), inode)
+            for _local, (address, port), inode in _proc_tcp(ESTABLISHED)]
+
+
+def _proc_tcp(state: str) -> Iterable[tuple[tuple[bytes, int], tuple[bytes, int], int]]:
+    """``(local, remote, inode)`` of the sockets in ``state`` (hex, as /proc/net/tcp{,6} print it)."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table, encoding="ascii") as handle:
                 next(handle, None)
                 for line in handle:
                     fields = line.split()
-                    address, _colon, port_hex = fields[1].partition(":")
-                    if fields[3] == LISTEN:
-                        yield _unhex(address), int(port_hex, 16), int(fields[9])
+                    if len(fields) < 10 or fields[3] != state:
+                        continue
+                    yield _endpoint_of(fields[1]), _endpoint_of(fields[2]), int(fields[9])
         except OSError:
             continue
+
+
+def _endpoint_of(field: str) -> tuple[bytes, int]:
+    address, _colon, port_hex = field.partition(":")
+    return _unhex(address), int(port_hex, 16)
+
+
+def socket_inodes(pid: int) -> set[int]:
+    """Inodes of the sockets process ``pid`` holds."""
+    found: set[int] = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return found
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(int(target[8:-1]))
+    return found
 
 
 def _packed(host: str) -> bytes | None:
