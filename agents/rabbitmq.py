@@ -251,6 +251,18 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
     def monitor(self) -> OCF:
         return self.monitor_daemon()
 
+    @action("notify", timeout=30)
+    def notify(self) -> OCF:
+        """With notify=true on the clone: after instances stopped on nodes Pacemaker no longer has as
+        members (fenced), this broker drops its Erlang link to their brokers at once. A crashed node's
+        link goes dark without a reset, and until the link is dropped (Erlang's net_ticktime) the
+        quorum queues it led elect no new leader and the cluster's metadata waits for it. Never
+        fails: the link is dropped by net_ticktime anyway."""
+        note = self.env.notify()
+        if note.type == "post" and note.operation == "stop":
+            self.drop_links(note.unames("stop"))
+        return OCF.SUCCESS
+
     @action("reload-agent", timeout=20)
     def reload_agent(self) -> OCF:
         # The reloadable parameters (the deep check's credentials) are read by each monitor anew.
@@ -466,6 +478,21 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
         """Pacemaker knows the node of broker ``node`` and it is not an online member (down for good
         as far as this start can tell). Unknown nodes and answers outside a cluster: False."""
         return self.pacemaker is not None and self.pacemaker.get(node) is False
+
+    def drop_links(self, stopped: list[str]) -> None:
+        """``erlang:disconnect_node`` on this broker for the brokers of those of ``stopped`` (Pacemaker
+        node names) that Pacemaker shows lost: fenced, never alive behind a link that still works."""
+        gone = sorted(node for node in {self.node_for(name) for name in stopped}
+                      if node != self.nodename and self.known_down(node))
+        if not gone or self.daemon.recorded() is None:
+            return
+        calls = ", ".join(f"erlang:disconnect_node('{node}')" for node in gone)  # names checked: no quotes
+        try:
+            self.ctl("eval", f"[{calls}].")
+        except OCFError as exc:
+            self.log.warning(f"links to {', '.join(gone)} not dropped ({exc.reason}); net_ticktime will")
+            return
+        self.log.info(f"dropped the links to {', '.join(gone)}: Pacemaker shows their nodes lost")
 
     # Before a boot with data -------------------------------------------------------------
 

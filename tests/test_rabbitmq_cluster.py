@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -87,6 +88,13 @@ class Cluster:
     def running(self, name: str = "rmqa") -> set[str]:
         done = self.nodes[name].ctl("cluster_status", "--formatter", "json")
         return set(json.loads(done.stdout)["running_nodes"]) if done.returncode == 0 else set()
+
+    def linked(self, name: str) -> set[str]:
+        """The Erlang nodes broker ``name`` has a distribution link to (``nodes()``: its own view,
+        asked of no other node, so it answers while a peer is frozen)."""
+        done = self.nodes[name].ctl("eval", "nodes().")
+        assert done.returncode == 0, done.stderr
+        return set(re.findall(r"'?([\w.-]+@[\w.-]+)'?", done.stdout))
 
     def queue(self, name: str = "rmqa") -> dict[str, object]:
         """``test-kept``'s members and ready messages as seen through node ``name``."""
@@ -291,6 +299,42 @@ def test_a_forgotten_node_rejoins_with_its_data_moved_aside(cluster):
     assert "quorum queue replicas grown back on it: " in log
     assert cluster.running() == cluster.all_nodenames()
     assert eventually(lambda: set(cluster.queue().get("members", [])) == cluster.all_nodenames())
+    cluster.assert_messages_kept()
+
+
+def test_post_stop_notification_drops_the_link_to_a_fenced_peer_at_once(cluster):
+    """A broker whose node went dark (frozen here: its link stays open and silent, as after a crash)
+    is seen down by its peers only after net_ticktime (60 s here): until then the quorum queues it
+    led have no leader. Once Pacemaker shows its node lost (fenced), the post-stop notification has
+    each surviving broker drop the link at once; while Pacemaker still shows the node a member, it
+    leaves the link alone (the negative control: the same notification, no drop)."""
+    victim = cluster["rmqc"]
+    frozen = victim.leader()
+    post_stop = {"CRM_meta_notify_type": "post", "CRM_meta_notify_operation": "stop",
+                 "CRM_meta_notify_stop_uname": "rmqc"}
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        assert cluster["rmqa"]("notify", **post_stop).rc == 0  # type: ignore[arg-type]
+        assert victim.nodename in cluster.linked("rmqa")
+        cluster.pacemaker(rmqc=False)
+        began = time.monotonic()
+        for name in ("rmqa", "rmqb"):
+            notified = cluster[name]("notify", **post_stop)  # type: ignore[arg-type]
+            assert notified.rc == 0, notified
+            assert f"dropped the links to {victim.nodename}" in agent_log(cluster[name])
+        survivors = ("rmqa", "rmqb")
+        dropped = eventually(lambda: all(victim.nodename not in cluster.linked(name) for name in survivors),
+                             timeout=20)
+        print(f"\nnotified of the fenced rmqc: both peers saw it down after {time.monotonic() - began:.1f} s "
+              "(net_ticktime 60 s)")
+        assert dropped, (cluster.linked("rmqa"), cluster.linked("rmqb"))
+    finally:
+        os.kill(frozen, signal.SIGKILL)
+        assert eventually(lambda: not alive(frozen))
+        cluster.pacemaker()
+    started = victim("start", timeout_s=START_S)
+    assert started.rc == 0, started
+    assert cluster.running() == cluster.all_nodenames()
     cluster.assert_messages_kept()
 
 
