@@ -78,8 +78,9 @@ demo: deps install
 	$(VPY) -m tools.demo $(DEMO_ARGS)
 
 # Failover after crashes of the database and VIP holders on a real namespace cluster (~30 minutes).
+# --bus: the message bus (nscluster.bus_bench; --reference adds ocf:heartbeat:rabbitmq-cluster).
 bench-cluster: deps install
-	$(VPY) -m nscluster.bench $(BENCH_CLUSTER_ARGS)
+	$(VPY) -m $(if $(filter --bus,$(BENCH_CLUSTER_ARGS)),nscluster.bus_bench,nscluster.bench) $(BENCH_CLUSTER_ARGS)
 
 docs: deps-python
 	$(VPY) -m tools.docs README.md

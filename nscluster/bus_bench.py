@@ -10,27 +10,48 @@ after it, wait until the node is back, its resources running and its broker a ru
 RabbitMQ cluster again. At the end the publisher stops and the consumer gets what is left:
 confirmed vs consumed, lost = confirmed but never consumed.
 
+The reference series (``--reference``, or ``--series ours,reference``): the same cluster, client,
+crashes and counts with the profile's broker clone under resource-agents' ``ocf:heartbeat:rabbitmq-
+cluster`` (``nscluster/messaging_reference.py`` says what it needs). For both series each crash also
+records whether the crashed node's data directory survived (its inode and a marker file written
+before the crash) and the quorum queue's members once the node is back. A series that cannot form
+its cluster, or a crash after which no confirm comes, ends its row with the reason.
+
+    python -m nscluster.bus_bench [--reference | --series ours,reference] [--crashes 10]
+                                  [--timings default,fast] [--verbose]
+
+(``make bench-cluster BENCH_CLUSTER_ARGS='--bus ...'`` runs this module.)
+
 Not measured here: (b) the nova RPC round trip (no nova-conductor or nova-scheduler in the namespace
-cluster yet: ``nscluster/nova.py`` runs nova-api only), and the reference ``ocf:heartbeat:rabbitmq-
-cluster`` (docs/rabbitmq.md, "Measured", says what it would take).
+cluster yet: ``nscluster/nova.py`` runs nova-api only).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import os
 import statistics
 import time
+from collections.abc import Sequence
 
 from nscluster import config, health
 from nscluster.cluster import Cluster, ClusterError, ClusterSpec, wait_until
-from nscluster.messaging import RABBIT_DIRS, AmqpClient, RabbitInCluster, erlang_node
+from nscluster.messaging import HOME, RABBIT_DIRS, AmqpClient, RabbitInCluster, erlang_node
+from nscluster.messaging_reference import ReferenceRabbitInCluster
 
 QUEUE = "bench-bus"
 INTERVAL_S = 0.05
 # Bounds with margin on a busy 2-CPU machine running three Erlang VMs.
-FIRST_CONFIRM_S = 90
+# The first confirm after a crash: ~15 s measured for ours; the bound leaves a series that only
+# recovers once the crashed node is back (a quorum queue without a majority) the time to show it.
+FIRST_CONFIRM_S = 300
 REJOIN_S = 300
 DRAIN_S = 120
+SERIES = {"ours": "ours: `ocf:openstack:rabbitmq` clone, 3 clustered brokers, quorum queue",
+          "reference": "reference: `ocf:heartbeat:rabbitmq-cluster` clone (ordered, notify), 3 clustered "
+                       "brokers, quorum queue"}
+MARKER = "bench-marker"
 
 
 @dataclasses.dataclass
@@ -44,19 +65,33 @@ class BusSeries:
     consumed: int = 0
     lost: int = 0
     formed_s: float = 0.0
+    kind: str = "ours"
+    crashes: int = 0  # asked for
+    wiped: list[bool] = dataclasses.field(default_factory=list)  # per crash: the victim's data replaced
+    queue_members: list[int] = dataclasses.field(default_factory=list)  # before the first crash, then
+    # after each once the victim is back
+    failure: str = ""  # why the series ended early (empty: it did not)
 
     def row(self) -> list[str]:
         first = self.first_confirms
-        return ["ours: `ocf:openstack:rabbitmq` clone, 3 clustered brokers, quorum queue", self.label,
-                str(len(first)), f"{statistics.median(first):.2f}", f"{max(first):.2f}", f"{min(first):.2f}",
+        measured = [f"{statistics.median(first):.2f}", f"{max(first):.2f}", f"{min(first):.2f}"] if first \
+            else ["none", "", ""]
+        data = ""
+        if self.wiped:
+            data = (f"replaced (wiped) {sum(self.wiped)} of {len(self.wiped)}" if any(self.wiped)
+                    else f"kept {len(self.wiped)} of {len(self.wiped)}")
+        counted = self.confirmed or self.consumed
+        counts = [str(self.confirmed), str(self.consumed), str(self.lost)] if counted else ["", "", ""]
+        return [SERIES[self.kind], self.label, f"{len(first)} of {self.crashes}", *measured,
                 f"{statistics.median(self.fences):.2f}" if self.fences else "",
                 f"{statistics.median(self.members_again):.1f}" if self.members_again else "",
-                str(self.confirmed), str(self.consumed), str(self.lost), "not measured"]
+                data, " → ".join(map(str, self.queue_members)), *counts, self.failure or "", "not measured"]
 
 
-HEADER = ["series", "corosync timing", "crashes", "(a) first confirm median s", "(a) max s", "(a) min s",
-          "fenced after (median s)", "broker a member again after (median s)", "confirmed", "consumed",
-          "confirmed lost", "(b) nova RPC round trip"]
+HEADER = ["series", "corosync timing", "crashes measured", "(a) first confirm median s", "(a) max s",
+          "(a) min s", "fenced after (median s)", "broker a member again after (median s)",
+          "crashed node's data", "quorum queue members (at first, after each crash)", "confirmed", "consumed",
+          "confirmed lost", "ended early", "(b) nova RPC round trip"]
 
 
 def everyone(cluster: Cluster) -> list[str]:
@@ -64,31 +99,44 @@ def everyone(cluster: Cluster) -> list[str]:
 
 
 def measure_bus(timing: str, label: str, token: int | None, coefficient: int | None, crashes: int,
-                reboot_delay_s: float, progress: object | None) -> BusSeries:
+                reboot_delay_s: float, progress: object | None, kind: str = "ours") -> BusSeries:
+    """One cluster, ``crashes`` crashes of the leader's node; ``kind``: ours or the reference agent.
+    Raises ClusterError when the cluster or its brokers never formed."""
     spec = ClusterSpec(token_ms=token, token_coefficient_ms=coefficient, fence_reboot_delay_s=reboot_delay_s,
                        private_dirs=("/root", *RABBIT_DIRS))
-    series = BusSeries(timing, label)
+    series = BusSeries(timing, label, kind=kind, crashes=crashes)
+    name = f"bus/{kind}/{timing}"
     with Cluster(spec, progress=progress) as cluster:  # type: ignore[arg-type]
-        rabbit = RabbitInCluster(cluster)
+        rabbit = ReferenceRabbitInCluster(cluster) if kind == "reference" else RabbitInCluster(cluster)
         rabbit.prepare()
         stack = config.Stack(site_overrides=rabbit.overrides())
         config.push(cluster, stack)
         health.wait_healthy(cluster, stack, timeout_s=REJOIN_S)
         series.formed_s = rabbit.wait_formed()
+        print(f"  {name}: brokers formed one cluster {series.formed_s:.1f} s after the healthy cluster"
+              + (f" (start failures on the way: {'; '.join(rabbit.formation_failures)})"
+                 if rabbit.formation_failures else ""), flush=True)
         publisher = rabbit.client("publish", QUEUE, seconds=crashes * 900 + 900, interval_s=INTERVAL_S)
         consumer: AmqpClient | None = None
         try:
             publisher.wait_confirmed(20)
             consumer = rabbit.client("consume", QUEUE)
             publisher.wait_confirmed(60)
+            members = rabbit.queue_members(QUEUE)
+            series.queue_members.append(len(members))
+            print(f"  {name}: quorum queue members {members}", flush=True)
             for number in range(1, crashes + 1):
                 try:
                     crash_leader(cluster, rabbit, stack, publisher, series, number, crashes)
-                except ClusterError as error:  # keep what was measured; the report says how many
-                    print(f"  bus/{timing} crash {number}/{crashes} failed, series ends: {error}; publisher: "
+                except ClusterError as error:  # keep what was measured; the row says why it ended
+                    series.failure = f"crash {number}: {error}"
+                    print(f"  {name} crash {number}/{crashes} failed, series ends: {error}; publisher: "
                           f"{publisher.tail(4)}", flush=True)
                     break
-            publisher.wait_confirmed(len(publisher.confirmed) + 40)
+            try:
+                publisher.wait_confirmed(len(publisher.confirmed) + 40)
+            except ClusterError as error:
+                series.failure = "; ".join(filter(None, (series.failure, f"at the end: {error}")))
         finally:
             drain(publisher, consumer, series)
     return series
@@ -103,25 +151,82 @@ def crash_leader(cluster: Cluster, rabbit: RabbitInCluster, stack: config.Stack,
     confirms = [e for e in list(publisher.events) if e.get("event") == "confirmed"]
     through = str(confirms[-1].get("broker", "")) if confirms else ""
     through_victim = through == cluster.nodes[victim].address
+    members_before = rabbit.queue_members(QUEUE, via=victim)
+    mark = data_mark(rabbit, victim)
     before = len(publisher.confirmed)
     crashed_at = cluster.crash(victim)
     wait_until(lambda: publisher.confirmed_after(crashed_at) is not None,
-               f"a confirm after the crash of {victim}", FIRST_CONFIRM_S, poll_s=0.05)
+               f"a confirm after the crash of {victim} (queue members before it: {len(members_before)})",
+               FIRST_CONFIRM_S, poll_s=0.05)
     seconds = (publisher.confirmed_after(crashed_at) or crashed_at) - crashed_at
+    series.first_confirms.append(seconds)
     health.wait_fenced(cluster, victim, crashed_at)
     fenced_after = cluster.fenced(victim, since=crashed_at)[0].at - crashed_at
+    series.fences.append(fenced_after)
     health.wait_healthy(cluster, stack, timeout_s=REJOIN_S)
     wait_until(lambda: rabbit.running_nodes() == everyone(cluster),
                f"{victim}'s broker a running member again", REJOIN_S, poll_s=1)
     member_after = time.monotonic() - crashed_at
-    steps = where_the_time_went(publisher, crashed_at, crashed_at + seconds)
-    series.first_confirms.append(seconds)
-    series.fences.append(fenced_after)
     series.members_again.append(member_after)
-    print(f"  bus/{series.timing} crash {number}/{crashes}: {victim} (the queue's leader; the publisher "
-          f"{'was' if through_victim else 'was not'} connected to it, {before} confirmed before): first "
-          f"confirm after {seconds:.2f} s, fenced after {fenced_after:.2f} s, its broker a member again "
-          f"after {member_after:.1f} s; {steps}", flush=True)
+    wiped = data_replaced(rabbit, victim, mark)
+    series.wiped.append(wiped)
+    members = rabbit.queue_members(QUEUE)
+    series.queue_members.append(len(members))
+    steps = where_the_time_went(publisher, crashed_at, crashed_at + seconds)
+    print(f"  bus/{series.kind}/{series.timing} crash {number}/{crashes}: {victim} (the queue's leader; the "
+          f"publisher {'was' if through_victim else 'was not'} connected to it, {before} confirmed before; "
+          f"queue members {len(members_before)}): first confirm after {seconds:.2f} s, fenced after "
+          f"{fenced_after:.2f} s, its broker a member again after {member_after:.1f} s, its data "
+          f"{'replaced (wiped)' if wiped else 'kept'}, queue members now {members}; {steps}", flush=True)
+
+
+def _open_data_dir(rabbit: RabbitInCluster, node: str) -> int:
+    """The node's broker data directory (``HOME/mnesia/rabbit@node``) opened one component at a time,
+    following no symlink (the directories below HOME are the broker user's)."""
+    fd = os.open(rabbit.cluster.node_path(node, HOME), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for part in ("mnesia", erlang_node(node)):
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def data_mark(rabbit: RabbitInCluster, node: str) -> int:
+    """The inode of the node's broker data directory, after writing a fresh marker file into it."""
+    fd = _open_data_dir(rabbit, node)
+    try:
+        try:
+            os.unlink(MARKER, dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        marker = os.open(MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=fd)
+        os.write(marker, b"written before the crash\n")
+        os.close(marker)
+        return os.fstat(fd).st_ino
+    finally:
+        os.close(fd)
+
+
+def data_replaced(rabbit: RabbitInCluster, node: str, inode: int) -> bool:
+    """Whether the node's data directory is another than the one marked (or lost its marker)."""
+    try:
+        fd = _open_data_dir(rabbit, node)
+    except FileNotFoundError:
+        return True
+    try:
+        if os.fstat(fd).st_ino != inode:
+            return True
+        try:
+            os.stat(MARKER, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return True
+        return False
+    finally:
+        os.close(fd)
 
 
 def where_the_time_went(publisher: AmqpClient, since: float, until: float) -> str:
@@ -149,11 +254,60 @@ def drain(publisher: AmqpClient, consumer: AmqpClient | None, series: BusSeries)
     consumed = consumer.consumed if consumer is not None else set()
     series.confirmed, series.consumed = len(confirmed), len(consumed)
     series.lost = len(confirmed - consumed)
-    print(f"  bus/{series.timing}: {series.confirmed} confirmed, {series.consumed} distinct consumed, "
-          f"{series.lost} confirmed lost", flush=True)
+    print(f"  bus/{series.kind}/{series.timing}: {series.confirmed} confirmed, {series.consumed} distinct "
+          f"consumed, {series.lost} confirmed lost", flush=True)
 
 
 def table(rows: list[BusSeries]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(series.row()) + " |" for series in rows if series.first_confirms]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in series.row()) + " |" for series in rows
+              if series.first_confirms or series.failure]
     return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from nscluster.bench import REBOOT_DELAY_S, TIMING_LABELS, TIMINGS, progress_printer
+
+    parser = argparse.ArgumentParser(prog="python -m nscluster.bus_bench",
+                                     description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--bus", action="store_true", help="accepted as make bench-cluster passes it")
+    parser.add_argument("--reference", action="store_true",
+                        help="also the reference series, ocf:heartbeat:rabbitmq-cluster "
+                             "(= --series ours,reference)")
+    parser.add_argument("--series", default="", help="comma-separated: ours, reference (default: ours)")
+    parser.add_argument("--crashes", type=int, default=10)
+    parser.add_argument("--timings", default="default,fast")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    kinds = [k for k in args.series.split(",") if k] or ["ours", *(["reference"] if args.reference else [])]
+    unknown = [k for k in kinds if k not in SERIES]
+    if unknown:
+        parser.error(f"unknown series {', '.join(unknown)} (known: {', '.join(SERIES)})")
+    results = []
+    for timing in args.timings.split(","):
+        token, coefficient = TIMINGS[timing]
+        for kind in kinds:
+            print(f"== the message bus, {kind}, {TIMING_LABELS[timing]}: {args.crashes} crashes of the queue "
+                  "leader's node", flush=True)
+            _started, progress = progress_printer(f"bus/{kind}/{timing}")
+            errors = []
+            for attempt in (1, 2):  # a cluster whose brokers never formed is built once more
+                try:
+                    results.append(measure_bus(timing, TIMING_LABELS[timing], token, coefficient,
+                                               args.crashes, REBOOT_DELAY_S,
+                                               progress if args.verbose else None, kind))
+                    break
+                except ClusterError as error:
+                    errors.append(str(error))
+                    print(f"  bus/{kind}/{timing} failed (cluster {attempt} of 2): {error}", flush=True)
+            else:
+                results.append(BusSeries(timing, TIMING_LABELS[timing], kind=kind, crashes=args.crashes,
+                                         failure="no cluster measured (2 built): " + " / ".join(errors)))
+    print("\n### The message bus after a crash of the node holding the quorum queue's leader (a confirmed "
+          "publisher listing all three brokers, 20 messages a second, and a consumer)\n")
+    print(table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
