@@ -216,6 +216,101 @@ def test_kill_9_of_the_leaders_broker_is_restarted_in_place_and_loses_no_confirm
     assert_data_kept(rabbit, victim, mark)
 
 
+def proved_broker(cluster, node, identity):
+    """Check that ``identity`` (pid, start time) is the broker of ``node`` (not a reused pid): an
+    Erlang VM (``beam.smp``) of the broker's user, given the node's Erlang node name (the agent sets
+    it in the environment); its state letter (``/proc/<pid>/stat``)."""
+    pid, start = identity
+    stat = cluster.run(node, ["cat", f"/proc/{pid}/stat"]).stdout
+    fields = stat.rpartition(")")[2].split()  # after the command name: state is field 3, start time 22
+    argv = cluster.run(node, ["cat", f"/proc/{pid}/cmdline"]).stdout.split("\0")
+    owner = cluster.run(node, ["ps", "-o", "user=", "-p", str(pid)]).stdout.strip()
+    assert int(fields[19]) == start, f"pid {pid} on {node} is no longer the broker the agent started"
+    assert owner == messaging.USER, f"pid {pid} on {node} runs as {owner}"
+    assert os.path.basename(argv[0]) == "beam.smp", f"pid {pid} on {node} is {argv[0]}"
+    environment = cluster.run(node, ["cat", f"/proc/{pid}/environ"]).stdout.split("\0")
+    name = f"RABBITMQ_NODENAME={messaging.erlang_node(node)}"
+    assert name in environment, f"pid {pid} on {node} is not {messaging.erlang_node(node)}"
+    return fields[0]
+
+
+def monitor_failures(status, node):
+    return [f for f in status.failures
+            if (f.resource, f.task, f.node) == (messaging.RESOURCE, "monitor", node)]
+
+
+def fail_count(cluster, node):
+    done = cluster.run(node, ["crm_failcount", "--query", "--resource", messaging.RESOURCE, "--node", node,
+                              "--quiet"])
+    return int(done.stdout.strip() or 0)
+
+
+def first_confirm_through(cluster, publisher, at):
+    """The node whose broker confirmed the publisher's first message after ``at``, and the
+    connections the publisher gave up on before it (why)."""
+    events = [e for e in list(publisher.events) if float(e["t"]) > at]
+    first = min((e for e in events if e.get("event") == "confirmed"), key=lambda e: float(e["t"]))
+    names = {node.address: name for name, node in cluster.nodes.items()}
+    before = [e for e in events if float(e["t"]) < float(first["t"])]
+    lost = [str(e.get("why")) for e in before if e.get("event") == "lost"]
+    return names.get(str(first.get("broker")), str(first.get("broker"))), lost
+
+
+def test_sigstop_of_the_leaders_broker_is_caught_by_the_monitor_and_restarted_in_place(bus):
+    cluster, rabbit = bus["cluster"], bus["rabbit"]
+    queue = "sigstop"
+    publisher, consumer = stream(rabbit, queue)
+    victim = rabbit.queue_leader(queue)
+    before = rabbit.identity(victim)
+    assert victim and before
+    assert proved_broker(cluster, victim, before) in "RS"
+    mark = data_mark(rabbit, victim)
+    frozen_at = time.monotonic()
+    cluster.run(victim, ["kill", "-STOP", str(before[0])])
+    try:
+        # Every thread of the VM stops: the main thread's state letter a moment later.
+        wait_until(lambda: proved_broker(cluster, victim, before) == "T", f"the broker on {victim} stopped",
+                   10, poll_s=0.05)
+        # Depth 0 (every 5 s) sees the VM stopped by a signal; the stop that follows (TERM and CONT)
+        # ends it and the start launches a new one, on the same node.
+        status = cluster.wait_status(lambda s: bool(monitor_failures(s, victim)),
+                                     f"a failed monitor of the frozen broker on {victim}", 60)
+        caught = time.monotonic() - frozen_at
+        reasons = sorted({f.reason for f in monitor_failures(status, victim)})
+        confirm_after(rabbit, publisher, frozen_at, "the freeze")
+        first = publisher.confirmed_after(frozen_at) - frozen_at
+        through, gave_up = first_confirm_through(cluster, publisher, frozen_at)
+        wait_until(lambda: rabbit.identity(victim) not in (None, before), f"a new broker on {victim}",
+                   REJOIN_S, poll_s=0.5)
+        relaunched = time.monotonic() - frozen_at
+        wait_member_again(cluster, rabbit, victim, queue, frozen_at)
+        back = time.monotonic() - frozen_at
+    finally:
+        still = rabbit.identity(victim)
+        if still == before:  # the agent never stopped it: let the next test have a broker
+            cluster.run(victim, ["kill", "-CONT", str(before[0])], check=False)
+    after = rabbit.identity(victim)
+    print(f"SIGSTOP of the broker on {victim} (the leader, pid {before[0]}): failed monitor seen after "
+          f"{caught:.1f} s ({'; '.join(reasons)}); first confirmed publish after {first:.2f} s (through "
+          f"{through}'s broker; connections given up before it: {gave_up or 'none'}); a new broker "
+          f"(pid {after[0] if after else None}) recorded after {relaunched:.1f} s; a running member again "
+          f"after {back:.1f} s")
+    status = cluster.status()
+    assert status.where(messaging.RESOURCE) == tuple(sorted(cluster.nodes))
+    assert not any(cluster.fenced(node, since=frozen_at) for node in cluster.nodes), "a node was fenced"
+    assert any("frozen" in reason for reason in reasons), reasons
+    assert fail_count(cluster, victim) >= 1
+    assert after is not None and after != before  # pid and start time
+    publisher.wait_confirmed(len(publisher.confirmed) + 40)
+    lost = drained(publisher, consumer, f"SIGSTOP on {victim}")
+    assert not lost, f"confirmed messages lost: {sorted(lost)[:20]}"
+    assert first < FIRST_CONFIRM_AFTER_CRASH_S
+    assert_data_kept(rabbit, victim, mark)
+    cluster.run(victim, ["crm_resource", "--cleanup", "--resource", messaging.RESOURCE, "--node", victim])
+    cluster.wait_status(lambda s: not monitor_failures(s, victim), f"the failure on {victim} cleared", 60)
+    assert fail_count(cluster, victim) == 0
+
+
 def test_netsplit_the_isolated_broker_stops_serving_and_the_majority_keeps_confirming(bus):
     cluster, rabbit, stack = bus["cluster"], bus["rabbit"], bus["stack"]
     queue = "split"
