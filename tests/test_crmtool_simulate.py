@@ -136,7 +136,7 @@ def test_storage_nodes_render_bans_without_probes_and_clone_max() -> None:
 
 
 def test_every_scenario_passes(three: dict[str, simulate.Report]) -> None:
-    assert len(three) == 1 + 3 + 15 + 1
+    assert len(three) == 1 + 3 + 17 + 1
     for report in three.values():
         assert report.ok, report.text()
 
