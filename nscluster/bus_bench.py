@@ -5,8 +5,9 @@ the three brokers clustered (``nscluster.messaging``, as tests/test_cluster_mess
 A confirmed publisher listing all three brokers streams into a quorum queue (20 messages a second)
 and a consumer drains it, both in the cluster's client namespace. Then, N times: crash the node
 whose broker leads the queue (power off without warning; fencing on, the node boots again after
-``REBOOT_DELAY_S``), measure the seconds from the crash to the publisher's first confirmed publish
-after it, wait until the node is back, its resources running and its broker a running member of the
+``REBOOT_DELAY_S``), measure the seconds from the crash to the confirm of the first message the
+publisher sent after it (a confirm in flight at the crash is not one: ``published_after_confirmed``),
+wait until the node is back, its resources running and its broker a running member of the
 RabbitMQ cluster again. At the end the publisher stops and the consumer gets what is left:
 confirmed vs consumed, lost = confirmed but never consumed.
 
@@ -29,13 +30,17 @@ cluster yet: ``nscluster/nova.py`` runs nova-api only).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
+import shutil
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from nscluster import config, health
+from nscluster.broker_protocol import REQUEST_DIR
 from nscluster.cluster import Cluster, ClusterError, ClusterSpec, wait_until
 from nscluster.messaging import HOME, RABBIT_DIRS, AmqpClient, RabbitInCluster, erlang_node
 from nscluster.messaging_reference import ReferenceRabbitInCluster
@@ -71,6 +76,7 @@ class BusSeries:
     queue_members: list[int] = dataclasses.field(default_factory=list)  # before the first crash, then
     # after each once the victim is back
     failure: str = ""  # why the series ended early (empty: it did not)
+    left: int | None = None  # messages the queue still held after the drain, when some were missing
 
     def row(self) -> list[str]:
         first = self.first_confirms
@@ -81,7 +87,9 @@ class BusSeries:
             data = (f"replaced (wiped) {sum(self.wiped)} of {len(self.wiped)}" if any(self.wiped)
                     else f"kept {len(self.wiped)} of {len(self.wiped)}")
         counted = self.confirmed or self.consumed
-        counts = [str(self.confirmed), str(self.consumed), str(self.lost)] if counted else ["", "", ""]
+        held = f" (the queue held {self.left} after the drain)" if self.left is not None else ""
+        lost = f"{self.lost}{held}"
+        counts = [str(self.confirmed), str(self.consumed), lost] if counted else ["", "", ""]
         return [SERIES[self.kind], self.label, f"{len(first)} of {self.crashes}", *measured,
                 f"{statistics.median(self.fences):.2f}" if self.fences else "",
                 f"{statistics.median(self.members_again):.1f}" if self.members_again else "",
@@ -98,6 +106,20 @@ def everyone(cluster: Cluster) -> list[str]:
     return sorted(erlang_node(name) for name in cluster.nodes)
 
 
+@contextlib.contextmanager
+def built(spec: ClusterSpec, progress: object | None) -> Iterator[Cluster]:
+    """A namespace cluster, torn down at the end; NSCLUSTER_KEEP_LOGS=DIR keeps its nodes' logs there."""
+    cluster = Cluster(spec, progress=progress)  # type: ignore[arg-type]
+    with cluster:
+        try:
+            yield cluster
+        finally:
+            keep = os.environ.get("NSCLUSTER_KEEP_LOGS")
+            if keep:
+                shutil.copytree(spec.state_dir, Path(keep) / spec.run_id, dirs_exist_ok=True, symlinks=True,
+                                ignore=shutil.ignore_patterns(REQUEST_DIR, "*.img"))
+
+
 def measure_bus(timing: str, label: str, token: int | None, coefficient: int | None, crashes: int,
                 reboot_delay_s: float, progress: object | None, kind: str = "ours") -> BusSeries:
     """One cluster, ``crashes`` crashes of the leader's node; ``kind``: ours or the reference agent.
@@ -106,7 +128,7 @@ def measure_bus(timing: str, label: str, token: int | None, coefficient: int | N
                        private_dirs=("/root", *RABBIT_DIRS))
     series = BusSeries(timing, label, kind=kind, crashes=crashes)
     name = f"bus/{kind}/{timing}"
-    with Cluster(spec, progress=progress) as cluster:  # type: ignore[arg-type]
+    with built(spec, progress) as cluster:
         rabbit = ReferenceRabbitInCluster(cluster) if kind == "reference" else RabbitInCluster(cluster)
         rabbit.prepare()
         stack = config.Stack(site_overrides=rabbit.overrides())
@@ -127,7 +149,7 @@ def measure_bus(timing: str, label: str, token: int | None, coefficient: int | N
             print(f"  {name}: quorum queue members {members}", flush=True)
             for number in range(1, crashes + 1):
                 try:
-                    crash_leader(cluster, rabbit, stack, publisher, series, number, crashes)
+                    crash_leader(cluster, rabbit, stack, publisher, series, number, crashes, consumer)
                 except ClusterError as error:  # keep what was measured; the row says why it ended
                     series.failure = f"crash {number}: {error}"
                     print(f"  {name} crash {number}/{crashes} failed, series ends: {error}; publisher: "
@@ -139,11 +161,16 @@ def measure_bus(timing: str, label: str, token: int | None, coefficient: int | N
                 series.failure = "; ".join(filter(None, (series.failure, f"at the end: {error}")))
         finally:
             drain(publisher, consumer, series)
+            if series.lost:  # missing from the consumer: still in the queue, or gone?
+                with contextlib.suppress(ClusterError):
+                    series.left = rabbit.queue_info(QUEUE).get("messages")
+                print(f"  {name}: the queue holds {series.left} messages after the drain", flush=True)
     return series
 
 
 def crash_leader(cluster: Cluster, rabbit: RabbitInCluster, stack: config.Stack, publisher: AmqpClient,
-                 series: BusSeries, number: int, crashes: int) -> None:
+                 series: BusSeries, number: int, crashes: int,
+                 consumer: AmqpClient | None = None) -> None:
     """Crash the node holding the queue's leader; time the first confirm after it; wait until the
     node is back and its broker a running member again."""
     wait_until(lambda: bool(rabbit.queue_leader(QUEUE)), f"a leader for {QUEUE}", 60, poll_s=1)
@@ -155,10 +182,11 @@ def crash_leader(cluster: Cluster, rabbit: RabbitInCluster, stack: config.Stack,
     mark = data_mark(rabbit, victim)
     before = len(publisher.confirmed)
     crashed_at = cluster.crash(victim)
-    wait_until(lambda: publisher.confirmed_after(crashed_at) is not None,
+    wait_until(lambda: published_after_confirmed(publisher, crashed_at) is not None,
                f"a confirm after the crash of {victim} (queue members before it: {len(members_before)})",
                FIRST_CONFIRM_S, poll_s=0.05)
-    seconds = (publisher.confirmed_after(crashed_at) or crashed_at) - crashed_at
+    seconds = (published_after_confirmed(publisher, crashed_at) or crashed_at) - crashed_at
+    in_flight = (publisher.confirmed_after(crashed_at) or crashed_at) - crashed_at
     series.first_confirms.append(seconds)
     health.wait_fenced(cluster, victim, crashed_at)
     fenced_after = cluster.fenced(victim, since=crashed_at)[0].at - crashed_at
@@ -172,12 +200,35 @@ def crash_leader(cluster: Cluster, rabbit: RabbitInCluster, stack: config.Stack,
     series.wiped.append(wiped)
     members = rabbit.queue_members(QUEUE)
     series.queue_members.append(len(members))
+    # Confirmed before the crash and still not consumed now (the consumer keeps the queue near empty).
+    before_crash = {int(e["id"]) for e in list(publisher.events)  # type: ignore[call-overload]
+                    if e.get("event") == "confirmed" and float(e["t"]) < crashed_at}  # type: ignore[arg-type]
+    missing = len(before_crash - consumer.consumed) if consumer is not None else 0
     steps = where_the_time_went(publisher, crashed_at, crashed_at + seconds)
     print(f"  bus/{series.kind}/{series.timing} crash {number}/{crashes}: {victim} (the queue's leader; the "
           f"publisher {'was' if through_victim else 'was not'} connected to it, {before} confirmed before; "
           f"queue members {len(members_before)}): first confirm after {seconds:.2f} s, fenced after "
           f"{fenced_after:.2f} s, its broker a member again after {member_after:.1f} s, its data "
-          f"{'replaced (wiped)' if wiped else 'kept'}, queue members now {members}; {steps}", flush=True)
+          f"{'replaced (wiped)' if wiped else 'kept'}, queue members now {members}; {steps}"
+          + (f"; a confirm in flight at the crash came back after {in_flight:.2f} s" if in_flight < seconds
+             else "") + f"; confirmed before the crash and not consumed by now: {missing}", flush=True)
+
+
+def published_after_confirmed(publisher: AmqpClient, since: float) -> float | None:
+    """When the first message published after ``since`` was confirmed (None: not yet).
+
+    The publisher sends one message at a time with increasing ids, the next once the last is answered
+    (confirmed, refused or given up): with L the last id answered by ``since``, L + 1 may have been
+    sent before it (its confirm says nothing about the crash; counting it gave 0.00 s), L + 2 and on
+    were sent after. (If L + 1 was in fact sent after, this is one message, ~0.05 s, late.)"""
+    events = list(publisher.events)
+    answered = [int(e["id"]) for e in events  # type: ignore[call-overload]
+                if e.get("event") in ("confirmed", "nacked") and float(e["t"]) <= since]  # type: ignore[arg-type]
+    last = max(answered, default=0)
+    times = [float(e["t"]) for e in events  # type: ignore[arg-type]
+             if e.get("event") == "confirmed" and int(e["id"]) >= last + 2  # type: ignore[call-overload]
+             and float(e["t"]) > since]  # type: ignore[arg-type]
+    return min(times) if times else None
 
 
 def _open_data_dir(rabbit: RabbitInCluster, node: str) -> int:
