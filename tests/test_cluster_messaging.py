@@ -245,6 +245,12 @@ def fail_count(cluster, node):
     return int(done.stdout.strip() or 0)
 
 
+def agent_at_work(cluster, node):
+    """Whether an action of our agent (a monitor, say) runs on ``node`` now."""
+    done = cluster.run(node, ["pgrep", "-f", "/resource.d/openstack/rabbitmq "], check=False)
+    return done.returncode == 0
+
+
 def first_confirm_through(cluster, publisher, at):
     """The node whose broker confirmed the publisher's first message after ``at``, and the
     connections the publisher gave up on before it (why)."""
@@ -265,6 +271,11 @@ def test_sigstop_of_the_leaders_broker_is_caught_by_the_monitor_and_restarted_in
     assert victim and before
     assert proved_broker(cluster, victim, before) in "RS"
     mark = data_mark(rabbit, victim)
+    # Not while a monitor is under way: pacemaker-execd runs one operation of a resource at a time,
+    # and a depth-10 or depth-20 check that got past the liveness check before the freeze would wait
+    # out its own bound (and fail with its own reason) while depth 0 queues behind it.
+    wait_until(lambda: not agent_at_work(cluster, victim), f"no action of the agent under way on {victim}",
+               90, poll_s=0.05)
     frozen_at = time.monotonic()
     cluster.run(victim, ["kill", "-STOP", str(before[0])])
     try:
