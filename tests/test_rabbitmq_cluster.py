@@ -40,6 +40,7 @@ EPMD_PORT = 28799
 NODES = {"rmqa": 28730, "rmqb": 28740, "rmqc": 28750}
 TEMPLATE = "rabbit-%h@localhost"
 QUEUE = "test-kept"
+LED_BY_RMQC = "led-by-rmqc"
 MESSAGES = 40
 FIRST_START_S = 120
 START_S = 90  # a start's timeout (OCF_RESKEY_CRM_meta_timeout): the boot's wait for peers fits in it
@@ -95,6 +96,12 @@ class Cluster:
         done = self.nodes[name].ctl("eval", "nodes().")
         assert done.returncode == 0, done.stderr
         return set(re.findall(r"'?([\w.-]+@[\w.-]+)'?", done.stdout))
+
+    def leader(self, queue: str, name: str = "rmqa") -> str:
+        """The leader of quorum queue ``queue`` as broker ``name`` knows it ("" when unknown)."""
+        done = self.nodes[name].ctl("list_queues", "name", "leader", "--formatter", "json")
+        rows = json.loads(done.stdout) if done.returncode == 0 else []
+        return next((str(row.get("leader") or "") for row in rows if row["name"] == queue), "")
 
     def queue(self, name: str = "rmqa") -> dict[str, object]:
         """``test-kept``'s members and ready messages as seen through node ``name``."""
@@ -309,6 +316,8 @@ def test_post_stop_notification_drops_the_link_to_a_fenced_peer_at_once(cluster)
     each surviving broker drop the link at once; while Pacemaker still shows the node a member, it
     leaves the link alone (the negative control: the same notification, no drop)."""
     victim = cluster["rmqc"]
+    publish_confirmed(NODES["rmqc"], LED_BY_RMQC, 1)  # declared there: its leader is there
+    assert cluster.leader(LED_BY_RMQC) == victim.nodename
     frozen = victim.leader()
     post_stop = {"CRM_meta_notify_type": "post", "CRM_meta_notify_operation": "stop",
                  "CRM_meta_notify_stop_uname": "rmqc"}
@@ -319,15 +328,21 @@ def test_post_stop_notification_drops_the_link_to_a_fenced_peer_at_once(cluster)
         cluster.pacemaker(rmqc=False)
         began = time.monotonic()
         for name in ("rmqa", "rmqb"):
+            offset = len(agent_log(cluster[name]))
             notified = cluster[name]("notify", **post_stop)  # type: ignore[arg-type]
             assert notified.rc == 0, notified
-            assert f"dropped the links to {victim.nodename}" in agent_log(cluster[name])
+            log = agent_log(cluster[name])[offset:]
+            assert f"dropped the links to {victim.nodename}" in log
+            # rmqa, the first online node by name, calls the elections of the queues rmqc led.
+            assert ("elections called for" in log) == (name == "rmqa"), log
         survivors = ("rmqa", "rmqb")
         dropped = eventually(lambda: all(victim.nodename not in cluster.linked(name) for name in survivors),
                              timeout=20)
         print(f"\nnotified of the fenced rmqc: both peers saw it down after {time.monotonic() - began:.1f} s "
               "(net_ticktime 60 s)")
         assert dropped, (cluster.linked("rmqa"), cluster.linked("rmqb"))
+        assert eventually(lambda: cluster.leader(LED_BY_RMQC) not in ("", victim.nodename), timeout=20)
+        print(f"{LED_BY_RMQC}: a new leader after {time.monotonic() - began:.1f} s")
     finally:
         os.kill(frozen, signal.SIGKILL)
         assert eventually(lambda: not alive(frozen))
@@ -336,6 +351,7 @@ def test_post_stop_notification_drops_the_link_to_a_fenced_peer_at_once(cluster)
     assert started.rc == 0, started
     assert cluster.running() == cluster.all_nodenames()
     cluster.assert_messages_kept()
+    assert cluster["rmqa"].ctl("delete_queue", LED_BY_RMQC).returncode == 0
 
 
 def test_power_loss_all_come_back_together(cluster):
