@@ -10,8 +10,12 @@ harness shares):
 
 * ``publish``: for SECONDS, a message every INTERVAL seconds (body: its id, 1, 2, ...), persistent,
   into the durable quorum queue QUEUE with publisher confirms, through the first of HOSTS (a
-  comma-separated list) that answers; a confirm not back within CONFIRM_S, or a failed connection,
-  drops the connection and the client goes on with the next broker of HOSTS.
+  comma-separated list) that answers. A broker silent for two HEARTBEAT_S (AMQP heartbeats) or a
+  failed connection: the client goes on with the next broker of HOSTS, those it could not reach
+  within FAILED_RECENTLY_S tried last, as a client that lists all brokers should. A publish
+  nacked, or not answered within CONFIRM_S by a broker that is alive: the next message goes
+  through a new channel (RabbitMQ 3.10 goes on refusing, or not answering, on a channel whose
+  quorum queue client still points at the dead leader: measured up to 17 s after the new leader).
   ``{"event": "confirmed", "id": N, "t": T, "broker": H}`` for each confirmed message.
 * ``publish-classic``: the same into a classic, non-durable queue with transient messages (the
   negative control: confirmed messages a broker's crash loses).
@@ -19,7 +23,8 @@ harness shares):
   (``{"event": "consumed", "id": N, "t": T}``); redeliveries are reported again.
 
 Other events: ``connected`` (broker), ``nacked`` (a message the broker refused: a quorum queue
-without a leader yet), ``lost`` (why), ``done``.
+without a leader yet), ``unanswered`` (a message not confirmed within CONFIRM_S by a live
+broker; it may still arrive), ``lost`` (why), ``done``.
 """
 
 from __future__ import annotations
@@ -35,8 +40,11 @@ sys.path.append("/usr/lib/python3/dist-packages")
 import amqp  # type: ignore[import-untyped]  # Debian's python3-amqp, after the path above
 
 CONNECT_S = 2.0
-CONFIRM_S = 3.0
+DECLARE_S = 10.0  # a queue declare right after connecting (the broker answered a moment ago)
+CONFIRM_S = 3.0  # a publish not answered by then is sent again (as the next message) on a new channel
 HEARTBEAT_S = 2
+FAILED_RECENTLY_S = 10.0
+SILENT_S = 1.5 * HEARTBEAT_S  # RabbitMQ sends a heartbeat every half of the negotiated timeout
 PREFETCH = 200
 RETRY_S = 0.2
 STOP = {"requested": False}
@@ -66,21 +74,28 @@ def stop(_signum: int, _frame: object) -> None:
     STOP["requested"] = True
 
 
+FAILED_AT: dict[str, float] = {}  # broker -> when a connection to it last failed
+
+
 def connect(hosts: list[str], port: int, account: dict[str, str], start: int,
-            heartbeat: int = 0) -> tuple[amqp.Connection, str]:
-    """The first broker of ``hosts`` (from index ``start``, round robin) that lets us in."""
+            heartbeat: int = HEARTBEAT_S) -> tuple[amqp.Connection, str]:
+    """The first broker of ``hosts`` (from index ``start``, round robin) that lets us in; those that
+    failed within FAILED_RECENTLY_S are tried last."""
     last = ""
-    for step in range(len(hosts)):
-        host = hosts[(start + step) % len(hosts)]
+    ordered = [hosts[(start + step) % len(hosts)] for step in range(len(hosts))]
+    recent = time.monotonic() - FAILED_RECENTLY_S
+    for host in sorted(ordered, key=lambda h: FAILED_AT.get(h, 0.0) > recent):
         conn = amqp.Connection(f"{host}:{port}", userid=account["user"], password=account["password"],
-                               connect_timeout=CONNECT_S, read_timeout=CONFIRM_S, write_timeout=CONFIRM_S,
+                               connect_timeout=CONNECT_S, read_timeout=DECLARE_S, write_timeout=DECLARE_S,
                                heartbeat=heartbeat, confirm_publish=False)
         try:
             conn.connect()
         except (OSError, amqp.exceptions.AMQPError) as exc:
+            FAILED_AT[host] = time.monotonic()
             last = f"{host}: {type(exc).__name__}"
             close(conn)
             continue
+        FAILED_AT.pop(host, None)
         emit("connected", broker=host)
         return conn, host
     raise ConnectionError(last or "no broker")
@@ -100,55 +115,128 @@ def declare(channel: amqp.Channel, queue: str, classic: bool) -> None:
         channel.queue_declare(queue, durable=True, auto_delete=False, arguments={"x-queue-type": "quorum"})
 
 
+class Confirms:
+    """The broker's answers on a channel in confirm mode: delivery tag -> acked (True) or nacked."""
+
+    def __init__(self, channel: amqp.Channel) -> None:
+        self.answers: dict[int, bool] = {}
+        self.published = 0  # the channel's last delivery tag
+        channel.events["basic_ack"].add(lambda tag, multiple: self.answer(tag, multiple, True))
+        channel.events["basic_nack"].add(lambda tag, multiple: self.answer(tag, multiple, False))
+
+    def answer(self, tag: int, multiple: bool, acked: bool) -> None:
+        for answered in range(1, tag + 1) if multiple else (tag,):
+            self.answers.setdefault(answered, acked)
+
+    def publish(self, conn: amqp.Connection, channel: amqp.Channel, message: amqp.Message,
+                queue: str) -> bool | None:
+        """Publish and wait for the answer while the broker is alive (its heartbeats), at most
+        CONFIRM_S: True when confirmed, False when nacked, None when not answered; raises an AMQP
+        or socket error (the broker went silent: ConnectionForced)."""
+        channel.basic_publish(message, exchange="", routing_key=queue)
+        self.published += 1
+        tag = self.published
+        give_up = time.monotonic() + CONFIRM_S
+        while tag not in self.answers:
+            if time.monotonic() > give_up:
+                if time.monotonic() - conn.last_heartbeat_received > SILENT_S:
+                    raise ConnectionError("the broker went silent")
+                return None
+            try:
+                conn.drain_events(timeout=0.2)
+            except TimeoutError:
+                pass
+            conn.heartbeat_tick()
+        return self.answers.pop(tag)
+
+
+class Publisher:
+    """One publisher's connection, channel in confirm mode and queue; the broker it goes through."""
+
+    def __init__(self, hosts: list[str], port: int, account: dict[str, str], queue: str,
+                 classic: bool) -> None:
+        self.hosts, self.port, self.account, self.queue, self.classic = hosts, port, account, queue, classic
+        self.conn: amqp.Connection | None = None
+        self.channel: amqp.Channel | None = None
+        self.confirms: Confirms | None = None
+        self.host = ""
+        self.turn = 0
+
+    def open(self) -> bool:
+        """Connect to the next broker that lets us in and declare the queue; False when none did."""
+        try:
+            within(CONNECT_S * len(self.hosts) + DECLARE_S)
+            self.conn, self.host = connect(self.hosts, self.port, self.account, self.turn)
+            self.new_channel()
+            declare(self.channel, self.queue, self.classic)
+            within(0)
+        except (OSError, ConnectionError, amqp.exceptions.AMQPError) as exc:
+            within(0)
+            emit("lost", why=f"connect: {type(exc).__name__}")
+            self.drop()
+            self.turn += 1
+            return False
+        return True
+
+    def new_channel(self) -> None:
+        self.channel = self.conn.channel()  # type: ignore[union-attr]
+        self.channel.confirm_select()
+        self.confirms = Confirms(self.channel)
+
+    def send(self, number: int) -> str:
+        """Publish message ``number``: "confirmed", "nacked", "unanswered" (the broker alive), or
+        "lost" (the next send connects to the next broker)."""
+        message = amqp.Message(str(number), delivery_mode=1 if self.classic else 2)
+        try:
+            within(CONFIRM_S + CONNECT_S)  # the wait's own bound comes first; this one if a read hangs
+            acked = self.confirms.publish(self.conn, self.channel, message, self.queue)  # type: ignore[union-attr]
+            within(0)
+        except (OSError, amqp.exceptions.AMQPError) as exc:
+            within(0)
+            emit("lost", why=f"publish {number} through {self.host}: {type(exc).__name__}", broker=self.host)
+            self.drop()
+            self.turn = self.hosts.index(self.host) + 1
+            return "lost"
+        return {True: "confirmed", False: "nacked", None: "unanswered"}[acked]
+
+    def replace_channel(self) -> None:
+        """After a nack or no answer: the next publish goes through a new channel."""
+        try:
+            within(CONFIRM_S)
+            self.channel.close()  # type: ignore[union-attr]
+            self.new_channel()
+            within(0)
+        except (OSError, amqp.exceptions.AMQPError) as exc:
+            within(0)
+            emit("lost", why=f"new channel on {self.host}: {type(exc).__name__}", broker=self.host)
+            self.drop()
+
+    def drop(self) -> None:
+        if self.conn is not None:
+            close(self.conn)
+        self.conn = self.channel = self.confirms = None
+
+
 def publish(hosts: list[str], port: int, account: dict[str, str], queue: str, seconds: float,
             interval: float, classic: bool) -> None:
     end = time.monotonic() + seconds
     sent = confirmed = 0
-    turn = 0
-    conn: amqp.Connection | None = None
-    channel = None
-    host = ""
+    publisher = Publisher(hosts, port, account, queue, classic)
     while not STOP["requested"] and time.monotonic() < end:
-        if conn is None:
-            try:
-                within(CONNECT_S * len(hosts) + CONFIRM_S)
-                conn, host = connect(hosts, port, account, turn)
-                channel = conn.channel()
-                channel.confirm_select()
-                declare(channel, queue, classic)
-                within(0)
-            except (OSError, ConnectionError, amqp.exceptions.AMQPError) as exc:
-                within(0)
-                emit("lost", why=f"connect: {type(exc).__name__}")
-                if conn is not None:
-                    close(conn)
-                conn = None
-                turn += 1
-                time.sleep(RETRY_S)
-                continue
+        if publisher.conn is None and not publisher.open():
+            time.sleep(RETRY_S)
+            continue
         sent += 1
-        message = amqp.Message(str(sent), delivery_mode=1 if classic else 2)
-        try:
-            within(CONFIRM_S)
-            channel.basic_publish_confirm(message, exchange="", routing_key=queue)  # type: ignore[union-attr]
-            within(0)
-        except amqp.exceptions.MessageNacked:  # not an AMQPError: the broker refused it, the channel lives on
-            within(0)
-            emit("nacked", id=sent, broker=host)
-            time.sleep(interval)
+        outcome = publisher.send(sent)
+        if outcome == "lost":
             continue
-        except (OSError, amqp.exceptions.AMQPError) as exc:
-            within(0)
-            emit("lost", why=f"publish {sent} through {host}: {type(exc).__name__}", broker=host)
-            close(conn)
-            conn = None
-            turn = hosts.index(host) + 1
-            continue
-        confirmed += 1
-        emit("confirmed", id=sent, broker=host)
+        emit(outcome, id=sent, broker=publisher.host)
+        if outcome == "confirmed":
+            confirmed += 1
+        else:  # refused or not answered: a quorum queue without a leader, or a channel still routed to it
+            publisher.replace_channel()
         time.sleep(interval)
-    if conn is not None:
-        close(conn)
+    publisher.drop()
     emit("done", sent=sent, confirmed=confirmed)
 
 
