@@ -12,10 +12,11 @@ harness shares):
   into the durable quorum queue QUEUE with publisher confirms, through the first of HOSTS (a
   comma-separated list) that answers. A broker silent for two HEARTBEAT_S (AMQP heartbeats) or a
   failed connection: the client goes on with the next broker of HOSTS, those it could not reach
-  within FAILED_RECENTLY_S tried last, as a client that lists all brokers should. A publish
-  nacked, or not answered within CONFIRM_S by a broker that is alive: the next message goes
-  through a new channel (RabbitMQ 3.10 goes on refusing, or not answering, on a channel whose
-  quorum queue client still points at the dead leader: measured up to 17 s after the new leader).
+  within FAILED_RECENTLY_S tried last, as a client that lists all brokers should. A broker that
+  is alive is given CONFIRM_S to answer (a quorum queue electing a new leader answers the
+  publishes under way once it has one). A publish nacked, or not answered by then: the next
+  message goes through a new channel (RabbitMQ 3.10 goes on refusing on a channel whose quorum
+  queue client still points at the dead leader: measured up to 17 s after the new leader).
   ``{"event": "confirmed", "id": N, "t": T, "broker": H}`` for each confirmed message.
 * ``publish-classic``: the same into a classic, non-durable queue with transient messages (the
   negative control: confirmed messages a broker's crash loses).
@@ -41,7 +42,7 @@ import amqp  # type: ignore[import-untyped]  # Debian's python3-amqp, after the 
 
 CONNECT_S = 2.0
 DECLARE_S = 10.0  # a queue declare right after connecting (the broker answered a moment ago)
-CONFIRM_S = 3.0  # a publish not answered by then is sent again (as the next message) on a new channel
+CONFIRM_S = 15.0  # a publish a live broker has not answered by then: the next message on a new channel
 HEARTBEAT_S = 2
 FAILED_RECENTLY_S = 10.0
 SILENT_S = 1.5 * HEARTBEAT_S  # RabbitMQ sends a heartbeat every half of the negotiated timeout
@@ -138,15 +139,15 @@ class Confirms:
         tag = self.published
         give_up = time.monotonic() + CONFIRM_S
         while tag not in self.answers:
-            if time.monotonic() > give_up:
-                if time.monotonic() - conn.last_heartbeat_received > SILENT_S:
-                    raise ConnectionError("the broker went silent")
-                return None
             try:
                 conn.drain_events(timeout=0.2)
             except TimeoutError:
                 pass
-            conn.heartbeat_tick()
+            conn.heartbeat_tick()  # records when the broker last sent anything
+            if time.monotonic() - conn.last_heartbeat_received > SILENT_S:
+                raise ConnectionError("the broker went silent")
+            if time.monotonic() > give_up:
+                return None
         return self.answers.pop(tag)
 
 
@@ -202,7 +203,7 @@ class Publisher:
     def replace_channel(self) -> None:
         """After a nack or no answer: the next publish goes through a new channel."""
         try:
-            within(CONFIRM_S)
+            within(DECLARE_S)
             self.channel.close()  # type: ignore[union-attr]
             self.new_channel()
             within(0)
@@ -255,7 +256,7 @@ def consume(hosts: list[str], port: int, account: dict[str, str], queue: str, cl
             time.sleep(RETRY_S)
             continue
         try:
-            within(CONFIRM_S * 2)
+            within(DECLARE_S)
             channel = conn.channel()
             declare(channel, queue, classic)
             channel.basic_qos(0, PREFETCH, False)
