@@ -29,6 +29,7 @@ import time
 
 from harness.ocfrun import TimedResult
 from harness.stack import HOST
+from nscluster.messaging_reference import write_fresh
 
 AGENT = "/usr/lib/ocf/resource.d/heartbeat/rabbitmq-cluster"
 CTL = "/usr/sbin/rabbitmqctl"
@@ -41,18 +42,7 @@ _made_run_dir: list[ReferenceSite] = []  # the open sites, while this process ma
 TIMEOUT_S = 100  # the agent's advertised start timeout
 
 
-def _write(path: str, text: str, uid: int, gid: int, mode: int) -> None:
-    """``text`` in a fresh file at ``path`` for uid:gid (the directory may be the broker user's: an
-    old file is removed, never reopened or handed over; O_EXCL and O_NOFOLLOW refuse what took its place)."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        os.fchown(handle.fileno(), uid, gid)
-        os.fchmod(handle.fileno(), mode)
-        handle.write(text)
+_write = write_fresh  # a fresh file, never a reopened or handed-over one
 
 
 def add_to_cib(path: str, node: str) -> None:
