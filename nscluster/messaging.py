@@ -24,12 +24,16 @@ the cluster and the others wait for it and join one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import secrets
+import shutil
+import stat
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from nscluster.cluster import Cluster, ClusterError, wait_until
@@ -340,12 +344,103 @@ class RabbitInCluster:
         """Where the harness sees the broker's data (mnesia) directory of ``node``."""
         return self.cluster.node_path(node, HOME) / "mnesia" / erlang_node(node)
 
+    def data_inode(self, node: str) -> int | None:
+        """The inode of the broker's data directory of ``node`` (None when there is none), opened
+        following no link."""
+        try:
+            fd = _open_under_home(self.cluster.node_path(node, HOME), "mnesia", erlang_node(node))
+        except FileNotFoundError:
+            return None
+        try:
+            return os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+
+    def broker_processes(self, node: str) -> list[int]:
+        """Pids (inside ``node``) of the Erlang VMs of the broker's user there."""
+        done = self.cluster.run(node, ["pgrep", "-u", USER, "-x", "beam.smp"], check=False)
+        return [int(pid) for pid in done.stdout.split()]
+
+    @contextlib.contextmanager
+    def data_destroyed(self, node: str) -> Iterator[int]:
+        """What a replaced disk under ``/var/lib/rabbitmq`` leaves on ``node``: the broker's HOME
+        empty (its data directory, the cookie copy, every file of the broker), the directory itself
+        kept with its owner and mode, as a new filesystem mounted there and given to the broker's
+        user would be. The broker must be stopped. Everything is opened one component at a time
+        from ``/`` following no link, the components above HOME checked root's, and removed
+        relative to HOME's descriptor (``shutil.rmtree`` with ``dir_fd`` follows no link either).
+
+        Yields the inode of the removed data directory, which stays allocated (the directory held
+        open) until the block ends: a data directory created meanwhile has another inode."""
+        if self.broker_processes(node):
+            raise ClusterError(f"the broker of {node} still runs: its data is not removed under it")
+        held = _open_under_home(self.cluster.node_path(node, HOME), "mnesia", erlang_node(node))
+        home = -1
+        try:
+            home = _open_under_home(self.cluster.node_path(node, HOME))
+            for name in os.listdir(home):
+                if stat.S_ISDIR(os.lstat(name, dir_fd=home).st_mode):
+                    shutil.rmtree(name, dir_fd=home)
+                else:
+                    os.unlink(name, dir_fd=home)
+            os.close(home)
+            home = -1
+            yield os.fstat(held).st_ino
+        finally:
+            for fd in (home, held):
+                if fd >= 0:
+                    os.close(fd)
+
+    def agent_log_offset(self, node: str) -> int:
+        """The size of ``node``'s Pacemaker log (where our agents log: ``HA_LOGFILE``) now."""
+        return len(self._pacemaker_log(node))
+
+    def agent_log(self, node: str, offset: int = 0) -> list[str]:
+        """The lines our broker agent logged on ``node`` after byte ``offset`` of its Pacemaker log."""
+        text = self._pacemaker_log(node)[offset:].decode(errors="replace")
+        return [line for line in text.splitlines() if line.startswith(f"{RESOURCE}({RESOURCE})[")]
+
+    def _pacemaker_log(self, node: str) -> bytes:
+        """The node's Pacemaker log, read as root following no link and opening nothing but a regular
+        file (its directory is hacluster's)."""
+        path = self.cluster.nodes[node].directory / "log-pacemaker" / "pacemaker.log"
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return b""
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise ClusterError(f"the Pacemaker log of {node} is not a regular file")
+            return handle.read()
+
 
 def _ids(user: str) -> tuple[int, int]:
     import pwd
 
     entry = pwd.getpwnam(user)
     return entry.pw_uid, entry.pw_gid
+
+
+def _open_under_home(home: Path, *below: str) -> int:
+    """A descriptor of the directory ``home/below...``, opened one component at a time from ``/``
+    following no link (``O_NOFOLLOW``: a link fails, a file is no directory). Every directory a
+    component is looked up in down to ``home``'s parent must be root's and writable by no one else
+    (a sticky one like /tmp excepted); below that the directories are the broker user's."""
+    parts = [*home.parts[1:], *below]
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for depth, part in enumerate(parts):
+            if depth < len(home.parts) - 1:
+                info = os.fstat(fd)
+                if info.st_uid != 0 or (info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX):
+                    raise ClusterError(f"a directory above {home} is not root's alone: not opened")
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _write_root_only(path: Path, text: str) -> None:

@@ -354,6 +354,69 @@ def test_netsplit_the_isolated_broker_stops_serving_and_the_majority_keeps_confi
     assert_data_kept(rabbit, victim, mark)
 
 
+def test_a_broker_whose_data_was_destroyed_rejoins_as_a_new_node_with_its_replicas_grown_back(bus):
+    """The disk under /var/lib/rabbitmq of one node replaced: the clone instance there banned (the
+    agent stops the broker), the broker's HOME emptied, the ban cleared. The agent's start finds no
+    data while its peers run and still list the node: it has them forget it, joins anew and grows the
+    quorum queues' replicas back onto it."""
+    cluster, rabbit = bus["cluster"], bus["rabbit"]
+    queue = "wiped"
+    began = time.monotonic()
+    publisher, consumer = stream(rabbit, queue)
+    leader = rabbit.queue_leader(queue)
+    assert leader, "no leader for the quorum queue"
+    assert rabbit.queue_members(queue) == everyone(cluster)
+    # Not the leader's node, where the clients are (the first broker of their list declared the
+    # queue): the fault under test is a node's lost data and its rejoin, not a failover (the tests
+    # above cover that); the victim's replica is a follower the agent has to grow back.
+    victim = max(name for name in cluster.nodes if name != leader)
+    kept = {node: data_mark(rabbit, node) for node in cluster.nodes if node != victim}
+    before = rabbit.identity(victim)
+    offset = rabbit.agent_log_offset(victim)
+    stopped_at = time.monotonic()
+    ban = ["crm_resource", "--resource", messaging.CLONE, "--node", victim]
+    cluster.run(victim, [*ban, "--ban"])
+    try:
+        wait_until(lambda: victim not in cluster.status().where(messaging.RESOURCE)
+                   and not rabbit.broker_processes(victim), f"the broker on {victim} stopped by Pacemaker",
+                   60, poll_s=0.5)
+        stopped = time.monotonic() - stopped_at
+        with rabbit.data_destroyed(victim) as old_inode:
+            cleared_at = time.monotonic()
+            cluster.run(victim, [*ban, "--clear"])
+            wait_until(lambda: rabbit.running_nodes() == everyone(cluster),
+                       f"{victim}'s new broker running in the cluster", REJOIN_S, poll_s=1)
+            member = time.monotonic() - cleared_at
+            wait_until(lambda: rabbit.queue_members(queue) == everyone(cluster),
+                       f"a replica of {queue} on {victim} again", 60, poll_s=1)
+            grown = time.monotonic() - cleared_at
+            new_inode = rabbit.data_inode(victim)
+    finally:
+        cluster.run(victim, [*ban, "--clear"], check=False)
+    log = rabbit.agent_log(victim, offset)
+    print(f"{victim}'s broker data destroyed (the leader: {leader}): stopped by the ban in {stopped:.1f} s; "
+          f"after the ban was cleared a running member again in {member:.1f} s, the queue's replica back "
+          f"in {grown:.1f} s; the test took {time.monotonic() - began:.1f} s")
+    node = messaging.erlang_node(victim)
+    said = "\n".join(log)
+    assert f"starting RabbitMQ node {node} on" in said and "without data yet (a new node)" in said, log
+    assert f"still lists node {node}, whose data is gone: forgetting it there" in said, log
+    assert f"new node {node} joined the cluster of rabbit@" in said, log
+    regrown = [line.partition("grown back on it: ")[2].split(", ") for line in log
+               if f"rejoined node {node} (wiped): quorum queue replicas grown back on it: " in line]
+    assert regrown and queue in regrown[-1], log
+    assert new_inode is not None and new_inode != old_inode, "the data directory is not a new one"
+    after = rabbit.identity(victim)
+    assert after is not None and after != before
+    assert cluster.status().where(messaging.RESOURCE) == tuple(sorted(cluster.nodes))
+    assert not any(cluster.fenced(name, since=stopped_at) for name in cluster.nodes), "a node was fenced"
+    publisher.wait_confirmed(len(publisher.confirmed) + 40)
+    lost = drained(publisher, consumer, f"data of {victim} destroyed")
+    assert not lost, f"confirmed messages lost: {sorted(lost)[:20]}"
+    for name, mark in kept.items():
+        assert_data_kept(rabbit, name, mark)
+
+
 def test_no_password_or_cookie_in_any_command_line_the_cib_or_a_log(bus):
     cluster, rabbit = bus["cluster"], bus["rabbit"]
     cookie = rabbit.cluster.node_path(next(iter(cluster.nodes)), messaging.COOKIE_FILE).read_text().strip()
