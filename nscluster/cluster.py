@@ -430,7 +430,14 @@ class Cluster:
         raise ClusterError(f"{node.name}: the supervisor did not start (see {node.directory})")
 
     def _power_off(self, node: Node) -> None:
-        """Cut the power: PID 1 dies (taking the whole node with it) and the link goes dark."""
+        """Cut the power: the link goes dark, then PID 1 dies, taking the whole node with it.
+
+        Dark first, as a machine losing power sends nothing: killed the other way round, the node's
+        processes close their sockets on the way out and the peers get FIN or RST (seen: a broker's
+        peers saw its Erlang link closed at once, 3.6 s before corosync saw the node lost)."""
+        if (NETNS_DIR / self.spec.bridge_netns).exists():
+            run_cmd(["ip", "-n", self.spec.bridge_netns, "link", "set", node.bridge_port, "down"],
+                    check=False)
         if node.process is not None and node.process.poll() is None:
             if node.pid1 is not None:
                 _kill(node.pid1)
@@ -440,9 +447,6 @@ class Cluster:
                 node.process.wait(10)
             except subprocess.TimeoutExpired:
                 pass
-        if (NETNS_DIR / self.spec.bridge_netns).exists():
-            run_cmd(["ip", "-n", self.spec.bridge_netns, "link", "set", node.bridge_port, "down"],
-                    check=False)
         node.pid1 = None
         self._tell_listeners("power-off", node.name)
 
