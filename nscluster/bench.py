@@ -22,9 +22,9 @@ again only after a delay, so that its return does not disturb the failover
 being measured.
 
     python -m nscluster.bench [--crashes 10] [--agents db,db-shell,vip,IPaddr2]
-                              [--timings default,fast,builtin]
+                              [--timings default,fast,token1000,builtin]
     python -m nscluster.bench --front [--rounds 2]
-    python -m nscluster.bench --bus [--crashes 10] [--timings default,fast]
+    python -m nscluster.bench --bus ...   (nscluster.bus_bench's options)
 
 ``--front``: the API front, today's profile (the public VIP on a keystone) against the HAProxy
 profile, same machine, same run: failed token requests (one every 0.5 s) per rolling standby of the
@@ -54,10 +54,12 @@ DATABASE_SERIES = {"db": db_stack.OUR_MYSQL, "db-shell": db_stack.SHELL_MYSQL}
 TIMINGS: dict[str, tuple[int | None, int | None]] = {
     "builtin": (None, None),
     "default": (1000, None),
+    "token1000": (1000, 0),
     "fast": (500, 0),
 }
 TIMING_LABELS = {"builtin": "corosync 3.1 built-in (token 3000 + 650)",
                  "default": "token 1000 (+ coefficient 650)",
+                 "token1000": "token 1000, token_coefficient 0",
                  "fast": "token 500, token_coefficient 0"}
 SERIES_LABELS = {
     "db": "`db`, ours: drbd → Filesystem → openstack:mysql → openstack:vip, first committed write",
@@ -256,29 +258,12 @@ def front_main(rounds: int, verbose: bool) -> int:
     return 0
 
 
-def bus_main(crashes: int, timings: str, verbose: bool) -> int:
-    from nscluster import bus_bench
-
-    results = []
-    for timing in timings.split(","):
-        print(f"== the message bus, {TIMING_LABELS[timing]}: {crashes} crashes of the queue leader's node",
-              flush=True)
-        _started, progress = progress_printer(f"bus/{timing}")
-        token, coefficient = TIMINGS[timing]
-        for attempt in (1, 2):  # a cluster whose brokers never formed is built once more
-            try:
-                results.append(bus_bench.measure_bus(timing, TIMING_LABELS[timing], token, coefficient,
-                                                     crashes, REBOOT_DELAY_S, progress if verbose else None))
-                break
-            except ClusterError as error:
-                print(f"  bus/{timing} failed (cluster {attempt} of 2): {error}", flush=True)
-    print("\n### The message bus after a crash of the node holding the quorum queue's leader (a confirmed "
-          "publisher listing all three brokers, 20 messages a second, and a consumer)\n")
-    print(bus_bench.table(results))
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--bus" in argv:  # the message bus's bench has options of its own
+        from nscluster import bus_bench
+
+        return bus_bench.main(argv)
     parser = argparse.ArgumentParser(prog="python -m nscluster.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--crashes", type=int, default=10)
     parser.add_argument("--agents", default="db,db-shell,vip,IPaddr2",
@@ -289,12 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--front", action="store_true", help="compare the API fronts (see above)")
     parser.add_argument("--rounds", type=int, default=2, help="--front: rounds of each measurement")
-    parser.add_argument("--bus", action="store_true",
-                        help="the message bus: crash of the quorum queue leader's node → first confirmed "
-                             "publish (--crashes, --timings)")
     args = parser.parse_args(argv)
-    if args.bus:
-        return bus_main(args.crashes, args.timings, args.verbose)
     if args.front:
         return front_main(args.rounds, args.verbose)
     results = []

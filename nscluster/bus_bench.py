@@ -18,13 +18,19 @@ records whether the crashed node's data directory survived (its inode and a mark
 before the crash) and the quorum queue's members once the node is back. A series that cannot form
 its cluster, or a crash after which no confirm comes, ends its row with the reason.
 
+With ``--rpc`` the cluster also runs what nova's RPC path needs (the profile's database, keystone,
+nova-api, and nova-conductor and nova-scheduler on every node, as tests/test_cluster_openstack.py
+builds them; placement beside the cluster, ``nscluster/nova.py``), and a second client in the client
+namespace calls oslo.messaging's ``oslo_rpc_server_ping`` on the ``conductor`` and ``scheduler``
+topics every ``PING_INTERVAL_S`` (``nscluster/rpcclient.py``, the services' heartbeat settings). Each
+crash then takes a node that does not hold the database, after RabbitMQ's leadership transfer moved
+the bench queue's and both RPC queues' leaders there, and also measures (b): the seconds from the
+crash until a ping sent after it has been answered on both topics.
+
     python -m nscluster.bus_bench [--reference | --series ours,reference] [--crashes 10]
-                                  [--timings default,fast] [--verbose]
+                                  [--timings default,fast] [--rpc] [--verbose]
 
 (``make bench-cluster BENCH_CLUSTER_ARGS='--bus ...'`` runs this module.)
-
-Not measured here: (b) the nova RPC round trip (no nova-conductor or nova-scheduler in the namespace
-cluster yet: ``nscluster/nova.py`` runs nova-api only).
 """
 
 from __future__ import annotations
@@ -39,11 +45,19 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from nscluster import config, health
+from nscluster import config, database, health, openstack
 from nscluster.broker_protocol import REQUEST_DIR
 from nscluster.cluster import Cluster, ClusterError, ClusterSpec, wait_until
 from nscluster.messaging import HOME, RABBIT_DIRS, AmqpClient, RabbitInCluster, erlang_node
 from nscluster.messaging_reference import ReferenceRabbitInCluster
+from nscluster.nova import (
+    NOVA_DIRS,
+    RPC_TOPICS,
+    UNTHROTTLED,
+    NovaInCluster,
+    PlacementBesideCluster,
+    lead_queues_from,
+)
 
 QUEUE = "bench-bus"
 INTERVAL_S = 0.05
@@ -57,6 +71,9 @@ SERIES = {"ours": "ours: `ocf:openstack:rabbitmq` clone, 3 clustered brokers, qu
           "reference": "reference: `ocf:heartbeat:rabbitmq-cluster` clone (ordered, notify), 3 clustered "
                        "brokers, quorum queue"}
 MARKER = "bench-marker"
+PING_INTERVAL_S = 0.25
+PING_TIMEOUT_S = 10.0
+KEYSTONE_WORKERS = 2  # nothing asks for tokens during the crashes but the monitors
 
 
 @dataclasses.dataclass
@@ -77,6 +94,8 @@ class BusSeries:
     # after each once the victim is back
     failure: str = ""  # why the series ended early (empty: it did not)
     left: int | None = None  # messages the queue still held after the drain, when some were missing
+    rpc: bool = False  # nova's RPC path measured too
+    round_trips: list[float] = dataclasses.field(default_factory=list)  # (b) per crash
 
     def row(self) -> list[str]:
         first = self.first_confirms
@@ -93,13 +112,22 @@ class BusSeries:
         return [SERIES[self.kind], self.label, f"{len(first)} of {self.crashes}", *measured,
                 f"{statistics.median(self.fences):.2f}" if self.fences else "",
                 f"{statistics.median(self.members_again):.1f}" if self.members_again else "",
-                data, " → ".join(map(str, self.queue_members)), *counts, self.failure or "", "not measured"]
+                data, " → ".join(map(str, self.queue_members)), *counts, self.failure or "",
+                *self.rpc_cells()]
+
+    def rpc_cells(self) -> list[str]:
+        trips = self.round_trips
+        if not self.rpc:
+            return ["not measured", ""]
+        if not trips:
+            return ["none", ""]
+        return [f"{statistics.median(trips):.2f} ({len(trips)})", f"{max(trips):.2f}"]
 
 
 HEADER = ["series", "corosync timing", "crashes measured", "(a) first confirm median s", "(a) max s",
           "(a) min s", "fenced after (median s)", "broker a member again after (median s)",
           "crashed node's data", "quorum queue members (at first, after each crash)", "confirmed", "consumed",
-          "confirmed lost", "ended early", "(b) nova RPC round trip"]
+          "confirmed lost", "ended early", "(b) nova RPC round trip median s (crashes)", "(b) max s"]
 
 
 def everyone(cluster: Cluster) -> list[str]:
@@ -120,61 +148,158 @@ def built(spec: ClusterSpec, progress: object | None) -> Iterator[Cluster]:
                                 ignore=shutil.ignore_patterns(REQUEST_DIR, "*.img"))
 
 
+@dataclasses.dataclass
+class NovaPath:
+    """nova's RPC path beside the bus (``--rpc``): its services and the pinging client."""
+    compute: NovaInCluster
+    placement: PlacementBesideCluster
+    pinger: AmqpClient | None = None
+
+    def stop(self) -> None:
+        if self.pinger is not None:
+            self.pinger.stop()
+        self.placement.stop()
+
+
+def bus_only(cluster: Cluster, rabbit: RabbitInCluster) -> config.Stack:
+    """The brokers' clone alone, pushed and running."""
+    rabbit.prepare()
+    stack = config.Stack(site_overrides=rabbit.overrides())
+    config.push(cluster, stack)
+    health.wait_healthy(cluster, stack, timeout_s=REJOIN_S)
+    return stack
+
+
+def with_nova(cluster: Cluster, rabbit: RabbitInCluster, made: dict[str, NovaPath]) -> config.Stack:
+    """The database, keystone, the brokers, placement (beside the cluster) and nova-api pushed and
+    running; then nova-conductor and nova-scheduler once the brokers formed (as the tests build them).
+    ``made["nova"]`` is set as soon as placement exists, for the caller to stop it."""
+    db = database.Database(cluster)
+    db.prepare(via=cluster.any_running_node())
+    keystone = openstack.KeystoneInCluster(cluster, db_port=database.PORT, workers=KEYSTONE_WORKERS)
+    placement = PlacementBesideCluster(cluster, keystone)
+    compute = NovaInCluster(cluster, db_port=database.PORT, keystone=keystone, rabbit=rabbit,
+                            placement=placement)
+    made["nova"] = NovaPath(compute, placement)
+    tables: dict[str, dict[str, object]] = {**db.overrides(), "cluster.properties": dict(UNTHROTTLED)}
+    stack = openstack.stack_with_keystone(cluster, tables, keystone, database.SOCKET, rabbit, placement,
+                                          compute)
+    config.push(cluster, stack)
+    health.wait_healthy(cluster, stack, timeout_s=REJOIN_S)
+    rabbit.wait_formed()
+    stack = dataclasses.replace(stack, site_overrides={**stack.site_overrides, **compute.rpc_overrides()})
+    config.push(cluster, stack)
+    health.wait_healthy(cluster, stack, timeout_s=REJOIN_S)
+    return stack
+
+
+def cluster_spec(token: int | None, coefficient: int | None, reboot_delay_s: float, rpc: bool) -> ClusterSpec:
+    fields: dict[str, object] = {"private_dirs": ("/root", *RABBIT_DIRS)}
+    if rpc:
+        fields = database.spec_fields(private_dirs=(*openstack.PRIVATE_DIRS, *NOVA_DIRS, *RABBIT_DIRS))
+    return ClusterSpec(token_ms=token, token_coefficient_ms=coefficient,
+                       fence_reboot_delay_s=reboot_delay_s, **fields)  # type: ignore[arg-type]
+
+
 def measure_bus(timing: str, label: str, token: int | None, coefficient: int | None, crashes: int,
-                reboot_delay_s: float, progress: object | None, kind: str = "ours") -> BusSeries:
-    """One cluster, ``crashes`` crashes of the leader's node; ``kind``: ours or the reference agent.
-    Raises ClusterError when the cluster or its brokers never formed."""
-    spec = ClusterSpec(token_ms=token, token_coefficient_ms=coefficient, fence_reboot_delay_s=reboot_delay_s,
-                       private_dirs=("/root", *RABBIT_DIRS))
-    series = BusSeries(timing, label, kind=kind, crashes=crashes)
+                reboot_delay_s: float, progress: object | None, kind: str = "ours",
+                rpc: bool = False) -> BusSeries:
+    """One cluster, ``crashes`` crashes of the leader's node; ``kind``: ours or the reference agent;
+    ``rpc``: nova's RPC path too. Raises ClusterError when the cluster or its brokers never formed."""
+    spec = cluster_spec(token, coefficient, reboot_delay_s, rpc)
+    series = BusSeries(timing, label, kind=kind, crashes=crashes, rpc=rpc)
     name = f"bus/{kind}/{timing}"
+    made: dict[str, NovaPath] = {}
     with built(spec, progress) as cluster:
         rabbit = ReferenceRabbitInCluster(cluster) if kind == "reference" else RabbitInCluster(cluster)
-        rabbit.prepare()
-        stack = config.Stack(site_overrides=rabbit.overrides())
-        config.push(cluster, stack)
-        health.wait_healthy(cluster, stack, timeout_s=REJOIN_S)
-        series.formed_s = rabbit.wait_formed()
-        print(f"  {name}: brokers formed one cluster {series.formed_s:.1f} s after the healthy cluster"
-              + (f" (start failures on the way: {'; '.join(rabbit.formation_failures)})"
-                 if rabbit.formation_failures else ""), flush=True)
-        publisher = rabbit.client("publish", QUEUE, seconds=crashes * 900 + 900, interval_s=INTERVAL_S)
-        consumer: AmqpClient | None = None
         try:
-            publisher.wait_confirmed(20)
-            consumer = rabbit.client("consume", QUEUE)
-            publisher.wait_confirmed(60)
-            members = rabbit.queue_members(QUEUE)
-            series.queue_members.append(len(members))
-            print(f"  {name}: quorum queue members {members}", flush=True)
-            for number in range(1, crashes + 1):
-                try:
-                    crash_leader(cluster, rabbit, stack, publisher, series, number, crashes, consumer)
-                except ClusterError as error:  # keep what was measured; the row says why it ended
-                    series.failure = f"crash {number}: {error}"
-                    print(f"  {name} crash {number}/{crashes} failed, series ends: {error}; publisher: "
-                          f"{publisher.tail(4)}", flush=True)
-                    break
-            try:
-                publisher.wait_confirmed(len(publisher.confirmed) + 40)
-            except ClusterError as error:
-                series.failure = "; ".join(filter(None, (series.failure, f"at the end: {error}")))
+            stack = with_nova(cluster, rabbit, made) if rpc else bus_only(cluster, rabbit)
+            series.formed_s = rabbit.wait_formed()
+            print(f"  {name}: brokers formed one cluster {series.formed_s:.1f} s after the healthy cluster"
+                  + (f" (start failures on the way: {'; '.join(rabbit.formation_failures)})"
+                     if rabbit.formation_failures else ""), flush=True)
+            nova = made.get("nova")
+            if nova is not None:
+                nova.pinger = nova.compute.ping_client(
+                    seconds=crashes * 900 + 900, interval_s=PING_INTERVAL_S, call_timeout_s=PING_TIMEOUT_S)
+                began = time.monotonic()
+                wait_until(lambda: all(pongs(nova, topic, began) for topic in RPC_TOPICS.values()),
+                           "a pong from conductor and scheduler before the first crash", 120, poll_s=0.5)
+            crash_series(cluster, rabbit, stack, series, nova)
         finally:
-            drain(publisher, consumer, series)
-            if series.lost:  # missing from the consumer: still in the queue, or gone?
-                with contextlib.suppress(ClusterError):
-                    series.left = rabbit.queue_info(QUEUE).get("messages")
-                print(f"  {name}: the queue holds {series.left} messages after the drain", flush=True)
+            if "nova" in made:
+                made["nova"].stop()
     return series
+
+
+def crash_series(cluster: Cluster, rabbit: RabbitInCluster, stack: config.Stack, series: BusSeries,
+                 nova: NovaPath | None) -> None:
+    """The publisher and consumer, the crashes, the drain and the count."""
+    name = f"bus/{series.kind}/{series.timing}"
+    crashes = series.crashes
+    publisher = rabbit.client("publish", QUEUE, seconds=crashes * 900 + 900, interval_s=INTERVAL_S)
+    consumer: AmqpClient | None = None
+    try:
+        publisher.wait_confirmed(20)
+        consumer = rabbit.client("consume", QUEUE)
+        publisher.wait_confirmed(60)
+        members = rabbit.queue_members(QUEUE)
+        series.queue_members.append(len(members))
+        print(f"  {name}: quorum queue members {members}", flush=True)
+        for number in range(1, crashes + 1):
+            try:
+                crash_leader(cluster, rabbit, stack, publisher, series, number, crashes, consumer, nova)
+            except ClusterError as error:  # keep what was measured; the row says why it ended
+                series.failure = f"crash {number}: {error}"
+                print(f"  {name} crash {number}/{crashes} failed, series ends: {error}; publisher: "
+                      f"{publisher.tail(4)}", flush=True)
+                break
+        try:
+            publisher.wait_confirmed(len(publisher.confirmed) + 40)
+        except ClusterError as error:
+            series.failure = "; ".join(filter(None, (series.failure, f"at the end: {error}")))
+    finally:
+        drain(publisher, consumer, series)
+        if series.lost:  # missing from the consumer: still in the queue, or gone?
+            with contextlib.suppress(ClusterError):
+                series.left = rabbit.queue_info(QUEUE).get("messages")
+            print(f"  {name}: the queue holds {series.left} messages after the drain", flush=True)
+
+
+def pongs(nova: NovaPath, topic: str, sent_after: float) -> list[float]:
+    """Answer times of the pings to ``topic`` sent after ``sent_after``."""
+    events = list(nova.pinger.events) if nova.pinger is not None else []
+    return sorted(float(e["done"]) for e in events  # type: ignore[arg-type]
+                  if e.get("event") == "pong" and e.get("topic") == topic
+                  and float(e["t"]) >= sent_after)  # type: ignore[arg-type]
+
+
+def choose_victim(cluster: Cluster, rabbit: RabbitInCluster, nova: NovaPath | None) -> str:
+    """The node to crash: the bench queue's leader; with nova, a node without the database, after the
+    leaders of the bench queue and both RPC queues were moved there."""
+    wait_until(lambda: bool(rabbit.queue_leader(QUEUE)), f"a leader for {QUEUE}", 60, poll_s=1)
+    leader = rabbit.queue_leader(QUEUE)
+    if nova is None:
+        return leader
+    (db_holder,) = cluster.status().where("mysql")
+    victim = leader if leader != db_holder else sorted(set(cluster.nodes) - {db_holder})[0]
+    lead_queues_from(rabbit, victim, (QUEUE, *RPC_TOPICS.values()))
+    return victim
+
+
+def round_trip_after(nova: NovaPath, crashed_at: float) -> float:
+    """Seconds from the crash until a ping sent after it was answered on every RPC topic."""
+    wait_until(lambda: all(pongs(nova, topic, crashed_at) for topic in RPC_TOPICS.values()),
+               "a nova RPC round trip (conductor and scheduler) after the crash", FIRST_CONFIRM_S, poll_s=0.1)
+    return max(pongs(nova, topic, crashed_at)[0] for topic in RPC_TOPICS.values()) - crashed_at
 
 
 def crash_leader(cluster: Cluster, rabbit: RabbitInCluster, stack: config.Stack, publisher: AmqpClient,
                  series: BusSeries, number: int, crashes: int,
-                 consumer: AmqpClient | None = None) -> None:
-    """Crash the node holding the queue's leader; time the first confirm after it; wait until the
-    node is back and its broker a running member again."""
-    wait_until(lambda: bool(rabbit.queue_leader(QUEUE)), f"a leader for {QUEUE}", 60, poll_s=1)
-    victim = rabbit.queue_leader(QUEUE)
+                 consumer: AmqpClient | None = None, nova: NovaPath | None = None) -> None:
+    """Crash the node holding the queue's leader; time the first confirm after it (and with nova the
+    first RPC round trip); wait until the node is back and its broker a running member again."""
+    victim = choose_victim(cluster, rabbit, nova)
     confirms = [e for e in list(publisher.events) if e.get("event") == "confirmed"]
     through = str(confirms[-1].get("broker", "")) if confirms else ""
     through_victim = through == cluster.nodes[victim].address
@@ -188,6 +313,12 @@ def crash_leader(cluster: Cluster, rabbit: RabbitInCluster, stack: config.Stack,
     seconds = (published_after_confirmed(publisher, crashed_at) or crashed_at) - crashed_at
     in_flight = (publisher.confirmed_after(crashed_at) or crashed_at) - crashed_at
     series.first_confirms.append(seconds)
+    rpc = ""
+    if nova is not None:
+        round_trip = round_trip_after(nova, crashed_at)
+        series.round_trips.append(round_trip)
+        firsts = {topic: pongs(nova, topic, crashed_at)[0] - crashed_at for topic in RPC_TOPICS.values()}
+        rpc = "; nova RPC round trip after " + ", ".join(f"{t} {v:.2f} s" for t, v in firsts.items())
     health.wait_fenced(cluster, victim, crashed_at)
     fenced_after = cluster.fenced(victim, since=crashed_at)[0].at - crashed_at
     series.fences.append(fenced_after)
@@ -211,7 +342,7 @@ def crash_leader(cluster: Cluster, rabbit: RabbitInCluster, stack: config.Stack,
           f"{fenced_after:.2f} s, its broker a member again after {member_after:.1f} s, its data "
           f"{'replaced (wiped)' if wiped else 'kept'}, queue members now {members}; {steps}"
           + (f"; a confirm in flight at the crash came back after {in_flight:.2f} s" if in_flight < seconds
-             else "") + f"; confirmed before the crash and not consumed by now: {missing}", flush=True)
+             else "") + f"; confirmed before the crash and not consumed by now: {missing}{rpc}", flush=True)
 
 
 def published_after_confirmed(publisher: AmqpClient, since: float) -> float | None:
@@ -328,6 +459,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--series", default="", help="comma-separated: ours, reference (default: ours)")
     parser.add_argument("--crashes", type=int, default=10)
     parser.add_argument("--timings", default="default,fast")
+    parser.add_argument("--rpc", action="store_true",
+                        help="also nova's RPC round trip: database, keystone, nova-api, nova-conductor and "
+                             "nova-scheduler in the cluster, crashes of a node without the database")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
     kinds = [k for k in args.series.split(",") if k] or ["ours", *(["reference"] if args.reference else [])]
@@ -346,13 +480,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 try:
                     results.append(measure_bus(timing, TIMING_LABELS[timing], token, coefficient,
                                                args.crashes, REBOOT_DELAY_S,
-                                               progress if args.verbose else None, kind))
+                                               progress if args.verbose else None, kind, args.rpc))
                     break
                 except ClusterError as error:
                     errors.append(str(error))
                     print(f"  bus/{kind}/{timing} failed (cluster {attempt} of 2): {error}", flush=True)
             else:
                 results.append(BusSeries(timing, TIMING_LABELS[timing], kind=kind, crashes=args.crashes,
+                                         rpc=args.rpc,
                                          failure="no cluster measured (2 built): " + " / ".join(errors)))
     print("\n### The message bus after a crash of the node holding the quorum queue's leader (a confirmed "
           "publisher listing all three brokers, 20 messages a second, and a consumer)\n")

@@ -25,7 +25,7 @@ from harness.cluster_fixtures import (
 from nscluster import config, database, health, messaging, nova
 from nscluster.cluster import ClusterError, wait_until
 from nscluster.messaging import RABBIT_DIRS, RabbitInCluster
-from nscluster.nova import NOVA_DIRS, NovaInCluster, PlacementBesideCluster
+from nscluster.nova import NOVA_DIRS, UNTHROTTLED, NovaInCluster, PlacementBesideCluster
 from nscluster.openstack import (
     GLANCE,
     GLANCE_PORT,
@@ -42,12 +42,6 @@ pytestmark = pytest.mark.cluster
 # 2-core machine; while a node starts keystone, RabbitMQ, glance and nova again, two workers on the
 # serving node fall behind two requests a second and a backlog builds up.
 KEYSTONE_WORKERS = 4
-# The three nodes share this machine, and other test clusters run beside them: each controller sees
-# the whole machine's load average and, above load-threshold (80 % of the cores), throttles every
-# transition to one action at a time across the cluster. The brokers' first formation then fails:
-# a joining broker waits its whole start for the first node by name, whose start Pacemaker holds
-# back behind it (seen in 3 runs of 4 with two other clusters running: load 6-14 on 2 cores).
-UNTHROTTLED = {"load-threshold": "2000%"}
 # A server create's RPC path (202 of the create until it is listed in ERROR), measured 1-3 s here.
 SERVER_ERROR_BOUND_S = 60
 # The first RPC round trip after a crash of the RPC queues' leaders' node; measured ~15 s
