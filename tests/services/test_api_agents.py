@@ -21,6 +21,11 @@ from tests.services.conftest import (
 pytestmark = pytest.mark.services
 
 SERVICE_USER = {"keystone": "keystone", "glance-api": "glance", "nova-api": "nova"}
+# A stop after real work (the depth-20 check's token and API call). A worker that crashes or hangs
+# while exiting keeps uWSGI's master waiting for its mercy (60 s): a standby or failover waits too.
+STOP_WITHIN_S = 20.0
+# What a process dying badly leaves in the console log (uWSGI's crash handler, glibc, libstdc++).
+CRASH_MARKS = ("Segmentation Fault", "corrupted", "terminate called")
 
 
 def uid_of(pid: int) -> int:
@@ -35,6 +40,8 @@ def test_lifecycle_and_depths(agent_for, name):
         assert agent_for("keystone")("start").rc == 0
     agent = agent_for(name)
     assert agent.probe().rc == 7
+    console = agent.params["log_file"]
+    offset = os.path.getsize(console) if os.path.exists(console) else 0
     started = agent("start")
     assert started.rc == 0, started
     leader = agent.leader()
@@ -48,10 +55,19 @@ def test_lifecycle_and_depths(agent_for, name):
     assert again.rc == 0 and agent.leader() == leader, again
     pids = agent.session()
     stopped = agent("stop")
-    assert stopped.rc == 0, stopped
+    assert stopped.rc == 0 and stopped.elapsed < STOP_WITHIN_S, stopped
     assert not [pid for pid in pids if os.path.exists(f"/proc/{pid}") and alive(pid)]
+    assert not crash_lines(console, offset), crash_lines(console, offset)
     assert agent("stop").rc == 0
     assert agent("monitor").rc == 7
+
+
+def crash_lines(path: str, offset: int) -> list[str]:
+    """The lines of ``path`` after ``offset`` that tell of a process dying badly."""
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        text = handle.read().decode(errors="replace")
+    return [line for line in text.splitlines() if any(mark in line for mark in CRASH_MARKS)]
 
 
 def test_kill9_is_not_running(agent_for):
