@@ -55,7 +55,10 @@ Health checks by ``OCF_CHECK_LEVEL`` (0 and 10 boot no Erlang VM, no ``rabbitmqc
   process's: degraded (190). Then the cluster's health, from two Erlang CLI tools run beside the
   round trip (``rabbitmqctl cluster_status``, ``rabbitmq-diagnostics
   check_if_node_is_quorum_critical``): a partition, a memory or disk alarm, quorum queues that
-  would lose their majority without this node (a member is down): 190, naming them.
+  would lose their majority without this node (a member is down): 190, naming them. While
+  Pacemaker shows a peer's node lost (crashed, fenced, not back yet) neither runs: 190 at once,
+  naming it (a dark link would hold both until it is dropped, and with them the notification that
+  drops it: seen 11 s).
 """
 
 from __future__ import annotations
@@ -856,6 +859,12 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
 
         from agents.ocf.daemon import Degraded
 
+        lost = [peer for peer in self.peers() if self.known_down(peer)]
+        if lost:
+            # A crashed node's link stays open and silent until it is dropped: a round trip or a
+            # CLI query touching it would wait for it, and hold up the notification that drops it.
+            raise Degraded(f"Pacemaker shows the node of {', '.join(lost)} lost: the publish and consume "
+                           "check and the cluster's health wait until it is back")
         credentials = self.credentials()
         with ThreadPoolExecutor(2) as pool:
             status = pool.submit(self.ctl, "cluster_status", "--formatter", "json", check=False)

@@ -43,6 +43,9 @@ QUEUE = "test-kept"
 LED_BY_RMQC = "led-by-rmqc"
 MESSAGES = 40
 FIRST_START_S = 120
+# A depth-20 check while Pacemaker shows a peer lost answers without touching a broker (the agent's
+# start and one crm_node call); a round trip through a frozen peer's link would take the check's cap.
+LOST_PEER_DEEP_CHECK_S = 5.0
 START_S = 90  # a start's timeout (OCF_RESKEY_CRM_meta_timeout): the boot's wait for peers fits in it
 
 pytestmark = [pytest.mark.services,
@@ -326,6 +329,10 @@ def test_post_stop_notification_drops_the_link_to_a_fenced_peer_at_once(cluster)
         assert cluster["rmqa"]("notify", **post_stop).rc == 0  # type: ignore[arg-type]
         assert victim.nodename in cluster.linked("rmqa")
         cluster.pacemaker(rmqc=False)
+        deep = cluster["rmqa"]("monitor", depth=20, timeout_s=30)
+        print(f"\ndepth-20 monitor while Pacemaker shows rmqc lost: {deep.elapsed:.2f} s, {deep.reason}")
+        assert deep.rc == 190 and "lost" in deep.reason and victim.nodename in deep.reason, deep
+        assert deep.elapsed < LOST_PEER_DEEP_CHECK_S, deep
         began = time.monotonic()
         for name in ("rmqa", "rmqb"):
             offset = len(agent_log(cluster[name]))
