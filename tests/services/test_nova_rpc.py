@@ -48,6 +48,9 @@ SERVICES = ("nova-conductor", "nova-scheduler")
 DEGRADED_WITHIN_S = 30.0  # a stopped broker closes its connections: the services see it at once
 RECONNECTED_WITHIN_S = 90.0  # oslo.messaging's reconnection backoff (rabbit_interval_max 5 s here)
 NO_VALID_HOST_WITHIN_S = 120.0
+# Each stop after the server create (a service that hangs in its exit keeps a standby or a failover
+# waiting: uWSGI's mercy for a worker is 60 s, oslo.service's graceful_shutdown_timeout too).
+STOP_WITHIN_S = 20.0
 
 pytestmark = [pytest.mark.services]
 
@@ -294,15 +297,16 @@ def test_ocf_tester(workdir, config, name):
 
 
 def test_server_create_crosses_the_bus_to_no_valid_host(stack, agent_for, rpc_for, config):
-    """nova-api → conductor → scheduler → conductor: the server ends in ERROR, "No valid host"."""
-    for name in ("keystone", "glance-api"):
-        result = agent_for(name)("start")
-        assert result.rc == 0, (name, result)
+    """nova-api → conductor → scheduler → conductor: the server ends in ERROR, "No valid host"; then
+    every service stops promptly."""
+    apis = [agent_for(name) for name in ("keystone", "glance-api")]
+    for agent in apis:
+        result = agent("start")
+        assert result.rc == 0, (agent.name, result)
     api = agent_for("nova-api", config=config)
     result = api("start")
     assert result.rc == 0, result
-    for name in SERVICES:
-        started(rpc_for(name))
+    rpcs = [started(rpc_for(name)) for name in SERVICES]
     token = admin_token(stack)
     image = make_image()
     try:
@@ -318,6 +322,11 @@ def test_server_create_crosses_the_bus_to_no_valid_host(stack, agent_for, rpc_fo
                        timeout=NO_VALID_HOST_WITHIN_S, every=0.5)
     state, fault = buried_in_cell0(stack, server_id)
     assert found and "No valid host was found" in fault, (state, fault)
+    for resource in (*reversed(rpcs), api, *reversed(apis)):
+        name = resource.NAME if isinstance(resource, NovaRpcResource) else resource.name
+        stopped = resource("stop")
+        assert stopped.rc == 0 and stopped.elapsed < STOP_WITHIN_S, (name, stopped)
+        MEASURED[f"{name}: stop after the server create"] = stopped.elapsed
 
 
 def test_the_broker_password_is_nowhere(bus, workdir):
