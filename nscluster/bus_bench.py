@@ -62,7 +62,7 @@ from nscluster.nova import (
 QUEUE = "bench-bus"
 INTERVAL_S = 0.05
 # Bounds with margin on a busy 2-CPU machine running three Erlang VMs.
-# The first confirm after a crash: ~15 s measured for ours; the bound leaves a series that only
+# The first confirm after a crash: 2-14 s measured for ours; the bound leaves a series that only
 # recovers once the crashed node is back (a quorum queue without a majority) the time to show it.
 FIRST_CONFIRM_S = 300
 REJOIN_S = 300

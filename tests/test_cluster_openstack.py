@@ -44,8 +44,8 @@ pytestmark = pytest.mark.cluster
 KEYSTONE_WORKERS = 4
 # A server create's RPC path (202 of the create until it is listed in ERROR), measured 1-3 s here.
 SERVER_ERROR_BOUND_S = 60
-# The first RPC round trip after a crash of the RPC queues' leaders' node; measured ~15 s
-# (docs/cluster.md, "nova's RPC path").
+# The first RPC round trip after a crash of the RPC queues' leaders' node: 2-16 s measured (README,
+# the bus bench; docs/cluster.md, "nova's RPC path").
 RPC_AFTER_CRASH_BOUND_S = 60
 
 
