@@ -48,7 +48,7 @@ from pathlib import Path
 from nscluster import config, database, health, openstack
 from nscluster.broker_protocol import REQUEST_DIR
 from nscluster.cluster import Cluster, ClusterError, ClusterSpec, wait_until
-from nscluster.messaging import HOME, RABBIT_DIRS, AmqpClient, RabbitInCluster, erlang_node
+from nscluster.messaging import RABBIT_DIRS, AmqpClient, RabbitInCluster, erlang_node
 from nscluster.messaging_reference import ReferenceRabbitInCluster
 from nscluster.nova import (
     NOVA_DIRS,
@@ -57,6 +57,7 @@ from nscluster.nova import (
     NovaInCluster,
     PlacementBesideCluster,
     lead_queues_from,
+    pongs,
 )
 
 QUEUE = "bench-bus"
@@ -70,7 +71,6 @@ DRAIN_S = 120
 SERIES = {"ours": "ours: `ocf:openstack:rabbitmq` clone, 3 clustered brokers, quorum queue",
           "reference": "reference: `ocf:heartbeat:rabbitmq-cluster` clone (ordered, notify), 3 clustered "
                        "brokers, quorum queue"}
-MARKER = "bench-marker"
 PING_INTERVAL_S = 0.25
 PING_TIMEOUT_S = 10.0
 KEYSTONE_WORKERS = 2  # nothing asks for tokens during the crashes but the monitors
@@ -155,6 +155,10 @@ class NovaPath:
     placement: PlacementBesideCluster
     pinger: AmqpClient | None = None
 
+    def answered(self, topic: str, sent_after: float) -> list[float]:
+        """Answer times of the pings to ``topic`` sent after ``sent_after``."""
+        return pongs(self.pinger, topic, sent_after) if self.pinger is not None else []
+
     def stop(self) -> None:
         if self.pinger is not None:
             self.pinger.stop()
@@ -223,7 +227,7 @@ def measure_bus(timing: str, label: str, token: int | None, coefficient: int | N
                 nova.pinger = nova.compute.ping_client(
                     seconds=crashes * 900 + 900, interval_s=PING_INTERVAL_S, call_timeout_s=PING_TIMEOUT_S)
                 began = time.monotonic()
-                wait_until(lambda: all(pongs(nova, topic, began) for topic in RPC_TOPICS.values()),
+                wait_until(lambda: all(nova.answered(topic, began) for topic in RPC_TOPICS.values()),
                            "a pong from conductor and scheduler before the first crash", 120, poll_s=0.5)
             crash_series(cluster, rabbit, stack, series, nova)
         finally:
@@ -266,14 +270,6 @@ def crash_series(cluster: Cluster, rabbit: RabbitInCluster, stack: config.Stack,
             print(f"  {name}: the queue holds {series.left} messages after the drain", flush=True)
 
 
-def pongs(nova: NovaPath, topic: str, sent_after: float) -> list[float]:
-    """Answer times of the pings to ``topic`` sent after ``sent_after``."""
-    events = list(nova.pinger.events) if nova.pinger is not None else []
-    return sorted(float(e["done"]) for e in events  # type: ignore[arg-type]
-                  if e.get("event") == "pong" and e.get("topic") == topic
-                  and float(e["t"]) >= sent_after)  # type: ignore[arg-type]
-
-
 def choose_victim(cluster: Cluster, rabbit: RabbitInCluster, nova: NovaPath | None) -> str:
     """The node to crash: the bench queue's leader; with nova, a node without the database, after the
     leaders of the bench queue and both RPC queues were moved there."""
@@ -289,9 +285,9 @@ def choose_victim(cluster: Cluster, rabbit: RabbitInCluster, nova: NovaPath | No
 
 def round_trip_after(nova: NovaPath, crashed_at: float) -> float:
     """Seconds from the crash until a ping sent after it was answered on every RPC topic."""
-    wait_until(lambda: all(pongs(nova, topic, crashed_at) for topic in RPC_TOPICS.values()),
+    wait_until(lambda: all(nova.answered(topic, crashed_at) for topic in RPC_TOPICS.values()),
                "a nova RPC round trip (conductor and scheduler) after the crash", FIRST_CONFIRM_S, poll_s=0.1)
-    return max(pongs(nova, topic, crashed_at)[0] for topic in RPC_TOPICS.values()) - crashed_at
+    return max(nova.answered(topic, crashed_at)[0] for topic in RPC_TOPICS.values()) - crashed_at
 
 
 def crash_leader(cluster: Cluster, rabbit: RabbitInCluster, stack: config.Stack, publisher: AmqpClient,
@@ -304,7 +300,7 @@ def crash_leader(cluster: Cluster, rabbit: RabbitInCluster, stack: config.Stack,
     through = str(confirms[-1].get("broker", "")) if confirms else ""
     through_victim = through == cluster.nodes[victim].address
     members_before = rabbit.queue_members(QUEUE, via=victim)
-    mark = data_mark(rabbit, victim)
+    mark = rabbit.data_mark(victim)
     before = len(publisher.confirmed)
     crashed_at = cluster.crash(victim)
     wait_until(lambda: published_after_confirmed(publisher, crashed_at) is not None,
@@ -317,7 +313,7 @@ def crash_leader(cluster: Cluster, rabbit: RabbitInCluster, stack: config.Stack,
     if nova is not None:
         round_trip = round_trip_after(nova, crashed_at)
         series.round_trips.append(round_trip)
-        firsts = {topic: pongs(nova, topic, crashed_at)[0] - crashed_at for topic in RPC_TOPICS.values()}
+        firsts = {topic: nova.answered(topic, crashed_at)[0] - crashed_at for topic in RPC_TOPICS.values()}
         rpc = "; nova RPC round trip after " + ", ".join(f"{t} {v:.2f} s" for t, v in firsts.items())
     health.wait_fenced(cluster, victim, crashed_at)
     fenced_after = cluster.fenced(victim, since=crashed_at)[0].at - crashed_at
@@ -327,7 +323,7 @@ def crash_leader(cluster: Cluster, rabbit: RabbitInCluster, stack: config.Stack,
                f"{victim}'s broker a running member again", REJOIN_S, poll_s=1)
     member_after = time.monotonic() - crashed_at
     series.members_again.append(member_after)
-    wiped = data_replaced(rabbit, victim, mark)
+    wiped = rabbit.data_replaced(victim, mark)
     series.wiped.append(wiped)
     members = rabbit.queue_members(QUEUE)
     series.queue_members.append(len(members))
@@ -360,55 +356,6 @@ def published_after_confirmed(publisher: AmqpClient, since: float) -> float | No
              if e.get("event") == "confirmed" and int(e["id"]) >= last + 2  # type: ignore[call-overload]
              and float(e["t"]) > since]  # type: ignore[arg-type]
     return min(times) if times else None
-
-
-def _open_data_dir(rabbit: RabbitInCluster, node: str) -> int:
-    """The node's broker data directory (``HOME/mnesia/rabbit@node``) opened one component at a time,
-    following no symlink (the directories below HOME are the broker user's)."""
-    fd = os.open(rabbit.cluster.node_path(node, HOME), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        for part in ("mnesia", erlang_node(node)):
-            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-    except OSError:
-        os.close(fd)
-        raise
-    return fd
-
-
-def data_mark(rabbit: RabbitInCluster, node: str) -> int:
-    """The inode of the node's broker data directory, after writing a fresh marker file into it."""
-    fd = _open_data_dir(rabbit, node)
-    try:
-        try:
-            os.unlink(MARKER, dir_fd=fd)
-        except FileNotFoundError:
-            pass
-        marker = os.open(MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644, dir_fd=fd)
-        os.write(marker, b"written before the crash\n")
-        os.close(marker)
-        return os.fstat(fd).st_ino
-    finally:
-        os.close(fd)
-
-
-def data_replaced(rabbit: RabbitInCluster, node: str, inode: int) -> bool:
-    """Whether the node's data directory is another than the one marked (or lost its marker)."""
-    try:
-        fd = _open_data_dir(rabbit, node)
-    except FileNotFoundError:
-        return True
-    try:
-        if os.fstat(fd).st_ino != inode:
-            return True
-        try:
-            os.stat(MARKER, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return True
-        return False
-    finally:
-        os.close(fd)
 
 
 def where_the_time_went(publisher: AmqpClient, since: float, until: float) -> str:

@@ -85,6 +85,7 @@ OSLO_MESSAGING_RABBIT = {
     "rabbit_interval_max": "3",
 }
 
+DATA_MARKER = "harness-marker"  # written into a data directory by data_mark
 
 def erlang_node(node: str) -> str:
     return f"rabbit@{node}"
@@ -344,15 +345,52 @@ class RabbitInCluster:
         """Where the harness sees the broker's data (mnesia) directory of ``node``."""
         return self.cluster.node_path(node, HOME) / "mnesia" / erlang_node(node)
 
+    def open_data_dir(self, node: str) -> int:
+        """A descriptor of the broker's data directory of ``node``, opened following no link."""
+        return _open_under_home(self.cluster.node_path(node, HOME), "mnesia", erlang_node(node))
+
     def data_inode(self, node: str) -> int | None:
         """The inode of the broker's data directory of ``node`` (None when there is none), opened
         following no link."""
         try:
-            fd = _open_under_home(self.cluster.node_path(node, HOME), "mnesia", erlang_node(node))
+            fd = self.open_data_dir(node)
         except FileNotFoundError:
             return None
         try:
             return os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+
+    def data_mark(self, node: str) -> int:
+        """The inode of the broker's data directory of ``node``, after writing a fresh marker file
+        into it (created, never opened through a link: the directory is the broker user's)."""
+        fd = self.open_data_dir(node)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(DATA_MARKER, dir_fd=fd)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+            marker = os.open(DATA_MARKER, flags, 0o644, dir_fd=fd)
+            os.write(marker, b"written before the fault\n")
+            os.close(marker)
+            return os.fstat(fd).st_ino
+        finally:
+            os.close(fd)
+
+    def data_replaced(self, node: str, inode: int) -> bool:
+        """Whether the broker's data directory of ``node`` is gone, another than the one marked by
+        ``data_mark`` (``inode``), or without its marker: a wipe."""
+        try:
+            fd = self.open_data_dir(node)
+        except FileNotFoundError:
+            return True
+        try:
+            if os.fstat(fd).st_ino != inode:
+                return True
+            try:
+                os.stat(DATA_MARKER, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return True
+            return False
         finally:
             os.close(fd)
 
@@ -374,7 +412,7 @@ class RabbitInCluster:
         open) until the block ends: a data directory created meanwhile has another inode."""
         if self.broker_processes(node):
             raise ClusterError(f"the broker of {node} still runs: its data is not removed under it")
-        held = _open_under_home(self.cluster.node_path(node, HOME), "mnesia", erlang_node(node))
+        held = self.open_data_dir(node)
         home = -1
         try:
             home = _open_under_home(self.cluster.node_path(node, HOME))

@@ -344,3 +344,11 @@ def lead_queues_from(rabbit: RabbitInCluster, node: str, queues: tuple[str, ...]
             rabbit.ctl(via, "eval", expression)
     wait_until(lambda: {rabbit.queue_leader(queue) for queue in queues} == {node},
                f"{', '.join(queues)} led from {node}", timeout_s, poll_s=1)
+
+
+def pongs(client: AmqpClient, topic: str, sent_after: float) -> list[float]:
+    """Answer times of the pings of ``client`` (``NovaInCluster.ping_client``) to ``topic`` sent
+    after ``sent_after``."""
+    return sorted(float(e["done"]) for e in list(client.events)  # type: ignore[arg-type]
+                  if e.get("event") == "pong" and e.get("topic") == topic
+                  and float(e["t"]) >= sent_after)  # type: ignore[arg-type]

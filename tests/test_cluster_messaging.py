@@ -117,18 +117,13 @@ def confirm_after(rabbit, publisher, at, fault, timeout_s=FIRST_CONFIRM_AFTER_CR
 
 
 def data_mark(rabbit, node):
-    """The inode of the broker's data directory on ``node`` and a marker file written into it."""
-    data = rabbit.data_dir(node)
-    marker = data / "test-marker"
-    marker.write_text("written before the fault\n")
-    return data.stat().st_ino, marker
+    """The inode of the broker's data directory on ``node``, a marker file written into it."""
+    return rabbit.data_mark(node)
 
 
 def assert_data_kept(rabbit, node, mark):
-    inode, marker = mark
-    data = rabbit.data_dir(node)
-    assert data.stat().st_ino == inode, f"the data directory of {node} was replaced (a wipe)"
-    assert marker.exists(), f"the marker in the data directory of {node} is gone (a wipe)"
+    assert not rabbit.data_replaced(node, mark), \
+        f"the data directory of {node} was replaced or lost its marker (a wipe)"
 
 
 def wait_member_again(cluster, rabbit, node, queue, since):

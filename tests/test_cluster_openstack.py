@@ -25,7 +25,7 @@ from harness.cluster_fixtures import (
 from nscluster import config, database, health, messaging, nova
 from nscluster.cluster import ClusterError, wait_until
 from nscluster.messaging import RABBIT_DIRS, RabbitInCluster
-from nscluster.nova import NOVA_DIRS, UNTHROTTLED, NovaInCluster, PlacementBesideCluster
+from nscluster.nova import NOVA_DIRS, UNTHROTTLED, NovaInCluster, PlacementBesideCluster, pongs
 from nscluster.openstack import (
     GLANCE,
     GLANCE_PORT,
@@ -302,12 +302,6 @@ def test_a_hung_keystone_is_caught_by_the_monitor_timeout_and_recovered(keystone
           f"recovered after {took:.1f} s")
     assert any(f.task == "monitor" for f in failures)
     keystone.token(timeout_s=60)
-
-
-def pongs(client, topic, sent_after):
-    """Answer times of the pings to ``topic`` sent after ``sent_after``."""
-    return sorted(float(e["done"]) for e in list(client.events)
-                  if e.get("event") == "pong" and e.get("topic") == topic and float(e["t"]) >= sent_after)
 
 
 def test_rpc_round_trips_come_back_after_a_crash_of_the_rpc_queues_leaders_node(services):
