@@ -20,6 +20,7 @@ stats socket the configuration may or may not declare.
   cannot bring an API back by restarting, and failing it on every node would stop the public VIP
   with it, so the operator is told which backends and servers are missing while the front keeps
   answering (with 503 for the empty backends).  A configuration without any server is healthy.
+  The unchecked backup twins crmtool generates (``FALLBACK_SUFFIX``) are left out of the verdict.
 * reload-agent: Pacemaker calls it when ``config_digest`` (the sha256 crmtool writes of the
   configuration it generated) changes.  The file is checked, then the master CLI's ``reload``
   re-executes the master (same pid): new workers take over the listening sockets and the old ones
@@ -70,6 +71,13 @@ LOG_TAIL_BYTES = 64 * 1024
 # Server states that take traffic: an UP server (possibly failing its checks: "UP 1/3"), or one
 # without health checks, which HAProxy uses as long as it is not in maintenance.
 UP_STATES = ("UP", "no check")
+# crmtool gives each server of a generated backend an unchecked backup twin named with this suffix (a
+# node's name never holds a ':'). HAProxy sends requests to the twins only when every checked server
+# of the backend fails its checks: servers slowed down (a database away, a busy machine) answer their
+# checks late, behind the requests, and a request then waits for them instead of getting a 503 at
+# once. The twins say nothing of health; they are drained and readied with their servers.
+FALLBACK_SUFFIX = ":fallback"
+NO_SUCH_SERVER = "No such server."
 
 
 def _absolute(value: object) -> None:
@@ -418,17 +426,26 @@ class Front:
         """``set server BACKEND/SERVER state STATE`` for each; the answers that were not empty (errors)."""
         problems = []
         for server in servers:
-            answer = self.cli.ask(f"@1 set server {self.backend}/{server} state {state}").strip()
-            if answer:
-                problems.append(f"{server}: {answer.splitlines()[0][:120]}")
+            for name in (server, fallback_of(server)):
+                answer = self.cli.ask(f"@1 set server {self.backend}/{name} state {state}").strip()
+                if answer and not (name != server and answer.startswith(NO_SUCH_SERVER)):
+                    problems.append(f"{name}: {answer.splitlines()[0][:120]}")
         return problems
 
     def busy(self, servers: Sequence[str]) -> dict[str, int]:
-        """Sessions under way on each of ``servers`` that still has some and still passes its health
-        checks (a hung or dead instance's sessions will never finish: not worth waiting for)."""
+        """Sessions under way on each of ``servers`` (and its fallback twin) that still has some and
+        still passes its health checks (a hung or dead instance's sessions will never finish: not
+        worth waiting for)."""
         sessions = current_sessions(self.cli.ask("@1 show stat"), self.backend)
-        return {server: sessions[server][0] for server in servers
-                if sessions.get(server, (0, ""))[0] > 0 and not sessions[server][1].startswith("DOWN")}
+        under_way = {}
+        for server in servers:
+            count, status = sessions.get(server, (0, ""))
+            if status.startswith("DOWN"):
+                continue
+            count += sessions.get(fallback_of(server), (0, ""))[0]  # the same instance's requests
+            if count > 0:
+                under_way[server] = count
+        return under_way
 
     def wait_idle(self, servers: Sequence[str], cap_s: float, poll_s: float = 0.1) -> dict[str, int]:
         """Until no session is under way on ``servers``, ``cap_s`` passed or the deadline (nearly) ends;
@@ -439,6 +456,11 @@ class Front:
             if not left or self.deadline.remaining() <= 2 * poll_s or self.deadline.elapsed() >= until:
                 return left
             self.deadline.sleep(poll_s)
+
+
+def fallback_of(server: str) -> str:
+    """The name of ``server``'s unchecked backup twin in a generated backend."""
+    return server + FALLBACK_SUFFIX
 
 
 def current_sessions(text: str, backend: str) -> dict[str, tuple[int, str]]:
@@ -573,6 +595,8 @@ def parse_stat(text: str) -> dict[str, tuple[list[str], list[str]]]:
     for line in lines[1:]:
         fields = line.split(",")  # proxy and server names cannot hold a comma
         if len(fields) <= max(px, sv, status, kind) or fields[kind] != "2":  # 2: a server
+            continue
+        if fields[sv].endswith(FALLBACK_SUFFIX):  # unchecked: no word on health
             continue
         up, down = backends.setdefault(fields[px], ([], []))
         (up if fields[status].startswith(UP_STATES) else down).append(fields[sv])

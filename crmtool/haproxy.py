@@ -173,6 +173,8 @@ def _site_name(site: str) -> str:
 
 def generate(desc: Description, provider: str) -> str | None:
     """The configuration text, or None when the description lacks what it needs (the checks say what)."""
+    from agents.haproxy import fallback_of
+
     haproxy = desc.haproxy
     if haproxy is None:
         return None
@@ -246,6 +248,12 @@ def generate(desc: Description, provider: str) -> str | None:
         for name, ip in servers:
             cookie = f" cookie {name}" if frontend.sticky else ""
             lines.append(f"    server {name} {_endpoint(ip, frontend.port)} check{cookie}")
+        lines += ["    # when every server fails its checks (slowed down, its checks queued behind the",
+                  "    # requests), requests wait for them rather than get a 503 at once: unchecked twins,",
+                  "    # all in turn",
+                  "    option allbackups"]
+        lines += [f"    server {fallback_of(name)} {_endpoint(ip, frontend.port)} backup"
+                  for name, ip in servers]
     return "\n".join(lines) + "\n"
 
 

@@ -6,7 +6,7 @@
   and the given backends, health-checked every 100 ms so that a stopped server is seen as down
   at once.
 * ``Backend``: a small HTTP server on a loopback port, in a thread of the test, answering each
-  request with its own name.
+  request with its own name (after ``delay_s``: a slowed-down instance).
 * ``Stream``: a client sending requests through the proxy, each on a new connection, for as long as
   it runs (bounded in count and time), counting failures.
 """
@@ -60,6 +60,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
+        time.sleep(self.server.delay_s)  # type: ignore[attr-defined]
         body = self.server.name.encode()  # type: ignore[attr-defined]
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -71,19 +72,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class Backend:
-    """An HTTP server on HOST:port answering every GET with ``name``."""
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that left before its answer (a health check given up) is no news
 
-    def __init__(self, name: str, port: int) -> None:
+
+class Backend:
+    """An HTTP server on host:port answering every GET with ``name``, ``delay_s`` after it came."""
+
+    def __init__(self, name: str, port: int, host: str = HOST, delay_s: float = 0.0) -> None:
         self.name = name
         self.port = port
-        self.server: http.server.ThreadingHTTPServer | None = None
+        self.host = host
+        self.delay_s = delay_s
+        self.server: _Server | None = None
         self.thread: threading.Thread | None = None
 
     def start(self) -> Backend:
-        server = http.server.ThreadingHTTPServer((HOST, self.port), _Handler)
+        server = _Server((self.host, self.port), _Handler)
         server.daemon_threads = True
         server.name = self.name  # type: ignore[attr-defined]
+        server.delay_s = self.delay_s  # type: ignore[attr-defined]
         self.server = server
         self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                        daemon=True)
@@ -100,9 +109,9 @@ class Backend:
             self.thread = None
 
 
-def get(port: int, timeout: float = 5.0) -> str:
+def get(port: int, timeout: float = 5.0, host: str = HOST) -> str:
     """One GET through the proxy on a new connection: the body (the backend's name)."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", "/", headers={"Connection": "close"})
         response = conn.getresponse()

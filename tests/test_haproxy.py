@@ -18,7 +18,15 @@ import tempfile
 import pytest
 from lxml import etree
 
-from agents.haproxy import MasterCLI, describe_backends, first_error_line, master_socket, parse_stat
+from agents.haproxy import (
+    FALLBACK_SUFFIX,
+    MasterCLI,
+    describe_backends,
+    fallback_of,
+    first_error_line,
+    master_socket,
+    parse_stat,
+)
 from agents.ocf.codes import OCF
 from agents.ocf.deadline import Deadline
 from harness.haproxy import AGENT, Backend, HAProxyResource, Stream, get, write_config
@@ -100,7 +108,7 @@ def test_show_stat_parsing_and_the_bounded_reason():
     header = "# pxname,svname,qcur,status,type,"
     rows = ["fe,FRONTEND,,OPEN,0,", "keystone,k1,0,UP,2,", "keystone,k2,0,DOWN,2,",
             "keystone,BACKEND,0,UP,1,", "glance,g1,0,DOWN 1/2,2,", "glance,g2,0,MAINT,2,",
-            "nova,n1,0,no check,2,", "stats,BACKEND,0,UP,1,"]
+            "nova,n1,0,no check,2,", f"glance,{fallback_of('g1')},0,no check,2,", "stats,BACKEND,0,UP,1,"]
     backends = parse_stat("\n".join([header, *rows]) + "\n")
     assert backends == {"keystone": (["k1"], ["k2"]), "glance": ([], ["g1", "g2"]), "nova": (["n1"], [])}
     assert describe_backends(backends) == ["backends without a server: glance", "servers down: keystone/k2"]
@@ -470,3 +478,81 @@ def test_negative_control_without_haproxy_resource_the_front_is_left_alone(resou
     assert server_states(resource)["k1"] == "UP"
     assert notify_keystone(resource, "pre", "stop", "k1", haproxy_resource="no-such-haproxy") == 0
     assert server_states(resource)["k1"] == "UP"
+
+
+# The generated configuration: slowed-down servers -------------------------------------
+
+GENERATED_NODES = {"ctl1": "127.0.0.11", "ctl2": "127.0.0.12", "ctl3": "127.0.0.13"}
+GENERATED_VIP = "127.0.0.20"
+GENERATED_PORTS = 27450  # the fronted APIs' ports, in crmtool's order, from here on
+# Beyond the generated `timeout check 2s`: every check fails, every request is answered.
+SLOW_ANSWER_S = 3.0
+
+
+def generated_config() -> tuple[str, int]:
+    """crmtool's configuration for a site on loopback, and keystone's port in it."""
+    from crmtool import haproxy as generator
+    from crmtool import load
+    from tests.crmtool_cases.support import TEMPLATES
+
+    site = ['profile = "openstack-3ctl-haproxy"']
+    for name, address in GENERATED_NODES.items():
+        site += [f"[nodes.{name}]", f'address = "{address}"', 'fence = { ip = "192.0.2.101" }']
+    site += ["[haproxy]", 'network = "127.0.0.0/8"', "[primitive.db-vip.params]", 'ip = "127.0.0.10"',
+             "[primitive.public-vip.params]", f'ip = "{GENERATED_VIP}"']
+    fronted = generator.fronted(load.load_text("\n".join(site), TEMPLATES), "openstack")
+    ports = {frontend.name: GENERATED_PORTS + index for index, frontend in enumerate(fronted)}
+    for name, port in ports.items():
+        site += [f"[primitive.{name}.params]", f'port = "{port}"']
+    text = generator.generate(load.load_text("\n".join(site), TEMPLATES), "openstack")
+    assert text is not None
+    return text, ports["keystone"]
+
+
+def write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o644)
+
+
+def all_checked_down(resource: HAProxyResource) -> bool:
+    states = server_states(resource)
+    checked = [state for name, state in states.items() if name in GENERATED_NODES]
+    return len(checked) == len(GENERATED_NODES) and all(state.startswith("DOWN") for state in checked)
+
+
+@pytest.fixture
+def slow_keystones():
+    port = generated_config()[1]
+    made = [Backend(name, port, host=address, delay_s=SLOW_ANSWER_S).start()
+            for name, address in GENERATED_NODES.items()]
+    yield port
+    for backend in made:
+        backend.stop()
+
+
+def test_generated_backends_let_requests_wait_for_servers_too_slow_for_their_checks(resource, slow_keystones):
+    text, port = generated_config()
+    write_text(resource.params["config"], text)
+    assert resource("start").rc == 0
+    assert eventually(lambda: all_checked_down(resource), timeout=30), server_states(resource)
+    degraded = resource("monitor", depth=10)
+    assert degraded.rc == OCF.DEGRADED and "keystone" in degraded.reason, "the twins hid the checks' verdict"
+    assert get(port, timeout=SLOW_ANSWER_S + 10, host=GENERATED_VIP) in GENERATED_NODES
+    assert notify_keystone(resource, "pre", "stop", "ctl1", haproxy_resource=resource.instance) == 0
+    states = server_states(resource)  # a server down stays DOWN when drained
+    assert states[fallback_of("ctl1")] == "DRAIN" and states[fallback_of("ctl2")] == "no check", states
+    assert notify_keystone(resource, "post", "start", "ctl1", haproxy_resource=resource.instance) == 0
+    assert server_states(resource)[fallback_of("ctl1")] == "no check"
+
+
+def test_negative_control_without_the_twins_slow_servers_get_503(resource, slow_keystones):
+    text, port = generated_config()
+    stripped = [line for line in text.splitlines()
+                if FALLBACK_SUFFIX not in line and "allbackups" not in line]
+    assert len(stripped) < len(text.splitlines())
+    write_text(resource.params["config"], "\n".join(stripped) + "\n")
+    assert resource("start").rc == 0
+    assert eventually(lambda: all_checked_down(resource), timeout=30), server_states(resource)
+    with pytest.raises(OSError, match="HTTP 503"):
+        get(port, timeout=SLOW_ANSWER_S + 10, host=GENERATED_VIP)
