@@ -76,6 +76,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import subprocess
     from collections.abc import Iterable
+    from xml.etree import ElementTree
 
     import pika
 
@@ -105,6 +106,12 @@ BOOT_RESERVE_S = 25.0
 JOIN_RESERVE_S = 30.0  # what a new node's join (stop_app, join_cluster, start_app, grow) is left
 PEER_POLL_S = 2.0
 JOIN_QUEUE_S = 60.0  # what a new node waits at most for the new nodes before it by name to join
+# What a new node waits before it may judge that a peer Pacemaker shows online is not being started
+# with it (``idle_peers``): the peers' starts of the same transition record theirs within this.
+IDLE_SETTLE_S = 10.0
+CIB_CAP_S = 5.0
+PENDING = "-1"  # op-status of an operation under way (Pacemaker's record-pending)
+IDLE, STARTING, ACTIVE = "idle", "starting", "active"  # an instance in the CIB's status
 STOP_RESERVE_S = 10.0  # a boot waiting for its peers is stopped by the agent this long before the deadline
 TABLE_WAIT_PHASES = 2
 TABLE_WAIT_MIN_S = 5.0
@@ -477,6 +484,22 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
             return []
         return sorted(node for node in self.pacemaker if node != self.nodename)
 
+    idle: frozenset[str] = frozenset()  # peers online in Pacemaker but neither running nor starting
+
+    def idle_peers(self, peers: list[str]) -> frozenset[str]:
+        """Of ``peers``, those Pacemaker shows online whose instance of this resource is neither
+        active nor being started (the CIB's status: ``instance_idle``), once this start has waited
+        ``IDLE_SETTLE_S``. Pacemaker starts every instance of a transition at once unless it limits
+        its actions (``batch-limit``, or a load above ``load-threshold``: one action at a time across
+        the cluster): then a peer's start waits behind this one, and waiting for it would hold both.
+        Empty when that cannot be told: no answer from the CIB, or this very start is not recorded
+        there as under way (``record-pending`` off: a peer's start would not be either)."""
+        states = cib_instance_states(self.deadline, self.env.instance.split(":", 1)[0])
+        if states is None or states.get(self.pacemaker_name) != STARTING:
+            return frozenset()
+        return frozenset(node for name, state in states.items() if state == IDLE
+                         and (node := self.node_for(name)) in peers and not self.known_down(node))
+
     def known_down(self, node: str) -> bool:
         """Pacemaker knows the node of broker ``node`` and it is not an online member (down for good
         as far as this start can tell). Unknown nodes and answers outside a cluster: False."""
@@ -694,9 +717,10 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
 
     def bootstrapper(self, peers: list[str]) -> str:
         """The node that starts a new cluster when no broker runs yet: the first by name of this one and
-        its peers not known to be down, so that new nodes started together form one cluster, not one
-        each."""
-        return min([self.nodename, *(peer for peer in peers if not self.known_down(peer))])
+        its peers not known to be down nor idle (``idle_peers``), so that new nodes started together
+        form one cluster, not one each."""
+        return min([self.nodename, *(peer for peer in peers
+                                     if not self.known_down(peer) and peer not in self.idle)])
 
     def await_cluster(self) -> None:
         """Before launching a new node that does not start the cluster (``bootstrapper``): wait for a
@@ -708,6 +732,10 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
         show down, for ``JOIN_QUEUE_S`` at most (a peer online but not starting, in standby say, must
         not keep it out), leaving the boot and the join their share of the budget. No running peer
         by then: the start fails, no broker launched.
+
+        Peers whose start is held back behind this one (``idle_peers``) are not waited for: without
+        a running peer, and first by name of the others, this node starts the cluster itself (they
+        join it when their turn comes).
         """
         import time
 
@@ -720,8 +748,13 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
         logged = False
         while True:
             peer, status = self.running_peer(peers, quiet=True)
-            missing = before - set(status.get("running_nodes", []))
+            missing = before - set(status.get("running_nodes", [])) - self.idle
             if peer and not missing:
+                return
+            if not peer and self.bootstrapper(peers) == self.nodename:
+                self.log.warning(f"new node {self.nodename} starts the cluster: no broker runs and "
+                                 f"{', '.join(sorted(self.idle))} (online in Pacemaker) neither run nor are "
+                                 "being started: Pacemaker runs their starts after this one")
                 return
             left = min(self.deadline.remaining() - BOOT_RESERVE_S - JOIN_RESERVE_S,
                        waited_from + JOIN_QUEUE_S - self.deadline.elapsed())
@@ -732,12 +765,15 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
                               f"{', '.join(sorted(before))} ({first}, the first node by name, starts it)")
                 logged = True
             time.sleep(min(PEER_POLL_S, left))
+            if self.deadline.elapsed() - waited_from >= IDLE_SETTLE_S:
+                self.idle = self.idle_peers(peers)
         if peer:
             self.log.warning(f"new node {self.nodename} joins {peer} without waiting any longer for "
                              f"{', '.join(sorted(missing))} (online in Pacemaker, not running a broker)")
             return
         raise OCFError(OCF.ERR_GENERIC, f"new node {self.nodename} found no running peer to join within its "
-                       f"start's budget; {first}, the first node by name, starts the cluster")
+                       f"start's budget; {self.bootstrapper(peers)}, the first node by name, starts the "
+                       "cluster")
 
     def running_peer(self, peers: list[str], quiet: bool = False) -> tuple[str, dict[str, list[str]]]:
         """The first peer whose broker runs and answers ``cluster_status``, and its answer; empty
@@ -920,6 +956,55 @@ def pacemaker_nodes(deadline: Deadline) -> dict[str, bool] | None:
         if len(fields) >= 3 and fields[1] != "(null)":
             nodes[fields[1]] = nodes.get(fields[1], False) or fields[2] == "member"
     return nodes or None
+
+
+def cib_instance_states(deadline: Deadline, resource: str) -> dict[str, str] | None:
+    """Each node in the CIB's status -> the state of ``resource`` there (``instance_state``); None
+    without an answer (not in a cluster, no cibadmin, no time)."""
+    from agents.ocf.proc import run
+
+    try:
+        done = run(["cibadmin", "--query", "--scope", "status"], deadline, cap=CIB_CAP_S)
+    except OCFError:
+        return None
+    if done.returncode != 0:
+        return None
+    return instance_states(done.stdout, resource)
+
+
+def instance_states(status_xml: str, resource: str) -> dict[str, str] | None:
+    """From the CIB's status section: each node (``uname``) -> the state of ``resource`` there. None
+    when the text is not that XML."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(status_xml)  # noqa: S314 - the CIB manager's answer to root
+    except ElementTree.ParseError:
+        return None
+    states = {}
+    for node in root.iter("node_state"):
+        last = None
+        for entry in node.iter("lrm_resource"):
+            if entry.get("id") == resource:
+                last = entry.find(f"lrm_rsc_op[@id='{resource}_last_0']")
+        states[node.get("uname", "")] = instance_state(last)
+    states.pop("", None)
+    return states
+
+
+def instance_state(last: ElementTree.Element | None) -> str:
+    """What a resource's last operation on a node (``<id>_last_0``; None: none recorded) says of it.
+    IDLE, neither active nor on its way: nothing recorded, a completed or pending stop, a probe that
+    found it stopped, a start that failed (a stop follows). STARTING: a start under way (``op-status``
+    -1, Pacemaker's record-pending). ACTIVE: anything else, whatever is not understood included."""
+    if last is None:
+        return IDLE
+    operation, status, rc = last.get("operation"), last.get("op-status"), last.get("rc-code")
+    if status == PENDING:
+        return IDLE if operation == "stop" else STARTING if operation == "start" else ACTIVE
+    stopped = (status == "0" and ((operation == "stop" and rc == "0") or (operation == "start" and rc != "0")
+                                  or (operation == "monitor" and rc == "7" and last.get("interval") == "0")))
+    return IDLE if stopped else ACTIVE
 
 
 def short_name(name: str) -> str:

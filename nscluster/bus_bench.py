@@ -53,7 +53,6 @@ from nscluster.messaging_reference import ReferenceRabbitInCluster
 from nscluster.nova import (
     NOVA_DIRS,
     RPC_TOPICS,
-    UNTHROTTLED,
     NovaInCluster,
     PlacementBesideCluster,
     lead_queues_from,
@@ -185,7 +184,7 @@ def with_nova(cluster: Cluster, rabbit: RabbitInCluster, made: dict[str, NovaPat
     compute = NovaInCluster(cluster, db_port=database.PORT, keystone=keystone, rabbit=rabbit,
                             placement=placement)
     made["nova"] = NovaPath(compute, placement)
-    tables: dict[str, dict[str, object]] = {**db.overrides(), "cluster.properties": dict(UNTHROTTLED)}
+    tables: dict[str, dict[str, object]] = db.overrides()
     stack = openstack.stack_with_keystone(cluster, tables, keystone, database.SOCKET, rabbit, placement,
                                           compute)
     config.push(cluster, stack)

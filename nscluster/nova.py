@@ -84,12 +84,6 @@ RPC_TOPICS = {CONDUCTOR: "conductor", SCHEDULER: "scheduler"}
 REGION = "RegionOne"
 PLACEMENT_PORT = 18778
 PLACEMENT_USER = "placement"
-# The three nodes share this machine, and other test clusters may run beside them: each controller
-# sees the whole machine's load average and, above load-threshold (80 % of the cores), throttles every
-# transition to one action at a time across the cluster. The brokers' first formation then fails:
-# a joining broker waits its whole start for the first node by name, whose start Pacemaker holds
-# back behind it (seen in 3 runs of 4 with two other clusters running: load 6-14 on 2 cores).
-UNTHROTTLED = {"load-threshold": "2000%"}
 
 
 @dataclasses.dataclass

@@ -25,7 +25,7 @@ from harness.cluster_fixtures import (
 from nscluster import config, database, health, messaging, nova
 from nscluster.cluster import ClusterError, wait_until
 from nscluster.messaging import RABBIT_DIRS, RabbitInCluster
-from nscluster.nova import NOVA_DIRS, UNTHROTTLED, NovaInCluster, PlacementBesideCluster, pongs
+from nscluster.nova import NOVA_DIRS, NovaInCluster, PlacementBesideCluster, pongs
 from nscluster.openstack import (
     GLANCE,
     GLANCE_PORT,
@@ -55,7 +55,7 @@ def services(request):
     request.addfinalizer(lambda: made["placement"].stop() if "placement" in made else None)
 
     def build(cluster, db):
-        database_tables = {**db.overrides(), "cluster.properties": UNTHROTTLED}
+        database_tables = db.overrides()
         mysql_socket = database.SOCKET
         made["keystone"] = keystone = KeystoneInCluster(cluster, db_port=database.PORT,
                                                         workers=KEYSTONE_WORKERS)
