@@ -488,7 +488,7 @@ class RabbitMQ(CredentialsFile, TCPDaemonAgent):
 
     def idle_peers(self, peers: list[str]) -> frozenset[str]:
         """Of ``peers``, those Pacemaker shows online whose instance of this resource is neither
-        active nor being started (the CIB's status: ``instance_idle``), once this start has waited
+        active nor being started (the CIB's status: ``instance_state``), once this start has waited
         ``IDLE_SETTLE_S``. Pacemaker starts every instance of a transition at once unless it limits
         its actions (``batch-limit``, or a load above ``load-threshold``: one action at a time across
         the cluster): then a peer's start waits behind this one, and waiting for it would hold both.

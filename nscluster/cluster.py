@@ -236,6 +236,20 @@ def cib_seed() -> str:
 HARNESS_PROPERTIES = {"dc-deadtime": "2s"}
 
 
+def mount_point(target: str) -> None:
+    """A private directory's mount point on this machine: there already, or made empty (root's,
+    0755) in a parent only root may write, such as ``/var/log/memcached``, which the memcached agent
+    makes on a controller at its first start but Debian's package does not."""
+    path = Path(target)
+    if path.is_dir():
+        return
+    parent = path.parent.stat()
+    if path.is_symlink() or path.exists() or parent.st_uid != 0 or parent.st_mode & 0o022:
+        raise ClusterError(f"private directory {target} does not exist on this machine, and the harness "
+                           "does not make it there")
+    path.mkdir(mode=0o755)
+
+
 # What the fence agent imports, copied into the run's state directory: pacemaker-controld asks for
 # its meta-data as user hacluster, who may not be able to read the checkout (a 0700 clone).
 FENCE_AGENT_MODULES = ("fence_agent.py", "broker_protocol.py")
@@ -335,8 +349,7 @@ class Cluster:
                      [str(node.directory / "log-pacemaker"), "/var/log/pacemaker"],
                      [str(node.directory / "log-corosync"), "/var/log/corosync"]]
             for target in self.spec.private_dirs:
-                if not Path(target).is_dir():
-                    raise ClusterError(f"private directory {target} does not exist on this machine")
+                mount_point(target)
                 source = self.node_path(node.name, target)
                 source.mkdir(parents=True)
                 binds.append([str(source), target])

@@ -22,6 +22,7 @@ from nscluster.cluster import (
     ClusterSpec,
     cleanup_run,
     corosync_conf,
+    mount_point,
     root_netns_inode,
     stale_runs,
 )
@@ -71,6 +72,23 @@ def test_site_file_is_toml_that_crmtool_renders(tmp_path):
     ids = {p.get("id") for p in rendered.iter("primitive")}
     assert {"public-vip", "db-vip", "dummy", "fence-node1", "fence-node2", "fence-node3"} <= ids
     assert "mysql" not in ids
+
+
+@needs_root
+def test_a_missing_private_directory_is_made_only_where_root_alone_writes(tmp_path):
+    tmp_path.chmod(0o755)
+    made = tmp_path / "memcached"
+    mount_point(str(made))
+    assert made.is_dir() and made.stat().st_uid == 0 and made.stat().st_mode & 0o777 == 0o755
+    mount_point(str(made))  # there already: left as it is
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o1777)
+    for refused in (tmp_path / "link", shared / "memcached"):
+        with pytest.raises(ClusterError, match="does not exist on this machine"):
+            mount_point(str(refused))
+    assert not (tmp_path / "elsewhere").exists() and not (shared / "memcached").exists()
 
 
 def test_probe_refuses_to_run_outside_the_expected_namespace():
