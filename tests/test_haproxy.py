@@ -523,16 +523,17 @@ def all_checked_down(resource: HAProxyResource) -> bool:
 
 @pytest.fixture
 def slow_keystones():
-    port = generated_config()[1]
+    """The generated configuration and keystone's port in it, with a slow keystone on every node."""
+    text, port = generated_config()
     made = [Backend(name, port, host=address, delay_s=SLOW_ANSWER_S).start()
             for name, address in GENERATED_NODES.items()]
-    yield port
+    yield text, port
     for backend in made:
         backend.stop()
 
 
 def test_generated_backends_let_requests_wait_for_servers_too_slow_for_their_checks(resource, slow_keystones):
-    text, port = generated_config()
+    text, port = slow_keystones
     write_text(resource.params["config"], text)
     assert resource("start").rc == 0
     assert eventually(lambda: all_checked_down(resource), timeout=30), server_states(resource)
@@ -547,7 +548,7 @@ def test_generated_backends_let_requests_wait_for_servers_too_slow_for_their_che
 
 
 def test_negative_control_without_the_twins_slow_servers_get_503(resource, slow_keystones):
-    text, port = generated_config()
+    text, port = slow_keystones
     stripped = [line for line in text.splitlines()
                 if FALLBACK_SUFFIX not in line and "allbackups" not in line]
     assert len(stripped) < len(text.splitlines())
